@@ -46,6 +46,18 @@ int tg__is_b64token_char(unsigned char c);
 tg_err_t tg__config_parse_text(tg_config_t *cfg, const char *text, size_t len,
                                const char *name, tg_diag_t *diag);
 
+/*
+ * Read a whole file that must be a regular file (opened O_NOFOLLOW), owned
+ * by root or the caller, with none of the mode bits in forbidden (022: not
+ * group/world-writable; 077: owner-only), and at most max bytes.
+ * key names the config key in messages (NULL for the config file itself).
+ * *text is caller-owned (NUL-terminated; free it with tg_secret_free_len
+ * when it may hold a secret).
+ */
+tg_err_t tg__file_read_checked(const char *path, const char *key,
+                               unsigned forbidden, size_t max, char **text,
+                               size_t *len, tg_diag_t *diag);
+
 /* Does a rule in cfg need the profile (groups or the evaluation flag)? */
 int tg__rules_need_profile(const tg_config_t *cfg);
 
