@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_errors.c - the error list, diag, sanitizing, fingerprints, the local
+ * token and credential checks, and the clear functions that wipe secrets.
+ * Each test is named by what it protects.
+ */
+#include "tokengate.h"
+#include "tg_internal.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void
+assert_contains(const char *haystack, const char *needle)
+{
+    if (strstr(haystack, needle) == NULL) {
+        fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* The error list                                                         */
+/* ---------------------------------------------------------------------- */
+
+static void
+every_error_has_a_distinct_prefixed_name_and_a_message(void **state)
+{
+    int a, b;
+
+    (void) state;
+    for (a = 0; a < TG_ERR_MAX; a++) {
+        const char *name = tg_err_name((tg_err_t) a);
+        const char *msg = tg_strerror((tg_err_t) a);
+
+        assert_non_null(name);
+        assert_non_null(msg);
+        assert_true(strncmp(name, "TG_", 3) == 0);
+        assert_true(strlen(name) > 3);
+        assert_true(msg[0] != '\0');
+        for (b = 0; b < a; b++) {
+            assert_string_not_equal(name, tg_err_name((tg_err_t) b));
+            assert_string_not_equal(msg, tg_strerror((tg_err_t) b));
+        }
+    }
+    assert_string_equal(tg_err_name(TG_OK), "TG_OK");
+    assert_string_equal(tg_strerror(TG_OK), "success");
+    assert_string_equal(tg_err_name(TG_TOKEN_INVALID), "TG_TOKEN_INVALID");
+    assert_string_equal(tg_strerror(TG_TOKEN_INVALID),
+                        "token invalid or expired");
+}
+
+static void
+out_of_range_errors_never_give_null(void **state)
+{
+    (void) state;
+    assert_string_equal(tg_err_name(TG_ERR_MAX), "TG_UNKNOWN");
+    assert_string_equal(tg_err_name((tg_err_t) -1), "TG_UNKNOWN");
+    assert_string_equal(tg_err_name((tg_err_t) 1000), "TG_UNKNOWN");
+    assert_string_equal(tg_strerror(TG_ERR_MAX), "unknown error");
+    assert_string_equal(tg_strerror((tg_err_t) -1), "unknown error");
+}
+
+/* The CLI exit code of an error is its value: append only. */
+static void
+error_values_are_the_cli_exit_codes(void **state)
+{
+    (void) state;
+    assert_int_equal(TG_OK, 0);
+    assert_int_equal(TG_CONFIG, 1);
+    assert_int_equal(TG_INPUT, 2);
+    assert_int_equal(TG_REJECTED, 3);
+    assert_int_equal(TG_TOKEN_INVALID, 4);
+    assert_int_equal(TG_FORBIDDEN, 5);
+    assert_int_equal(TG_NOT_FOUND, 6);
+    assert_int_equal(TG_IDENTITY, 7);
+    assert_int_equal(TG_RATE_LIMITED, 8);
+    assert_int_equal(TG_UNAVAILABLE, 9);
+    assert_int_equal(TG_TIMEOUT, 10);
+    assert_int_equal(TG_TLS, 11);
+    assert_int_equal(TG_PROTOCOL, 12);
+    assert_int_equal(TG_NOMEM, 13);
+    assert_int_equal(TG_VALIDATION, 14);
+    assert_int_equal(TG_INTERNAL, 15);
+    assert_int_equal(TG_ERR_MAX, 16);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Diag                                                                   */
+/* ---------------------------------------------------------------------- */
+
+static void
+diag_clear_resets_everything(void **state)
+{
+    tg_diag_t d;
+
+    (void) state;
+    memset(&d, 0x5a, sizeof(d));
+    tg_diag_clear(&d);
+    assert_string_equal(d.message, "");
+    assert_int_equal(d.http_status, 0);
+    assert_int_equal(d.retry_after, -1);
+    assert_int_equal(d.n_fields, 0);
+    assert_string_equal(d.fields[0].field, "");
+    tg_diag_clear(NULL);
+}
+
+static void
+diag_first_error_wins_until_cleared(void **state)
+{
+    tg_diag_t d;
+
+    (void) state;
+    tg_diag_clear(&d);
+    assert_int_equal(tg__fail(&d, TG_TIMEOUT, "first %d", 1), TG_TIMEOUT);
+    assert_int_equal(tg__fail(&d, TG_CONFIG, "second"), TG_CONFIG);
+    assert_string_equal(d.message, "first 1");
+    tg_diag_clear(&d);
+    assert_int_equal(tg__fail(&d, TG_CONFIG, "second"), TG_CONFIG);
+    assert_string_equal(d.message, "second");
+    /* No diag: the code still comes back. */
+    assert_int_equal(tg__fail(NULL, TG_TLS, "x"), TG_TLS);
+}
+
+static void
+diag_empty_message_falls_back_to_strerror(void **state)
+{
+    tg_diag_t d;
+
+    (void) state;
+    tg_diag_clear(&d);
+    assert_int_equal(tg__fail(&d, TG_TIMEOUT, "%s", ""), TG_TIMEOUT);
+    assert_string_equal(d.message, "timed out");
+}
+
+static void
+diag_long_message_is_cut_and_terminated(void **state)
+{
+    char big[2000];
+    tg_diag_t d;
+
+    (void) state;
+    memset(big, 'm', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    tg_diag_clear(&d);
+    tg__fail(&d, TG_PROTOCOL, "%s", big);
+    assert_int_equal(strlen(d.message), sizeof(d.message) - 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sanitize                                                               */
+/* ---------------------------------------------------------------------- */
+
+static void
+sanitize_replaces_control_and_non_ascii_bytes(void **state)
+{
+    static const char in[] = "a\r\nb\x1b[31mc\x7f\xc3\xa9\td\0e";
+    char out[64];
+
+    (void) state;
+    tg__sanitize(out, sizeof(out), in, sizeof(in) - 1);
+    assert_string_equal(out, "a??b?[31mc????d?e");
+}
+
+static void
+sanitize_cuts_with_ellipsis(void **state)
+{
+    char out[8];
+
+    (void) state;
+    tg__sanitize(out, sizeof(out), "abcdefghij", 10);
+    assert_string_equal(out, "abcd...");
+    /* An exact fit is not cut. */
+    tg__sanitize(out, sizeof(out), "abcdefg", 7);
+    assert_string_equal(out, "abcdefg");
+    /* Only len bytes are read. */
+    tg__sanitize(out, sizeof(out), "abcdefghij", 3);
+    assert_string_equal(out, "abc");
+    tg__sanitize(out, 1, "abc", 3);
+    assert_string_equal(out, "");
+    tg__sanitize(out, sizeof(out), NULL, 3);
+    assert_string_equal(out, "");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fingerprints                                                           */
+/* ---------------------------------------------------------------------- */
+
+static void
+fingerprint_is_the_sha256_prefix(void **state)
+{
+    char fp[TG_FINGERPRINT_SIZE], fp2[TG_FINGERPRINT_SIZE];
+
+    (void) state;
+    /* SHA-256("abc") = ba7816bf 8f01cfea ... (FIPS 180-2 example). */
+    tg_fingerprint("abc", 3, fp);
+    assert_string_equal(fp, "ba7816bf");
+    assert_int_equal(strlen(fp), 8);
+    /* The length is what counts, not the NUL. */
+    tg_fingerprint("abcdef", 3, fp2);
+    assert_string_equal(fp2, "ba7816bf");
+    /* SHA-256("") = e3b0c442 ... */
+    tg_fingerprint("", 0, fp);
+    assert_string_equal(fp, "e3b0c442");
+    tg_fingerprint("abd", 3, fp2);
+    assert_string_not_equal(fp2, "ba7816bf");
+    tg_fingerprint(NULL, 3, fp);
+    assert_string_equal(fp, "????????");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Token and credential checks                                            */
+/* ---------------------------------------------------------------------- */
+
+typedef struct check_case {
+    const char *what;
+    const char *input;
+    tg_err_t expect;
+} check_case_t;
+
+/* "Zq9" marks each input, to check that no message quotes it. */
+static const check_case_t token_cases[] = {
+    {"plain", "Zq9abcDEF012", TG_OK},
+    {"every token character", "Zq9AZaz09-._~+/", TG_OK},
+    {"trailing =", "Zq9abc=", TG_OK},
+    {"trailing ==", "Zq9abc==", TG_OK},
+    {"= in the middle", "Zq9ab=c", TG_INPUT},
+    {"= only", "=", TG_INPUT},
+    {"leading =", "=Zq9abc", TG_INPUT},
+    {"empty", "", TG_INPUT},
+    {"CR", "Zq9abc\rdef", TG_INPUT},
+    {"LF", "Zq9abc\ndef", TG_INPUT},
+    {"CRLF header injection", "Zq9abc\r\nX-Admin: 1", TG_INPUT},
+    {"space", "Zq9abc def", TG_INPUT},
+    {"tab", "Zq9abc\tdef", TG_INPUT},
+    {"colon (client:secret form)", "Zq9abc:def", TG_INPUT},
+    {"double quote", "Zq9abc\"def", TG_INPUT},
+    {"comma", "Zq9abc,def", TG_INPUT},
+    {"backslash", "Zq9abc\\def", TG_INPUT},
+    {"DEL", "Zq9abc\x7f", TG_INPUT},
+    {"ESC", "Zq9abc\x1b[0m", TG_INPUT},
+    {"non-ASCII", "Zq9abc\xc3\xa9", TG_INPUT},
+    {"sshd fake password", "\b\n\r\177INCORRECT", TG_INPUT},
+};
+
+static void
+token_check_accepts_b64token_only(void **state)
+{
+    size_t i;
+
+    (void) state;
+    for (i = 0; i < sizeof(token_cases) / sizeof(token_cases[0]); i++) {
+        const check_case_t *c = &token_cases[i];
+        tg_diag_t d;
+        tg_err_t err;
+
+        tg_diag_clear(&d);
+        err = tg_token_check(c->input, &d);
+        if (err != c->expect) {
+            fail_msg("case \"%s\": got %s (%s)", c->what, tg_err_name(err),
+                     d.message);
+        }
+        if (err == TG_OK) {
+            assert_string_equal(d.message, "");
+        } else {
+            assert_true(d.message[0] != '\0');
+            assert_null(strstr(d.message, "Zq9"));
+            assert_null(strstr(d.message, "INCORRECT"));
+        }
+    }
+    assert_int_equal(tg_token_check(NULL, NULL), TG_INPUT);
+}
+
+static void
+token_check_stops_at_nul(void **state)
+{
+    static const char buf[] = "Zq9abc\0\r\nX: y";
+    tg_diag_t d;
+
+    (void) state;
+    /* A C string ends at its NUL: what follows is never sent. */
+    tg_diag_clear(&d);
+    assert_int_equal(tg_token_check(buf, &d), TG_OK);
+}
+
+static void
+token_check_length_limit(void **state)
+{
+    char *tok = malloc(TG_TOKEN_MAX + 2);
+    tg_diag_t d;
+
+    (void) state;
+    memset(tok, 'a', TG_TOKEN_MAX + 1);
+    tok[TG_TOKEN_MAX] = '\0';
+    tg_diag_clear(&d);
+    assert_int_equal(tg_token_check(tok, &d), TG_OK);
+    tok[TG_TOKEN_MAX] = 'a';
+    tok[TG_TOKEN_MAX + 1] = '\0';
+    assert_int_equal(tg_token_check(tok, &d), TG_INPUT);
+    assert_contains(d.message, "longer than 4096 bytes");
+    assert_null(strstr(d.message, "aaaa"));
+    free(tok);
+}
+
+static void
+token_check_one_megabyte_is_refused(void **state)
+{
+    size_t n = 1024 * 1024;
+    char *tok = malloc(n + 1);
+    tg_diag_t d;
+
+    (void) state;
+    memset(tok, 'a', n);
+    tok[n] = '\0';
+    tg_diag_clear(&d);
+    assert_int_equal(tg_token_check(tok, &d), TG_INPUT);
+    free(tok);
+}
+
+static const check_case_t cred_cases[] = {
+    {"plain", "Zq9-client.id_01", TG_OK},
+    {"printable punctuation", "Zq9!#$%&'()*+,./:;<=>?@[]^`{|}~", TG_OK},
+    {"empty", "", TG_INPUT},
+    {"space", "Zq9 x", TG_INPUT},
+    {"tab", "Zq9\tx", TG_INPUT},
+    {"CR", "Zq9\rx", TG_INPUT},
+    {"LF", "Zq9\nx", TG_INPUT},
+    {"ESC", "Zq9\x1bx", TG_INPUT},
+    {"DEL", "Zq9\x7fx", TG_INPUT},
+    {"sshd fake password", "\b\n\r\177INCORRECT", TG_INPUT},
+};
+
+static void
+credential_check_refuses_control_and_space(void **state)
+{
+    size_t i;
+
+    (void) state;
+    for (i = 0; i < sizeof(cred_cases) / sizeof(cred_cases[0]); i++) {
+        const check_case_t *c = &cred_cases[i];
+        tg_diag_t d;
+        tg_err_t err;
+
+        tg_diag_clear(&d);
+        err = tg_credential_check(c->input, "client secret", &d);
+        if (err != c->expect) {
+            fail_msg("case \"%s\": got %s (%s)", c->what, tg_err_name(err),
+                     d.message);
+        }
+        if (err != TG_OK) {
+            assert_contains(d.message, "client secret");
+            assert_null(strstr(d.message, "Zq9"));
+            assert_null(strstr(d.message, "INCORRECT"));
+        }
+    }
+    assert_int_equal(tg_credential_check(NULL, "client id", NULL), TG_INPUT);
+}
+
+static void
+credential_check_length_limit(void **state)
+{
+    char *v = malloc(TG_SECRET_MAX + 2);
+    tg_diag_t d;
+
+    (void) state;
+    memset(v, 's', TG_SECRET_MAX + 1);
+    v[TG_SECRET_MAX] = '\0';
+    tg_diag_clear(&d);
+    assert_int_equal(tg_credential_check(v, "client secret", &d), TG_OK);
+    v[TG_SECRET_MAX] = 's';
+    v[TG_SECRET_MAX + 1] = '\0';
+    assert_int_equal(tg_credential_check(v, "client secret", &d), TG_INPUT);
+    assert_contains(d.message, "the client secret is longer than 1024 bytes");
+    assert_null(strstr(d.message, "ssss"));
+    free(v);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Secrets and clearing                                                   */
+/* ---------------------------------------------------------------------- */
+
+static void
+secret_dup_copies_and_free_accepts_null(void **state)
+{
+    char src[] = "s3cret";
+    char *s = tg_secret_dup(src);
+
+    (void) state;
+    assert_non_null(s);
+    assert_string_equal(s, "s3cret");
+    assert_true(s != src);
+    tg_secret_free(s);
+    s = tg_secret_dup(NULL);
+    assert_string_equal(s, "");
+    tg_secret_free(s);
+    tg_secret_free(NULL);
+    tg_secret_free_len(NULL, 16);
+    s = malloc(16);
+    memset(s, 'x', 16);
+    tg_secret_free_len(s, 16);
+}
+
+static void
+request_clear_frees_and_zeroes_and_is_idempotent(void **state)
+{
+    tg_request_t req;
+
+    (void) state;
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = strdup("https://x/login");
+    req.authorization = strdup("Bearer Zq9secret");
+    req.content_type = "application/json";
+    req.accept = "application/json";
+    req.body = strdup("{\"secret\":\"Zq9\"}");
+    req.body_len = strlen(req.body);
+    tg_request_clear(&req);
+    assert_null(req.method);
+    assert_null(req.url);
+    assert_null(req.authorization);
+    assert_null(req.content_type);
+    assert_null(req.accept);
+    assert_null(req.body);
+    assert_int_equal(req.body_len, 0);
+    tg_request_clear(&req);
+}
+
+static void
+token_credentials_session_clear_leave_nothing(void **state)
+{
+    tg_token_t tok;
+    tg_credentials_t cr;
+    tg_session_t se;
+
+    (void) state;
+    tok.value = strdup("Zq9token");
+    tok.expires_at = 1234;
+    tg_token_clear(&tok);
+    assert_null(tok.value);
+    assert_int_equal(tok.expires_at, 0);
+    tg_token_clear(&tok);
+
+    cr.client_id = strdup("cid");
+    cr.secret = strdup("Zq9secret");
+    cr.created_ms = 5;
+    cr.credentials_id = 6;
+    tg_credentials_clear(&cr);
+    assert_null(cr.client_id);
+    assert_null(cr.secret);
+    tg_credentials_clear(&cr);
+
+    se.workspace_id = strdup("dev");
+    se.sudo_user_id = strdup("7");
+    tg_session_clear(&se);
+    assert_null(se.workspace_id);
+    assert_null(se.sudo_user_id);
+    tg_session_clear(&se);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(
+            every_error_has_a_distinct_prefixed_name_and_a_message),
+        cmocka_unit_test(out_of_range_errors_never_give_null),
+        cmocka_unit_test(error_values_are_the_cli_exit_codes),
+        cmocka_unit_test(diag_clear_resets_everything),
+        cmocka_unit_test(diag_first_error_wins_until_cleared),
+        cmocka_unit_test(diag_empty_message_falls_back_to_strerror),
+        cmocka_unit_test(diag_long_message_is_cut_and_terminated),
+        cmocka_unit_test(sanitize_replaces_control_and_non_ascii_bytes),
+        cmocka_unit_test(sanitize_cuts_with_ellipsis),
+        cmocka_unit_test(fingerprint_is_the_sha256_prefix),
+        cmocka_unit_test(token_check_accepts_b64token_only),
+        cmocka_unit_test(token_check_stops_at_nul),
+        cmocka_unit_test(token_check_length_limit),
+        cmocka_unit_test(token_check_one_megabyte_is_refused),
+        cmocka_unit_test(credential_check_refuses_control_and_space),
+        cmocka_unit_test(credential_check_length_limit),
+        cmocka_unit_test(secret_dup_copies_and_free_accepts_null),
+        cmocka_unit_test(request_clear_frees_and_zeroes_and_is_idempotent),
+        cmocka_unit_test(token_credentials_session_clear_leave_nothing),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
