@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures for the integration tests: a real tokengate-devserver on a free
+loopback port, and a runner for the real tokengate CLI.
+
+Every process a test starts is stopped when the test ends.  Only 127.0.0.1
+is ever contacted.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+BUILDDIR = os.environ.get("TG_BUILDDIR")
+
+# Demo users built into the devserver (devserver/demo-users.json).
+DEMO = {
+    name: {"client_id": f"{name}-client", "secret": f"{name}-secret-DEMO-0001"}
+    for name in ("alice", "bob", "carol", "dave")
+}
+
+# The CLI's exit codes are the tg_err_t values (common/tokengate.h).
+EXIT = {
+    "OK": 0, "CONFIG": 1, "INPUT": 2, "REJECTED": 3, "TOKEN_INVALID": 4,
+    "FORBIDDEN": 5, "NOT_FOUND": 6, "IDENTITY": 7, "RATE_LIMITED": 8,
+    "UNAVAILABLE": 9, "TIMEOUT": 10, "TLS": 11, "PROTOCOL": 12, "NOMEM": 13,
+    "VALIDATION": 14, "INTERNAL": 15, "USAGE": 64,
+}
+
+# Secrets that must never appear in any output the tests see.
+ALL_SECRETS = [u["secret"] for u in DEMO.values()]
+
+
+def binary(rel):
+    if not BUILDDIR:
+        pytest.fail("TG_BUILDDIR is not set: run the tests through scripts/check")
+    path = os.path.join(BUILDDIR, rel)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is not built: run scripts/check")
+    return path
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Devserver:
+    """A tokengate-devserver process and its control endpoint."""
+
+    def __init__(self, tmp_path, args=(), scheme="http"):
+        self.log_path = tmp_path / f"devserver-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary("devserver/tokengate-devserver"),
+             "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.url = self.control = None
+        deadline = time.monotonic() + 15
+        lines = []
+        while (self.url is None or self.control is None) \
+                and time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode(errors="replace")
+            if not line:
+                break
+            lines.append(line)
+            if "listening on " in line:
+                self.url = line.split("listening on ", 1)[1].strip()
+            elif "control on " in line:
+                self.control = line.split("control on ", 1)[1].strip()
+        if self.url is None or self.control is None:
+            self.stop()
+            raise RuntimeError("devserver did not start: %r %s" % (
+                lines, self.log_path.read_text(errors="replace")))
+        # Keep draining stdout so the server never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _control(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.control + path, data=data,
+                                     method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else None
+
+    def fault(self, **rule):
+        return self._control("POST", "/faults", rule)
+
+    def clear_faults(self):
+        return self._control("DELETE", "/faults")
+
+    def counters(self):
+        return self._control("GET", "/counters")
+
+    def reset_counters(self):
+        return self._control("DELETE", "/counters")
+
+    def advance_clock(self, seconds):
+        return self._control("POST", "/clock", {"advance": seconds})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def devserver_factory(tmp_path):
+    servers = []
+
+    def start(*args):
+        srv = Devserver(tmp_path, args)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        rc = srv.stop()
+        log = srv.log_path.read_text(errors="replace")
+        for secret in ALL_SECRETS:
+            assert secret not in log, "devserver logged a secret"
+        assert rc == 0, f"devserver exited with {rc}:\n{log[-3000:]}"
+        assert "ERROR: AddressSanitizer" not in log
+        assert "runtime error:" not in log
+
+
+@pytest.fixture
+def devserver(devserver_factory):
+    return devserver_factory()
+
+
+class Result:
+    def __init__(self, proc, elapsed):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+        self.elapsed = elapsed
+
+    @property
+    def text(self):
+        return self.out + self.err
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"rc={self.rc}\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+class Cli:
+    """Runs the real tokengate binary with a private HOME, config and token
+    file, and checks that no secret leaks into its output."""
+
+    def __init__(self, tmp_path, url, api):
+        self.tmp = tmp_path
+        self.api = api
+        self.home = tmp_path / "home"
+        self.home.mkdir(exist_ok=True)
+        self.token_file = tmp_path / "token.json"
+        self.config = tmp_path / f"tokengate-{api}.conf"
+        self.write_config(url=url, api=api)
+
+    def write_config(self, **keys):
+        text = "".join(f"{k} = {v}\n" for k, v in keys.items())
+        self.config.write_text(text)
+        os.chmod(self.config, 0o600)
+
+    def env(self, extra=None):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "TOKENGATE_TOKEN_FILE": str(self.token_file),
+        }
+        for key in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        env.update(extra or {})
+        return env
+
+    def __call__(self, *args, env=None, input=None, timeout=60,
+                 allow_secrets=(), config=True):
+        cmd = [binary("cli/tokengate")]
+        if config:
+            cmd += ["--config", str(self.config)]
+        cmd += [str(a) for a in args]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, env=self.env(env), input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        res = Result(proc, time.monotonic() - start)
+        for secret in ALL_SECRETS + list(getattr(self, "extra_secrets", [])):
+            if secret in allow_secrets:
+                continue
+            assert secret not in res.text, f"secret leaked in output: {res}"
+        assert "AddressSanitizer" not in res.err, res
+        assert "runtime error:" not in res.err, res
+        return res
+
+    def login(self, user="alice", **kw):
+        return self("login", "--client-id", DEMO[user]["client_id"],
+                    env={"TOKENGATE_SECRET": DEMO[user]["secret"]}, **kw)
+
+    def stored_token(self):
+        return json.loads(self.token_file.read_text())["token"]
+
+
+@pytest.fixture(params=["insight", "looker"])
+def api(request):
+    return request.param
+
+
+@pytest.fixture
+def cli(tmp_path, devserver, api):
+    return Cli(tmp_path, devserver.url, api)

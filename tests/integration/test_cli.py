@@ -1,0 +1,334 @@
+# SPDX-License-Identifier: MIT
+"""The tokengate CLI against a real devserver, every command, both flavors."""
+import json
+import os
+import stat
+
+from conftest import DEMO, EXIT
+
+
+def test_login_then_whoami(cli, devserver, api):
+    """A login costs one token call and one validation call on one
+    connection, stores the token owner-only, and whoami reads it back."""
+    devserver.reset_counters()
+    res = cli.login("alice")
+    assert res.rc == 0, res
+    assert "logged in as" in res.text and "alice" in res.text
+    counters = devserver.counters()
+    assert counters["token"] == 1 and counters["validate"] + counters["profile"] == 1
+    assert counters["connections"] == 1
+    mode = stat.S_IMODE(os.stat(cli.token_file).st_mode)
+    assert mode == 0o600
+    stored = json.loads(cli.token_file.read_text())
+    assert stored["api"] == api and stored["url"].startswith("http://127.0.0.1")
+
+    res = cli("whoami")
+    assert res.rc == 0, res
+    assert "alice@example.com" in res.out
+    assert "authorization: allowed" in res.out
+
+
+def test_whoami_json_is_stable(cli):
+    assert cli.login("alice").rc == 0
+    res = cli("--json", "whoami")
+    assert res.rc == 0, res
+    doc = res.json()
+    assert doc["ok"] is True
+    assert doc["email"] == "alice@example.com"
+    assert isinstance(doc["groups"], list)
+    assert "token" not in doc
+
+
+def test_wrong_secret_is_rejected(cli, devserver):
+    res = cli("login", "--client-id", "alice-client",
+              env={"TOKENGATE_SECRET": "not-the-secret"})
+    assert res.rc == EXIT["REJECTED"], res
+    assert "rejected" in res.err
+    assert not cli.token_file.exists()
+
+
+def test_unknown_client_id_is_rejected(cli):
+    res = cli("login", "--client-id", "nobody-client",
+              env={"TOKENGATE_SECRET": "whatever-secret"})
+    assert res.rc == EXIT["REJECTED"], res
+
+
+def test_secret_from_stdin(cli):
+    res = cli("login", "--client-id", "bob-client", "--secret-stdin",
+              input=DEMO["bob"]["secret"] + "\n")
+    assert res.rc == 0, res
+    assert "bob" in res.text
+
+
+def test_secret_file_must_be_owner_only(cli, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(DEMO["alice"]["secret"] + "\n")
+    os.chmod(secret_file, 0o644)
+    res = cli("login", "--client-id", "alice-client", "--secret-file",
+              secret_file)
+    assert res.rc == EXIT["CONFIG"], res
+    assert "owner" in res.err
+    os.chmod(secret_file, 0o600)
+    res = cli("login", "--client-id", "alice-client", "--secret-file",
+              secret_file)
+    assert res.rc == 0, res
+
+
+def test_secret_is_never_taken_from_argv(cli):
+    """There is no option that takes a secret on the command line."""
+    res = cli("login", "--client-id", "alice-client", "--secret",
+              DEMO["alice"]["secret"], allow_secrets=[DEMO["alice"]["secret"]])
+    assert res.rc == EXIT["USAGE"], res
+
+
+def test_no_secret_and_no_tty_fails_clearly(cli):
+    res = cli("login", "--client-id", "alice-client", input="")
+    assert res.rc == EXIT["INPUT"], res
+    assert "secret" in res.err
+
+
+def test_print_token_is_explicit(cli):
+    res = cli.login("alice")
+    assert res.rc == 0
+    token = cli.stored_token()
+    assert token not in res.text
+    res = cli("login", "--client-id", "alice-client", "--print-token",
+              env={"TOKENGATE_SECRET": DEMO["alice"]["secret"]})
+    assert res.rc == 0, res
+    assert res.out.strip() == cli.stored_token()
+
+
+def test_whoami_without_login(cli):
+    res = cli("whoami")
+    assert res.rc != 0
+    assert "login" in res.err
+
+
+def test_token_from_environment(cli):
+    assert cli.login("bob").rc == 0
+    token = cli.stored_token()
+    os.unlink(cli.token_file)
+    res = cli("whoami", env={"TOKENGATE_TOKEN": token})
+    assert res.rc == 0, res
+    assert "bob@example.com" in res.out
+    assert token not in res.text
+
+
+def test_expired_token_is_refused_by_server(cli, devserver):
+    assert cli.login("alice").rc == 0
+    token = cli.stored_token()
+    devserver.advance_clock(7200)
+    res = cli("whoami", env={"TOKENGATE_TOKEN": token})
+    assert res.rc == EXIT["TOKEN_INVALID"], res
+
+
+def test_stored_token_is_never_sent_to_another_server(cli, devserver_factory,
+                                                      api):
+    assert cli.login("alice").rc == 0
+    other = devserver_factory()
+    other.reset_counters()
+    res = cli("--url", other.url, "whoami")
+    assert res.rc == EXIT["INPUT"], res
+    counters = other.counters()
+    assert sum(v for k, v in counters.items() if k != "connections") == 0
+
+
+def test_profile(cli, api):
+    assert cli.login("alice").rc == 0
+    res = cli("--json", "profile")
+    assert res.rc == 0, res
+    doc = res.json()
+    assert doc["ok"] is True
+    assert doc["email"] == "alice@example.com"
+    if api == "insight":
+        assert "analysts" in doc["groups"]
+    else:
+        assert "7" in doc["groups"]
+
+
+# Groups as each flavor names them: insight authority groups, looker group
+# ids (alice is in admins+analysts / 7+9, bob in neither).
+GROUPS = {"insight": ("admins", "analysts"), "looker": ("9", "7")}
+
+
+def test_rules_groups(cli, api):
+    admins, analysts = GROUPS[api]
+    assert cli.login("bob").rc == 0
+    res = cli("-o", f"require_groups={admins}", "whoami")
+    assert res.rc == EXIT["FORBIDDEN"], res
+    assert admins in res.text
+    assert cli.login("alice").rc == 0
+    res = cli("-o", f"require_groups={admins} {analysts}", "-o",
+              "require_groups_mode=all", "whoami")
+    assert res.rc == 0, res
+    res = cli("-o", f"require_groups={admins} nobody", "-o",
+              "require_groups_mode=all", "whoami")
+    assert res.rc == EXIT["FORBIDDEN"], res
+
+
+def test_rules_evaluation_user(cli, api):
+    assert cli.login("carol").rc == 0
+    res = cli("-o", "deny_evaluation=yes", "whoami")
+    if api == "insight":
+        assert res.rc == EXIT["FORBIDDEN"], res
+        assert "evaluation" in res.text
+    else:
+        # Looker has no evaluation users.
+        assert res.rc == 0, res
+
+
+def test_disabled_user_cannot_log_in(cli):
+    res = cli.login("dave")
+    assert res.rc in (EXIT["REJECTED"], EXIT["FORBIDDEN"]), res
+    assert not cli.token_file.exists()
+
+
+def test_logout(cli, api):
+    assert cli.login("alice").rc == 0
+    token = cli.stored_token()
+    res = cli("logout")
+    assert res.rc == 0, res
+    assert not cli.token_file.exists()
+    res = cli("whoami", env={"TOKENGATE_TOKEN": token})
+    if api == "looker":
+        assert res.rc == EXIT["TOKEN_INVALID"], res
+    else:
+        # insight has no logout call: the token lives until it expires,
+        # and the CLI says so.
+        assert res.rc == 0, res
+
+
+def test_credentials_rotation_insight(tmp_path, devserver_factory):
+    from conftest import Cli
+    srv = devserver_factory()
+    cli = Cli(tmp_path, srv.url, "insight")
+    assert cli.login("alice").rc == 0
+    res = cli("--json", "credentials", "show")
+    assert res.rc == 0, res
+    first_id = res.json()["credentials_id"]
+
+    res = cli("--json", "credentials", "new",
+              allow_secrets=ALL_ALLOWED)
+    assert res.rc == 0, res
+    doc = res.json()
+    assert doc["credentials_id"] > first_id
+    new_id, new_secret = doc["client_id"], doc["secret"]
+    cli.extra_secrets = [new_secret]
+
+    # The previous pair is revoked, the new one works.
+    res = cli.login("alice")
+    assert res.rc == EXIT["REJECTED"], res
+    res = cli("login", "--client-id", new_id,
+              env={"TOKENGATE_SECRET": new_secret})
+    assert res.rc == 0, res
+
+    res = cli("credentials", "revoke")
+    assert res.rc == 0, res
+    res = cli("credentials", "show")
+    assert res.rc == EXIT["NOT_FOUND"], res
+    res = cli("login", "--client-id", new_id,
+              env={"TOKENGATE_SECRET": new_secret})
+    assert res.rc == EXIT["REJECTED"], res
+
+
+ALL_ALLOWED = ()  # credentials new prints a fresh secret, not a demo one
+
+
+def test_credentials_not_in_looker(tmp_path, devserver):
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "looker")
+    assert cli.login("alice").rc == 0
+    res = cli("credentials", "show")
+    assert res.rc == EXIT["INPUT"], res
+    assert "looker" in res.err
+
+
+def test_session_workspace_looker(tmp_path, devserver):
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "looker")
+    assert cli.login("alice").rc == 0
+    res = cli("--json", "session")
+    assert res.rc == 0, res
+    assert res.json()["workspace_id"] == "production"
+    res = cli("--json", "session", "--workspace", "dev")
+    assert res.rc == 0, res
+    assert res.json()["workspace_id"] == "dev"
+    res = cli("--json", "session")
+    assert res.json()["workspace_id"] == "dev"
+    res = cli("--json", "session", "--workspace", "staging")
+    assert res.rc == EXIT["VALIDATION"], res
+    doc = res.json()
+    assert doc["ok"] is False and doc["error"] == "TG_VALIDATION"
+    assert doc["fields"][0]["field"] == "workspace_id"
+
+
+def test_sudo_looker(tmp_path, devserver):
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "looker")
+    assert cli.login("alice").rc == 0
+    out = tmp_path / "sudo-token"
+    res = cli("sudo", "2", "--output", out)
+    assert res.rc == 0, res
+    assert "bob" in res.text
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    sudo_token = out.read_text().strip()
+    res = cli("--json", "whoami", env={"TOKENGATE_TOKEN": sudo_token})
+    assert res.rc == 0, res
+    assert res.json()["email"] == "bob@example.com"
+    res = cli("--json", "session", env={"TOKENGATE_TOKEN": sudo_token})
+    assert res.rc == 0, res
+    assert res.json()["sudo_user_id"] == "2"
+
+    # Only admins may sudo; the user id must be digits.
+    assert cli.login("bob").rc == 0
+    res = cli("sudo", "1", "--output", tmp_path / "x")
+    assert res.rc == EXIT["FORBIDDEN"], res
+    assert cli.login("alice").rc == 0
+    res = cli("sudo", "../1", "--output", tmp_path / "y")
+    assert res.rc == EXIT["INPUT"], res
+
+
+def test_sudo_not_in_insight(tmp_path, devserver):
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "insight")
+    assert cli.login("alice").rc == 0
+    res = cli("sudo", "2", "--print-token")
+    assert res.rc == EXIT["INPUT"], res
+
+
+def test_check_healthy(cli):
+    res = cli("check")
+    assert res.rc == 0, res
+    assert "FAIL" not in res.out
+
+
+def test_check_reports_unreachable(cli, tmp_path):
+    from conftest import free_port
+    res = cli("--url", f"http://127.0.0.1:{free_port()}", "check")
+    assert res.rc == EXIT["UNAVAILABLE"], res
+    assert "FAIL" in res.out
+
+
+def test_help_on_every_command(cli):
+    for cmd in ("login", "whoami", "profile", "logout", "credentials",
+                "session", "sudo", "check"):
+        res = cli(cmd, "--help", config=False)
+        assert res.rc == 0, res
+        assert cmd in res.out
+    res = cli("--help", config=False)
+    assert res.rc == 0 and "credentials" in res.out
+    res = cli("frobnicate", config=False)
+    assert res.rc == EXIT["USAGE"], res
+
+
+def test_bad_config_names_the_key(cli):
+    cli.write_config(url="http://127.0.0.1:1", api="insight", timeuot="5")
+    res = cli("whoami")
+    assert res.rc == EXIT["CONFIG"], res
+    assert "timeuot" in res.err and ":3" in res.err
+
+
+def test_plain_http_to_remote_host_refused(cli):
+    res = cli("--url", "http://bi.example.com", "check")
+    assert res.rc == EXIT["CONFIG"], res
+    assert "http" in res.err
