@@ -42,35 +42,112 @@
 #define DEFAULT_SENT_AT 1700000000
 
 typedef struct tcase {
-    char *name;     /* "file.json: case name", owned */
+    char *name; /* "file.json: case name", owned */
     int is_build;
-    json_t *c;      /* the case object, borrowed from its file */
+    json_t *c; /* the case object, borrowed from its file */
 } tcase_t;
 
 typedef struct bytes {
-    char *p;        /* NUL-terminated, owned; NULL when absent */
+    char *p; /* NUL-terminated, owned; NULL when absent */
     size_t len;
 } bytes_t;
 
+/* Everything a parser may fill. */
+typedef struct parse_out {
+    tg_token_t token;
+    tg_identity_t *identity;
+    tg_credentials_t creds;
+    tg_session_t session;
+} parse_out_t;
+
+static int hex_value(char c);
+static int bytes_append(bytes_t *b, json_t *spec);
+static bytes_t case_bytes(const tcase_t *tc, json_t *obj, const char *key);
+static int key_allowed(const char *const *keys, const char *key);
+static int check_keys(const char *where, json_t *obj, const char *const *keys);
+static tg_err_t err_by_name(const tcase_t *tc, const char *name);
+static tg_config_t *case_config(const tcase_t *tc);
+static tg_insight_validate_t case_which(const tcase_t *tc);
+static tg_creds_op_t case_op(const tcase_t *tc);
+static void expect_str(const tcase_t *tc, const char *what, const char *got,
+                       json_t *want);
+static void expect_int(const tcase_t *tc, const char *what, long long got,
+                       json_t *want);
+static void expect_not_in(const tcase_t *tc, const char *message,
+                          const char *needle, size_t len, const char *what);
+static void expect_message(const tcase_t *tc, json_t *expect,
+                           const char *message);
+static void expect_err(const tcase_t *tc, tg_err_t got, tg_err_t want,
+                       const tg_diag_t *diag);
+static tg_err_t run_build(const tcase_t *tc, const tg_config_t *cfg,
+                          const bytes_t *id, const bytes_t *secret,
+                          const bytes_t *token, const bytes_t *user,
+                          const bytes_t *ws, tg_request_t *req,
+                          tg_diag_t *diag);
+static void test_build_case(void **state);
+static tg_err_t run_parse(const tcase_t *tc, const tg_config_t *cfg,
+                          const tg_response_t *resp, time_t sent_at,
+                          parse_out_t *out, tg_diag_t *diag);
+static void parse_out_free(parse_out_t *out);
+static void expect_identity(const tcase_t *tc, json_t *expect,
+                            const tg_identity_t *id);
+static void expect_groups(const tcase_t *tc, json_t *expect,
+                          const tg_identity_t *id);
+static void expect_fields(const tcase_t *tc, json_t *expect,
+                          const tg_diag_t *diag);
+static void test_parse_case(void **state);
+static void test_clear_zeroed(void **state);
+static void test_null_arguments(void **state);
+static void test_first_error_wins(void **state);
+static int is_case_file(const struct dirent *d);
+static int load_file(const char *dir, const char *file, json_t **roots,
+                     size_t n_roots, tcase_t **cases, size_t *n_cases);
+
 static const char *const build_keys[] = {
-    "name", "comment", "api", "call", "config", "client_id", "secret",
-    "token", "which", "op", "user_id", "workspace", "expect", NULL};
+    "name",  "comment", "api", "call",    "config",    "client_id", "secret",
+    "token", "which",   "op",  "user_id", "workspace", "expect",    NULL};
 static const char *const build_expect_keys[] = {
-    "err", "method", "url", "authorization", "content_type", "accept",
-    "body", "message", "message_contains", "message_not_contains", NULL};
+    "err",    "method", "url",     "authorization",    "content_type",
+    "accept", "body",   "message", "message_contains", "message_not_contains",
+    NULL};
 static const char *const parse_keys[] = {
-    "name", "comment", "api", "call", "which", "op", "status",
-    "content_type", "body", "body_json", "retry_after", "sent_at", "config",
-    "secrets", "expect", NULL};
-static const char *const parse_expect_keys[] = {
-    "err", "id", "name", "email", "display_name", "first_name", "last_name",
-    "groups", "n_groups", "expires_at", "evaluation", "disabled",
-    "has_profile", "token", "retry_after", "fields", "message",
-    "message_contains", "message_not_contains", "client_id", "secret",
-    "created_ms", "credentials_id", "workspace_id", "sudo_user_id", NULL};
-static const char *const config_keys[] = {
-    "url", "insight_base_path", "looker_api_version", "looker_auth_scheme",
-    "token_max_age", "max_response_bytes", "retry_after_max", NULL};
+    "name",   "comment",      "api",    "call",      "which",       "op",
+    "status", "content_type", "body",   "body_json", "retry_after", "sent_at",
+    "config", "secrets",      "expect", NULL};
+static const char *const parse_expect_keys[] = {"err",
+                                                "id",
+                                                "name",
+                                                "email",
+                                                "display_name",
+                                                "first_name",
+                                                "last_name",
+                                                "groups",
+                                                "n_groups",
+                                                "expires_at",
+                                                "evaluation",
+                                                "disabled",
+                                                "has_profile",
+                                                "token",
+                                                "retry_after",
+                                                "fields",
+                                                "message",
+                                                "message_contains",
+                                                "message_not_contains",
+                                                "client_id",
+                                                "secret",
+                                                "created_ms",
+                                                "credentials_id",
+                                                "workspace_id",
+                                                "sudo_user_id",
+                                                NULL};
+static const char *const config_keys[] = {"url",
+                                          "insight_base_path",
+                                          "looker_api_version",
+                                          "looker_auth_scheme",
+                                          "token_max_age",
+                                          "max_response_bytes",
+                                          "retry_after_max",
+                                          NULL};
 
 /* ---------------------------------------------------------------------- */
 /* Case data helpers                                                      */
@@ -143,7 +220,8 @@ bytes_append(bytes_t *b, json_t *spec)
             if (!json_is_array(parts)) {
                 return -1;
             }
-            json_array_foreach (parts, i, part) {
+            json_array_foreach(parts, i, part)
+            {
                 if (bytes_append(&sub, part) != 0) {
                     free(sub.p);
                     return -1;
@@ -157,16 +235,22 @@ bytes_append(bytes_t *b, json_t *spec)
     } else {
         return -1;
     }
+    /* Grow once: a realloc per repetition makes a 1 MB case take minutes
+     * under ASan, whose quarantine keeps every freed block. */
+    if (chunk_len != 0
+        && (size_t) repeat > (SIZE_MAX - b->len - 1) / chunk_len) {
+        abort();
+    }
+    grown = realloc(b->p, b->len + chunk_len * (size_t) repeat + 1);
+    if (grown == NULL) {
+        abort();
+    }
+    b->p = grown;
     for (r = 0; r < repeat; r++) {
-        grown = realloc(b->p, b->len + chunk_len + 1);
-        if (grown == NULL) {
-            abort();
-        }
-        b->p = grown;
         memcpy(b->p + b->len, src, chunk_len);
         b->len += chunk_len;
-        b->p[b->len] = '\0';
     }
+    b->p[b->len] = '\0';
     if (b->p == NULL) {
         b->p = calloc(1, 1);
     }
@@ -213,7 +297,8 @@ check_keys(const char *where, json_t *obj, const char *const *keys)
         fprintf(stderr, "%s: not a JSON object\n", where);
         return -1;
     }
-    json_object_foreach (obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         if (!key_allowed(keys, key)) {
             fprintf(stderr, "%s: unknown key \"%s\"\n", where, key);
             return -1;
@@ -253,15 +338,15 @@ case_config(const tcase_t *tc)
     int i;
 
     assert_non_null(cfg);
-    if (api == NULL || (strcmp(api, "insight") != 0
-                        && strcmp(api, "looker") != 0)) {
+    if (api == NULL ||
+        (strcmp(api, "insight") != 0 && strcmp(api, "looker") != 0)) {
         print_error("%s: api must be insight or looker\n", tc->name);
         fail();
     }
     cfg->api = strcmp(api, "looker") == 0 ? TG_API_LOOKER : TG_API_INSIGHT;
-    cfg->url = strdup(cfg->api == TG_API_LOOKER
-                          ? "https://looker.example.com:19999"
-                          : "https://insight.example.com");
+    cfg->url =
+        strdup(cfg->api == TG_API_LOOKER ? "https://looker.example.com:19999"
+                                         : "https://insight.example.com");
     strs[0] = &cfg->url;
     strs[1] = &cfg->insight_base_path;
     strs[2] = &cfg->looker_api_version;
@@ -275,8 +360,7 @@ case_config(const tcase_t *tc)
         v = json_object_get(over, names[i]);
         if (v != NULL) {
             free(*strs[i]);
-            *strs[i] = json_is_string(v) ? strdup(json_string_value(v))
-                                         : NULL;
+            *strs[i] = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
         }
         v = json_object_get(over, num_names[i]);
         if (v != NULL) {
@@ -285,10 +369,9 @@ case_config(const tcase_t *tc)
     }
     v = json_object_get(over, "looker_auth_scheme");
     if (v != NULL) {
-        cfg->looker_auth_scheme =
-            strcmp(json_string_value(v), "bearer") == 0
-                ? TG_LOOKER_SCHEME_BEARER
-                : TG_LOOKER_SCHEME_TOKEN;
+        cfg->looker_auth_scheme = strcmp(json_string_value(v), "bearer") == 0
+                                      ? TG_LOOKER_SCHEME_BEARER
+                                      : TG_LOOKER_SCHEME_TOKEN;
     }
     return cfg;
 }
@@ -342,16 +425,14 @@ case_op(const tcase_t *tc)
 /* ---------------------------------------------------------------------- */
 
 static void
-expect_str(const tcase_t *tc, const char *what, const char *got,
-           json_t *want)
+expect_str(const tcase_t *tc, const char *what, const char *got, json_t *want)
 {
     if (want == NULL) {
         return;
     }
     if (json_is_null(want)) {
         if (got != NULL) {
-            print_error("%s: %s: got \"%s\", want NULL\n", tc->name, what,
-                        got);
+            print_error("%s: %s: got \"%s\", want NULL\n", tc->name, what, got);
             fail();
         }
         return;
@@ -402,20 +483,22 @@ expect_message(const tcase_t *tc, json_t *expect, const char *message)
     v = json_object_get(expect, "message_contains");
     if (json_is_string(v)) {
         if (strstr(message, json_string_value(v)) == NULL) {
-            print_error("%s: message \"%s\" lacks \"%s\"\n", tc->name,
-                        message, json_string_value(v));
+            print_error("%s: message \"%s\" lacks \"%s\"\n", tc->name, message,
+                        json_string_value(v));
             fail();
         }
     }
-    json_array_foreach (v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (strstr(message, json_string_value(item)) == NULL) {
-            print_error("%s: message \"%s\" lacks \"%s\"\n", tc->name,
-                        message, json_string_value(item));
+            print_error("%s: message \"%s\" lacks \"%s\"\n", tc->name, message,
+                        json_string_value(item));
             fail();
         }
     }
     v = json_object_get(expect, "message_not_contains");
-    json_array_foreach (v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (strstr(message, json_string_value(item)) != NULL) {
             print_error("%s: message \"%s\" has \"%s\"\n", tc->name, message,
                         json_string_value(item));
@@ -443,8 +526,7 @@ expect_err(const tcase_t *tc, tg_err_t got, tg_err_t want,
         fail();
     }
     if (want != TG_OK && diag->message[0] == '\0') {
-        print_error("%s: %s without a message\n", tc->name,
-                    tg_err_name(got));
+        print_error("%s: %s without a message\n", tc->name, tg_err_name(got));
         fail();
     }
 }
@@ -558,17 +640,9 @@ test_build_case(void **state)
 /* Parse cases                                                            */
 /* ---------------------------------------------------------------------- */
 
-typedef struct parse_out {
-    tg_token_t token;
-    tg_identity_t *identity;
-    tg_credentials_t creds;
-    tg_session_t session;
-} parse_out_t;
-
 static tg_err_t
-run_parse(const tcase_t *tc, const tg_config_t *cfg,
-          const tg_response_t *resp, time_t sent_at, parse_out_t *out,
-          tg_diag_t *diag)
+run_parse(const tcase_t *tc, const tg_config_t *cfg, const tg_response_t *resp,
+          time_t sent_at, parse_out_t *out, tg_diag_t *diag)
 {
     const char *call = json_string_value(json_object_get(tc->c, "call"));
 
@@ -585,8 +659,7 @@ run_parse(const tcase_t *tc, const tg_config_t *cfg,
     } else if (strcmp(call, "profile") == 0) {
         return tg_parse_profile(cfg, resp, &out->identity, diag);
     } else if (strcmp(call, "credentials") == 0) {
-        return tg_parse_credentials(cfg, resp, case_op(tc), &out->creds,
-                                    diag);
+        return tg_parse_credentials(cfg, resp, case_op(tc), &out->creds, diag);
     } else if (strcmp(call, "logout") == 0) {
         return tg_parse_logout(cfg, resp, diag);
     } else if (strcmp(call, "session") == 0) {
@@ -659,7 +732,8 @@ expect_groups(const tcase_t *tc, json_t *expect, const tg_identity_t *id)
                     json_array_size(groups));
         fail();
     }
-    json_array_foreach (groups, i, g) {
+    json_array_foreach(groups, i, g)
+    {
         if (strcmp(id->groups[i], json_string_value(g)) != 0) {
             print_error("%s: group %zu is \"%s\", want \"%s\"\n", tc->name, i,
                         id->groups[i], json_string_value(g));
@@ -683,11 +757,12 @@ expect_fields(const tcase_t *tc, json_t *expect, const tg_diag_t *diag)
         return;
     }
     if ((size_t) diag->n_fields != json_array_size(fields)) {
-        print_error("%s: %d field errors, want %zu\n", tc->name,
-                    diag->n_fields, json_array_size(fields));
+        print_error("%s: %d field errors, want %zu\n", tc->name, diag->n_fields,
+                    json_array_size(fields));
         fail();
     }
-    json_array_foreach (fields, i, f) {
+    json_array_foreach(fields, i, f)
+    {
         expect_str(tc, "field", diag->fields[i].field,
                    json_object_get(f, "field"));
         expect_str(tc, "code", diag->fields[i].code,
@@ -745,7 +820,8 @@ test_parse_case(void **state)
     got = run_parse(tc, cfg, &resp, sent_at, &out, &diag);
     expect_err(tc, got, want, &diag);
     expect_message(tc, expect, diag.message);
-    json_array_foreach (json_object_get(tc->c, "secrets"), i, item) {
+    json_array_foreach(json_object_get(tc->c, "secrets"), i, item)
+    {
         expect_not_in(tc, diag.message, json_string_value(item),
                       json_string_length(item), "a secret");
     }
@@ -779,12 +855,11 @@ test_parse_case(void **state)
                    json_object_get(expect, "token"));
         expect_int(tc, "expires_at", (long long) out.token.expires_at,
                    json_object_get(expect, "expires_at"));
-    } else if (strcmp(call, "validate") == 0
-               || strcmp(call, "profile") == 0) {
+    } else if (strcmp(call, "validate") == 0 || strcmp(call, "profile") == 0) {
         expect_identity(tc, expect, out.identity);
         expect_groups(tc, expect, out.identity);
-    } else if (strcmp(call, "credentials") == 0
-               && case_op(tc) != TG_CREDS_REVOKE) {
+    } else if (strcmp(call, "credentials") == 0 &&
+               case_op(tc) != TG_CREDS_REVOKE) {
         assert_non_null(out.creds.client_id);
         assert_non_null(out.creds.secret);
         expect_str(tc, "client_id", out.creds.client_id,
@@ -867,29 +942,27 @@ test_null_arguments(void **state)
                      TG_CONFIG);
     assert_int_equal(tg_build_token(cfg, "id-123", "secret", NULL, &diag),
                      TG_INPUT);
-    assert_int_equal(tg_build_validate(cfg, NULL, TG_INSIGHT_VALIDATE_USER,
-                                       &req, NULL),
-                     TG_INPUT);
+    assert_int_equal(
+        tg_build_validate(cfg, NULL, TG_INSIGHT_VALIDATE_USER, &req, NULL),
+        TG_INPUT);
     assert_int_equal(tg_parse_token(NULL, &resp, 0, &tok, NULL), TG_INPUT);
     assert_int_equal(tg_parse_token(cfg, NULL, 0, &tok, NULL), TG_INPUT);
     assert_int_equal(tg_parse_token(cfg, &resp, 0, NULL, NULL), TG_INPUT);
     assert_int_equal(tg_parse_profile(cfg, &resp, NULL, NULL), TG_INPUT);
-    assert_int_equal(tg_parse_validate(cfg, NULL, TG_INSIGHT_VALIDATE_USER,
-                                       &id, NULL),
-                     TG_INPUT);
+    assert_int_equal(
+        tg_parse_validate(cfg, NULL, TG_INSIGHT_VALIDATE_USER, &id, NULL),
+        TG_INPUT);
     assert_null(id);
-    assert_int_equal(tg_parse_credentials(cfg, &resp, TG_CREDS_SHOW, NULL,
-                                          NULL),
-                     TG_INPUT);
+    assert_int_equal(
+        tg_parse_credentials(cfg, &resp, TG_CREDS_SHOW, NULL, NULL), TG_INPUT);
     assert_int_equal(tg_parse_logout(cfg, NULL, NULL), TG_INPUT);
     assert_int_equal(tg_parse_session(cfg, &resp, NULL, NULL), TG_INPUT);
     /* revoke has no output: out may be NULL. */
     resp.status = 204;
     resp.body = NULL;
     resp.body_len = 0;
-    assert_int_equal(tg_parse_credentials(cfg, &resp, TG_CREDS_REVOKE, NULL,
-                                          NULL),
-                     TG_OK);
+    assert_int_equal(
+        tg_parse_credentials(cfg, &resp, TG_CREDS_REVOKE, NULL, NULL), TG_OK);
     /* A body pointer missing with a length is the transport's bug. */
     resp.status = 200;
     resp.body_len = 5;
@@ -926,8 +999,8 @@ is_case_file(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
 
-    return d->d_name[0] != '.' && n > 5
-           && strcmp(d->d_name + n - 5, ".json") == 0;
+    return d->d_name[0] != '.' && n > 5 &&
+           strcmp(d->d_name + n - 5, ".json") == 0;
 }
 
 /* Load every case of one file into *cases (grown); -1 on any error. */
@@ -944,8 +1017,7 @@ load_file(const char *dir, const char *file, json_t **roots, size_t n_roots,
 
     snprintf(path, sizeof(path), "%s/%s", dir, file);
     /* NUL is allowed in case files: a body may need one. */
-    root = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-                          &jerr);
+    root = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (root == NULL) {
         fprintf(stderr, "%s:%d:%d: %s\n", path, jerr.line, jerr.column,
                 jerr.text);
@@ -963,23 +1035,23 @@ load_file(const char *dir, const char *file, json_t **roots, size_t n_roots,
         return -1;
     }
     is_build = strcmp(kind, "build") == 0;
-    json_array_foreach (list, i, c) {
+    json_array_foreach(list, i, c)
+    {
         name = json_string_value(json_object_get(c, "name"));
         snprintf(where, sizeof(where), "%.255s: case %zu (%.200s)", file, i,
                  name != NULL ? name : "no name");
-        if (name == NULL
-            || check_keys(where, c,
-                          is_build ? build_keys : parse_keys) != 0
-            || check_keys(where, json_object_get(c, "expect"),
-                          is_build ? build_expect_keys : parse_expect_keys)
-                   != 0
-            || (json_object_get(c, "config") != NULL
-                && check_keys(where, json_object_get(c, "config"),
-                              config_keys) != 0)
-            || !json_is_string(
+        if (name == NULL ||
+            check_keys(where, c, is_build ? build_keys : parse_keys) != 0 ||
+            check_keys(where, json_object_get(c, "expect"),
+                       is_build ? build_expect_keys : parse_expect_keys) != 0 ||
+            (json_object_get(c, "config") != NULL &&
+             check_keys(where, json_object_get(c, "config"), config_keys) !=
+                 0) ||
+            !json_is_string(
                 json_object_get(json_object_get(c, "expect"), "err"))) {
-            fprintf(stderr, "%s: invalid case (it needs a name, an expect "
-                            "with err, and only known keys)\n",
+            fprintf(stderr,
+                    "%s: invalid case (it needs a name, an expect "
+                    "with err, and only known keys)\n",
                     where);
             return -1;
         }
@@ -1039,8 +1111,8 @@ main(void)
         tests[i].initial_state = &cases[i];
     }
     memcpy(&tests[n_cases], fixed, sizeof(fixed));
-    printf("test_protocol: %zu cases from %d files in %s\n", n_cases,
-           n_files, dir);
+    printf("test_protocol: %zu cases from %d files in %s\n", n_cases, n_files,
+           dir);
     fflush(stdout);
 
     rc = _cmocka_run_group_tests("protocol", tests, n_tests, NULL, NULL);
