@@ -26,7 +26,7 @@
 #define TG_EXPIRY_SKEW 10
 /* Looker's lifetime when the answer has no expires_in (observed 3600 s). */
 #define TG_LOOKER_LIFETIME 3600
-/* Longest lifetime we believe: bounds caches and keeps sums from overflowing. */
+/* Longest lifetime we believe; bounds caches and keeps sums from overflow. */
 #define TG_LIFETIME_MAX (366L * 24 * 3600)
 /* JSON nesting we accept; our answers nest 3 deep and jansson recurses. */
 #define TG_JSON_DEPTH_MAX 32
@@ -50,7 +50,7 @@
 #define TG_EPOCH_MS_MIN 100000000000LL
 /* The last second we represent as an expiry: 9999-12-31T23:59:59Z. */
 #define TG_EPOCH_MAX 253402300799LL
-/* Longest expiry text we try to read ("2026-11-26T10:15:00.123456789+05:30"). */
+/* Longest expiry text we read ("2026-11-26T10:15:00.123456789+05:30"). */
 #define TG_EXPIRY_TEXT_MAX 64
 
 /* The calls, for the status mapping: a few statuses mean something else
@@ -80,8 +80,7 @@ static tg_err_t build_begin(const tg_config_t *cfg, tg_request_t *req,
                             tg_diag_t *diag);
 static tg_err_t require_api(const tg_config_t *cfg, tg_api_t api,
                             const char *what, tg_diag_t *diag);
-static tg_err_t check_url_part(const char *s, const char *key,
-                               tg_diag_t *diag);
+static tg_err_t check_url_part(const char *s, const char *key, tg_diag_t *diag);
 static tg_err_t make_url(const tg_config_t *cfg, const char *path,
                          const char *tail, char **out, tg_diag_t *diag);
 static tg_err_t set_authorization(const tg_config_t *cfg, const char *token,
@@ -124,8 +123,8 @@ static tg_err_t check_status(const tg_config_t *cfg, const tg_response_t *resp,
 static tg_err_t check_size(const tg_config_t *cfg, const tg_response_t *resp,
                            tg_diag_t *diag);
 static const char *json_error_text(const json_error_t *jerr, int secret);
-static tg_err_t decode_json(const char *p, size_t len, size_t flags,
-                            int secret, json_t **out, tg_diag_t *diag);
+static tg_err_t decode_json(const char *p, size_t len, size_t flags, int secret,
+                            json_t **out, tg_diag_t *diag);
 static tg_err_t load_json_answer(const tg_config_t *cfg,
                                  const tg_response_t *resp, tg_call_t call,
                                  json_t **out, tg_diag_t *diag);
@@ -155,11 +154,9 @@ static tg_err_t take_id(json_t *obj, const char *key, int allow_int,
                         int required, char **dst, tg_diag_t *diag);
 static size_t array_size(json_t *obj, const char *key);
 static tg_err_t add_groups(tg_identity_t *id, json_t *obj, const char *key,
-                           const char *prefix, int allow_int,
-                           tg_diag_t *diag);
+                           const char *prefix, int allow_int, tg_diag_t *diag);
 static tg_err_t fill_empty(tg_identity_t *id, tg_diag_t *diag);
-static int read_digits(const char *s, size_t len, size_t *pos, int n,
-                       int *out);
+static int read_digits(const char *s, size_t len, size_t *pos, int n, int *out);
 static long long days_from_civil(int y, int m, int d);
 static time_t parse_iso8601(const char *s, size_t len);
 static time_t parse_expiry(json_t *v);
@@ -174,20 +171,23 @@ static tg_err_t parse_identity(const tg_config_t *cfg,
                                const tg_response_t *resp, tg_call_t call,
                                int insight_user, tg_identity_t **out,
                                tg_diag_t *diag);
-static tg_err_t take_credential(json_t *root, const char *key,
-                                const char *what, char **dst,
-                                tg_diag_t *diag);
+static tg_err_t take_credential(json_t *root, const char *key, const char *what,
+                                char **dst, tg_diag_t *diag);
 static tg_err_t check_empty_answer(const tg_config_t *cfg,
                                    const tg_response_t *resp, tg_call_t call,
                                    tg_diag_t *diag);
 
-/* Indexed by tg_call_t. */
+/* Indexed by tg_call_t: name, ok_status, alt_status, secret_answer. */
 static const tg_call_info_t tg_calls[] = {
-    {"token", 200, 0, 1},    {"validate", 200, 0, 0},
-    {"profile", 200, 0, 0},  {"credentials show", 200, 0, 0},
-    {"credentials new", 200, 0, 1}, {"credentials revoke", 204, 200, 0},
-    {"logout", 204, 200, 0}, {"sudo", 200, 0, 1},
-    {"session", 200, 0, 0},
+    [TG_CALL_TOKEN] = {"token", 200, 0, 1},
+    [TG_CALL_VALIDATE] = {"validate", 200, 0, 0},
+    [TG_CALL_PROFILE] = {"profile", 200, 0, 0},
+    [TG_CALL_CREDS_SHOW] = {"credentials show", 200, 0, 0},
+    [TG_CALL_CREDS_NEW] = {"credentials new", 200, 0, 1},
+    [TG_CALL_CREDS_REVOKE] = {"credentials revoke", 204, 200, 0},
+    [TG_CALL_LOGOUT] = {"logout", 204, 200, 0},
+    [TG_CALL_SUDO] = {"sudo", 200, 0, 1},
+    [TG_CALL_SESSION] = {"session", 200, 0, 0},
 };
 
 /* ---------------------------------------------------------------------- */
@@ -259,8 +259,8 @@ check_url_part(const char *s, const char *key, tg_diag_t *diag)
  * tail (tail is a checked path segment or NULL).
  */
 static tg_err_t
-make_url(const tg_config_t *cfg, const char *path, const char *tail,
-         char **out, tg_diag_t *diag)
+make_url(const tg_config_t *cfg, const char *path, const char *tail, char **out,
+         tg_diag_t *diag)
 {
     const char *base, *prefix, *mid;
     size_t base_len, mid_len, len;
@@ -326,8 +326,8 @@ make_url(const tg_config_t *cfg, const char *path, const char *tail,
 
 /* The Authorization header value; the token is checked first (F14). */
 static tg_err_t
-set_authorization(const tg_config_t *cfg, const char *token,
-                  tg_request_t *req, tg_diag_t *diag)
+set_authorization(const tg_config_t *cfg, const char *token, tg_request_t *req,
+                  tg_diag_t *diag)
 {
     const char *scheme;
     size_t len;
@@ -338,8 +338,8 @@ set_authorization(const tg_config_t *cfg, const char *token,
         return err;
     }
     scheme = "Bearer ";
-    if (cfg->api == TG_API_LOOKER
-        && cfg->looker_auth_scheme == TG_LOOKER_SCHEME_TOKEN) {
+    if (cfg->api == TG_API_LOOKER &&
+        cfg->looker_auth_scheme == TG_LOOKER_SCHEME_TOKEN) {
         scheme = "token ";
     }
     len = strlen(scheme) + strlen(token);
@@ -408,8 +408,8 @@ utf8_valid(const char *s, size_t len)
             }
             cp = (cp << 6) | (p[i + k] & 0x3f);
         }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
-            || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
             return 0;
         }
         i += n + 1;
@@ -467,8 +467,7 @@ build_insight_token(const tg_config_t *cfg, const char *client_id,
         return tg__fail(diag, TG_INPUT, "the client id is not valid UTF-8");
     }
     if (!utf8_valid(secret, strlen(secret))) {
-        return tg__fail(diag, TG_INPUT,
-                        "the client secret is not valid UTF-8");
+        return tg__fail(diag, TG_INPUT, "the client secret is not valid UTF-8");
     }
     if (cfg->token_max_age <= 0) {
         return tg__fail(diag, TG_CONFIG,
@@ -481,12 +480,12 @@ build_insight_token(const tg_config_t *cfg, const char *client_id,
 
     body = json_object();
     jsecret = json_string(secret);
-    if (body == NULL || jsecret == NULL
-        || json_object_set_new(body, "clientId", json_string(client_id)) != 0
-        || json_object_set(body, "secret", jsecret) != 0
-        || json_object_set_new(body, "maxAge",
-                               json_integer((json_int_t) cfg->token_max_age))
-               != 0) {
+    if (body == NULL || jsecret == NULL ||
+        json_object_set_new(body, "clientId", json_string(client_id)) != 0 ||
+        json_object_set(body, "secret", jsecret) != 0 ||
+        json_object_set_new(body, "maxAge",
+                            json_integer((json_int_t) cfg->token_max_age)) !=
+            0) {
         err = tg__fail(diag, TG_NOMEM, "out of memory");
         goto out;
     }
@@ -508,9 +507,9 @@ out:
 static int
 is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-           || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~';
 }
 
 static size_t
@@ -558,8 +557,8 @@ build_looker_token(const tg_config_t *cfg, const char *client_id,
     if (err != TG_OK) {
         return err;
     }
-    len = strlen(k_id) + pct_encoded_len(client_id) + strlen(k_secret)
-          + pct_encoded_len(secret);
+    len = strlen(k_id) + pct_encoded_len(client_id) + strlen(k_secret) +
+          pct_encoded_len(secret);
     body = malloc(len + 1);
     if (body == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
@@ -643,8 +642,8 @@ out:
 }
 
 tg_err_t
-tg_build_profile(const tg_config_t *cfg, const char *token,
-                 tg_request_t *req, tg_diag_t *diag)
+tg_build_profile(const tg_config_t *cfg, const char *token, tg_request_t *req,
+                 tg_diag_t *diag)
 {
     tg_err_t err;
 
@@ -652,10 +651,10 @@ tg_build_profile(const tg_config_t *cfg, const char *token,
     if (err != TG_OK) {
         return err;
     }
-    err = build_authed(cfg, token, "GET",
-                       cfg->api == TG_API_INSIGHT ? "/auth/currentuser"
-                                                  : "/user",
-                       NULL, req, diag);
+    err =
+        build_authed(cfg, token, "GET",
+                     cfg->api == TG_API_INSIGHT ? "/auth/currentuser" : "/user",
+                     NULL, req, diag);
     if (err != TG_OK) {
         tg_request_clear(req);
     }
@@ -767,8 +766,7 @@ tg_build_sudo(const tg_config_t *cfg, const char *token, const char *user_id,
         goto out;
     }
     if (!is_user_id(user_id)) {
-        err = tg__fail(diag, TG_INPUT,
-                       "the user id must be 1 to %d digits",
+        err = tg__fail(diag, TG_INPUT, "the user id must be 1 to %d digits",
                        TG_USER_ID_MAX);
         goto out;
     }
@@ -789,9 +787,9 @@ is_workspace(const char *s)
 
     for (i = 0; s[i] != '\0'; i++) {
         unsigned char c = (unsigned char) s[i];
-        if (i >= TG_WORKSPACE_MAX
-            || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-                 || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+        if (i >= TG_WORKSPACE_MAX ||
+            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-')) {
             return 0;
         }
     }
@@ -852,8 +850,8 @@ out:
 /* ---------------------------------------------------------------------- */
 
 static tg_err_t
-parse_begin(const tg_config_t *cfg, const tg_response_t *resp,
-            const void *out, tg_diag_t *diag)
+parse_begin(const tg_config_t *cfg, const tg_response_t *resp, const void *out,
+            tg_diag_t *diag)
 {
     if (cfg == NULL || resp == NULL || out == NULL) {
         return tg__fail(diag, TG_INPUT, "missing argument");
@@ -998,9 +996,9 @@ server_message(const tg_config_t *cfg, const tg_response_t *resp, char *dst,
         json_decref(root);
         return;
     }
-    if ((resp->content_type == NULL
-         || media_type_is(resp->content_type, "text/plain"))
-        && len <= TG_SERVER_PLAIN_MAX && p[0] != '<' && p[0] != '{') {
+    if ((resp->content_type == NULL ||
+         media_type_is(resp->content_type, "text/plain")) &&
+        len <= TG_SERVER_PLAIN_MAX && p[0] != '<' && p[0] != '{') {
         tg__sanitize(dst, size, p, len);
     }
 }
@@ -1031,8 +1029,8 @@ fail_validation(const tg_config_t *cfg, const tg_response_t *resp,
     int k;
 
     list[0] = '\0';
-    if (diag == NULL || diag->message[0] != '\0' || resp->body == NULL
-        || (long long) resp->body_len > cfg->max_response_bytes) {
+    if (diag == NULL || diag->message[0] != '\0' || resp->body == NULL ||
+        (long long) resp->body_len > cfg->max_response_bytes) {
         goto out;
     }
     trim(&p, &len);
@@ -1042,7 +1040,8 @@ fail_validation(const tg_config_t *cfg, const tg_response_t *resp,
         goto out;
     }
     diag->n_fields = 0;
-    json_array_foreach (errors, i, item) {
+    json_array_foreach(errors, i, item)
+    {
         if (diag->n_fields >= TG_FIELD_ERRORS_MAX) {
             break;
         }
@@ -1068,11 +1067,11 @@ fail_validation(const tg_config_t *cfg, const tg_response_t *resp,
             int has_field = fe->field[0] != '\0';
             int has_code = fe->code[0] != '\0';
             int has_msg = fe->message[0] != '\0';
-            int n = snprintf(list + used, sizeof(list) - used,
-                             "%s%s%s%s%s%s", used > 0 ? "; " : "", fe->field,
-                             has_field && (has_code || has_msg) ? ": " : "",
-                             fe->code, has_code && has_msg ? " " : "",
-                             fe->message);
+            int n =
+                snprintf(list + used, sizeof(list) - used, "%s%s%s%s%s%s",
+                         used > 0 ? "; " : "", fe->field,
+                         has_field && (has_code || has_msg) ? ": " : "",
+                         fe->code, has_code && has_msg ? " " : "", fe->message);
             used += n > 0 ? (size_t) n : 0;
         }
     }
@@ -1090,8 +1089,8 @@ out:
  * the status and quotes what the server said about it.
  */
 static tg_err_t
-check_status(const tg_config_t *cfg, const tg_response_t *resp,
-             tg_call_t call, tg_diag_t *diag)
+check_status(const tg_config_t *cfg, const tg_response_t *resp, tg_call_t call,
+             tg_diag_t *diag)
 {
     const tg_call_info_t *ci = &tg_calls[call];
     char msg[TG_SERVER_TEXT_MAX], text[TG_SERVER_TEXT_MAX + 32];
@@ -1105,8 +1104,8 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp,
                         st);
     }
     server_message(cfg, resp, msg, sizeof(msg));
-    snprintf(text, sizeof(text), "HTTP %ld%s%s", st,
-             msg[0] != '\0' ? ": " : "", msg);
+    snprintf(text, sizeof(text), "HTTP %ld%s%s", st, msg[0] != '\0' ? ": " : "",
+             msg);
 
     switch (st) {
     case 400:
@@ -1115,8 +1114,7 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp,
                             "credentials rejected by the server (%s)", text);
         }
         return tg__fail(diag, TG_VALIDATION,
-                        "request refused by the server as invalid (%s)",
-                        text);
+                        "request refused by the server as invalid (%s)", text);
     case 401:
         if (call == TG_CALL_TOKEN) {
             return tg__fail(diag, TG_REJECTED,
@@ -1161,9 +1159,8 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp,
     }
     if (st >= 500 && st < 600) {
         /* 503 may carry Retry-After too (RFC 9110 10.2.3). */
-        ra = clamp_retry_after(cfg, resp->retry_after);
         if (st == 503 && diag != NULL) {
-            diag->retry_after = ra;
+            diag->retry_after = clamp_retry_after(cfg, resp->retry_after);
         }
         return tg__fail(diag, TG_UNAVAILABLE, "server error (%s)", text);
     }
@@ -1176,8 +1173,7 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp,
 }
 
 static tg_err_t
-check_size(const tg_config_t *cfg, const tg_response_t *resp,
-           tg_diag_t *diag)
+check_size(const tg_config_t *cfg, const tg_response_t *resp, tg_diag_t *diag)
 {
     if ((long long) resp->body_len > cfg->max_response_bytes) {
         return tg__fail(diag, TG_PROTOCOL,
@@ -1359,8 +1355,7 @@ take_token(const char *p, size_t len, tg_token_t *out, tg_diag_t *diag)
 /* A token held in a JSON value: it must be a string; its jansson copy is
  * wiped once taken. */
 static tg_err_t
-take_json_token(json_t *v, const char *field, tg_token_t *out,
-                tg_diag_t *diag)
+take_json_token(json_t *v, const char *field, tg_token_t *out, tg_diag_t *diag)
 {
     tg_err_t err;
 
@@ -1395,8 +1390,8 @@ parse_insight_token(const tg_config_t *cfg, const tg_response_t *resp,
     if (err != TG_OK) {
         return err;
     }
-    if (!media_type_is(resp->content_type, "application/json")
-        && !media_type_is(resp->content_type, "text/plain")) {
+    if (!media_type_is(resp->content_type, "application/json") &&
+        !media_type_is(resp->content_type, "text/plain")) {
         if (resp->content_type == NULL) {
             return tg__fail(diag, TG_PROTOCOL,
                             "no content type in the answer (expected "
@@ -1525,8 +1520,7 @@ tg_parse_token(const tg_config_t *cfg, const tg_response_t *resp,
     if (cfg->api == TG_API_INSIGHT) {
         err = parse_insight_token(cfg, resp, sent_at, out, diag);
     } else {
-        err = parse_access_token(cfg, resp, TG_CALL_TOKEN, sent_at, out,
-                                 diag);
+        err = parse_access_token(cfg, resp, TG_CALL_TOKEN, sent_at, out, diag);
     }
     if (err != TG_OK) {
         tg_token_clear(out);
@@ -1535,8 +1529,8 @@ tg_parse_token(const tg_config_t *cfg, const tg_response_t *resp,
 }
 
 tg_err_t
-tg_parse_sudo(const tg_config_t *cfg, const tg_response_t *resp,
-              time_t sent_at, tg_token_t *out, tg_diag_t *diag)
+tg_parse_sudo(const tg_config_t *cfg, const tg_response_t *resp, time_t sent_at,
+              tg_token_t *out, tg_diag_t *diag)
 {
     tg_err_t err;
 
@@ -1576,9 +1570,9 @@ check_server_string(const char *field, const char *s, size_t len, size_t max,
     }
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char) s[i];
-        if (c < 0x20 || c == 0x7f
-            || (c == 0xc2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80
-                && (unsigned char) s[i + 1] <= 0x9f)) {
+        if (c < 0x20 || c == 0x7f ||
+            (c == 0xc2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80 &&
+             (unsigned char) s[i + 1] <= 0x9f)) {
             return tg__fail(diag, TG_PROTOCOL,
                             "%s in the answer has a control character", field);
         }
@@ -1639,8 +1633,8 @@ get_bool(json_t *obj, const char *key, int *out, tg_diag_t *diag)
         return TG_OK;
     }
     if (!json_is_boolean(v)) {
-        return tg__fail(diag, TG_PROTOCOL,
-                        "%s in the answer is not a boolean", key);
+        return tg__fail(diag, TG_PROTOCOL, "%s in the answer is not a boolean",
+                        key);
     }
     *out = json_is_true(v);
     return TG_OK;
@@ -1657,8 +1651,8 @@ get_int(json_t *obj, const char *key, int64_t *out, tg_diag_t *diag)
         return TG_OK;
     }
     if (!json_is_integer(v)) {
-        return tg__fail(diag, TG_PROTOCOL,
-                        "%s in the answer is not an integer", key);
+        return tg__fail(diag, TG_PROTOCOL, "%s in the answer is not an integer",
+                        key);
     }
     *out = (int64_t) json_integer_value(v);
     return TG_OK;
@@ -1666,8 +1660,8 @@ get_int(json_t *obj, const char *key, int64_t *out, tg_diag_t *diag)
 
 /* An id: a string, or (allow_int) a non-negative integer in decimal. */
 static tg_err_t
-take_id(json_t *obj, const char *key, int allow_int, int required,
-        char **dst, tg_diag_t *diag)
+take_id(json_t *obj, const char *key, int allow_int, int required, char **dst,
+        tg_diag_t *diag)
 {
     json_t *v = json_object_get(obj, key);
     char num[TG_INT_TEXT_MAX];
@@ -1677,8 +1671,8 @@ take_id(json_t *obj, const char *key, int allow_int, int required,
 
     if (allow_int && json_is_integer(v)) {
         if (json_integer_value(v) < 0) {
-            return tg__fail(diag, TG_PROTOCOL,
-                            "%s in the answer is negative", key);
+            return tg__fail(diag, TG_PROTOCOL, "%s in the answer is negative",
+                            key);
         }
         snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
                  json_integer_value(v));
@@ -1717,8 +1711,8 @@ array_size(json_t *obj, const char *key)
  * (the caller sized it); null and empty entries are skipped.
  */
 static tg_err_t
-add_groups(tg_identity_t *id, json_t *obj, const char *key,
-           const char *prefix, int allow_int, tg_diag_t *diag)
+add_groups(tg_identity_t *id, json_t *obj, const char *key, const char *prefix,
+           int allow_int, tg_diag_t *diag)
 {
     json_t *arr = json_object_get(obj, key), *v;
     char num[TG_INT_TEXT_MAX];
@@ -1734,15 +1728,16 @@ add_groups(tg_identity_t *id, json_t *obj, const char *key,
         return tg__fail(diag, TG_PROTOCOL, "%s in the answer is not an array",
                         key);
     }
-    json_array_foreach (arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (json_is_null(v)) {
             continue;
         }
         if (json_is_string(v)) {
             s = json_string_value(v);
             len = json_string_length(v);
-        } else if (allow_int && json_is_integer(v)
-                   && json_integer_value(v) >= 0) {
+        } else if (allow_int && json_is_integer(v) &&
+                   json_integer_value(v) >= 0) {
             snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
                      json_integer_value(v));
             s = num;
@@ -1837,15 +1832,15 @@ parse_iso8601(const char *s, size_t len)
     size_t pos = 0;
     long long t;
 
-    if (!read_digits(s, len, &pos, 4, &y) || pos >= len || s[pos++] != '-'
-        || !read_digits(s, len, &pos, 2, &mo) || pos >= len
-        || s[pos++] != '-' || !read_digits(s, len, &pos, 2, &d) || pos >= len
-        || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ')) {
+    if (!read_digits(s, len, &pos, 4, &y) || pos >= len || s[pos++] != '-' ||
+        !read_digits(s, len, &pos, 2, &mo) || pos >= len || s[pos++] != '-' ||
+        !read_digits(s, len, &pos, 2, &d) || pos >= len ||
+        (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ')) {
         return 0;
     }
     pos++;
-    if (!read_digits(s, len, &pos, 2, &h) || pos >= len || s[pos++] != ':'
-        || !read_digits(s, len, &pos, 2, &mi)) {
+    if (!read_digits(s, len, &pos, 2, &h) || pos >= len || s[pos++] != ':' ||
+        !read_digits(s, len, &pos, 2, &mi)) {
         return 0;
     }
     if (pos < len && s[pos] == ':') {
@@ -1880,9 +1875,9 @@ parse_iso8601(const char *s, size_t len)
             return 0;
         }
     }
-    if (pos != len || y < 1970 || mo < 1 || mo > 12 || d < 1
-        || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60 || oh > 23
-        || om > 59) {
+    if (pos != len || y < 1970 || mo < 1 || mo > 12 || d < 1 ||
+        d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60 || oh > 23 ||
+        om > 59) {
         return 0;
     }
     if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
@@ -1979,8 +1974,8 @@ parse_insight_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
     id->name = tg__strdup(cn);
     id->email = tg__strdup(mail);
     id->display_name = tg__strdup(cn);
-    if (id->id == NULL || id->name == NULL || id->email == NULL
-        || id->display_name == NULL) {
+    if (id->id == NULL || id->name == NULL || id->email == NULL ||
+        id->display_name == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
     id->expires_at =
@@ -2020,8 +2015,8 @@ parse_insight_profile(json_t *root, tg_identity_t *id, tg_diag_t *diag)
     }
     n = array_size(root, "authorities") + array_size(root, "authorityGroups");
     if (n > TG_GROUPS_MAX) {
-        return tg__fail(diag, TG_PROTOCOL,
-                        "more than %d groups in the answer", TG_GROUPS_MAX);
+        return tg__fail(diag, TG_PROTOCOL, "more than %d groups in the answer",
+                        TG_GROUPS_MAX);
     }
     if (n > 0) {
         id->groups = calloc(n, sizeof(*id->groups));
@@ -2069,8 +2064,8 @@ parse_looker_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
     }
     n = array_size(root, "group_ids") + array_size(root, "role_ids");
     if (n > TG_GROUPS_MAX) {
-        return tg__fail(diag, TG_PROTOCOL,
-                        "more than %d groups in the answer", TG_GROUPS_MAX);
+        return tg__fail(diag, TG_PROTOCOL, "more than %d groups in the answer",
+                        TG_GROUPS_MAX);
     }
     if (n > 0) {
         id->groups = calloc(n, sizeof(*id->groups));
@@ -2139,8 +2134,8 @@ tg_parse_validate(const tg_config_t *cfg, const tg_response_t *resp,
     if (err != TG_OK) {
         return err;
     }
-    if (cfg->api == TG_API_INSIGHT && which != TG_INSIGHT_VALIDATE_USER
-        && which != TG_INSIGHT_VALIDATE_CURRENTUSER) {
+    if (cfg->api == TG_API_INSIGHT && which != TG_INSIGHT_VALIDATE_USER &&
+        which != TG_INSIGHT_VALIDATE_CURRENTUSER) {
         return tg__fail(diag, TG_INPUT,
                         "validate needs which = user or currentuser");
     }
@@ -2223,8 +2218,8 @@ take_credential(json_t *root, const char *key, const char *what, char **dst,
         return tg__fail(diag, TG_PROTOCOL, "%s in the answer is not a string",
                         key);
     }
-    if (strlen(json_string_value(v)) != json_string_length(v)
-        || tg_credential_check(json_string_value(v), what, NULL) != TG_OK) {
+    if (strlen(json_string_value(v)) != json_string_length(v) ||
+        tg_credential_check(json_string_value(v), what, NULL) != TG_OK) {
         return tg__fail(diag, TG_PROTOCOL,
                         "the server's %s is empty, too long or has invalid "
                         "bytes",
@@ -2239,8 +2234,7 @@ take_credential(json_t *root, const char *key, const char *what, char **dst,
 
 tg_err_t
 tg_parse_credentials(const tg_config_t *cfg, const tg_response_t *resp,
-                     tg_creds_op_t op, tg_credentials_t *out,
-                     tg_diag_t *diag)
+                     tg_creds_op_t op, tg_credentials_t *out, tg_diag_t *diag)
 {
     static const tg_credentials_t none;
     json_t *root = NULL;
@@ -2296,8 +2290,7 @@ tg_parse_credentials(const tg_config_t *cfg, const tg_response_t *resp,
 
     /* new: clientId and secret, checked like the ones we send (F14),
      * and never quoted. */
-    err = take_credential(root, "clientId", "client id", &out->client_id,
-                          diag);
+    err = take_credential(root, "clientId", "client id", &out->client_id, diag);
     if (err == TG_OK) {
         err = take_credential(root, "secret", "secret", &out->secret, diag);
     }

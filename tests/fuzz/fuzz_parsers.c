@@ -48,25 +48,55 @@
 #define FUZZ_GROUP_LEN_MAX 256
 
 /* Abort with a reason: libFuzzer saves the input that got here. */
-#define FUZZ_CHECK(cond)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond,         \
-                    __FILE__, __LINE__);                                      \
-            abort();                                                          \
-        }                                                                     \
+#define FUZZ_CHECK(cond)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond,          \
+                    __FILE__, __LINE__);                                       \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#if FUZZ_TARGET != FUZZ_CONFIG
+static int printable(const char *s);
+static void check_diag(const tg_config_t *cfg, const tg_diag_t *diag,
+                       tg_err_t err, long status);
+static char *body_copy(const uint8_t *data, size_t len);
+#endif
+#if FUZZ_TARGET == FUZZ_VALIDATE || FUZZ_TARGET == FUZZ_PROFILE ||             \
+    FUZZ_TARGET == FUZZ_SESSION
+static int clean_string(const char *s, size_t max);
+#endif
+#if FUZZ_TARGET == FUZZ_VALIDATE || FUZZ_TARGET == FUZZ_PROFILE
+static void check_identity(const tg_identity_t *id);
+#endif
+#if FUZZ_TARGET == FUZZ_TOKEN
+static void check_token(const tg_token_t *tok, tg_err_t err);
+#endif
+#if FUZZ_TARGET == FUZZ_TOKEN || FUZZ_TARGET == FUZZ_CREDENTIALS
+static size_t longest_token_run(const char *body, size_t len, size_t *start);
+static void shift_token_bytes(char *p, size_t len);
+static tg_err_t parse_secret_answer(const tg_config_t *cfg, tg_response_t *resp,
+                                    int variant, char message[512]);
+static void check_not_quoted(const tg_config_t *cfg, tg_response_t *resp,
+                             int variant, const char *message);
+#endif
 
 #if FUZZ_TARGET != FUZZ_CONFIG
 
 static const long tg_statuses[16] = {200, 200, 200, 204, 401, 404, 422, 429,
                                      500, 503, 302, 400, 403, 201, 100, 0};
 static const char *const tg_content_types[8] = {
-    "application/json", "text/plain", "application/json; charset=utf-8",
-    NULL,               "text/html",  "TEXT/PLAIN;charset=UTF-8",
-    "application/jsonx", ""};
+    "application/json",
+    "text/plain",
+    "application/json; charset=utf-8",
+    NULL,
+    "text/html",
+    "TEXT/PLAIN;charset=UTF-8",
+    "application/jsonx",
+    ""};
 
 /* Printable ASCII only: every message is sanitized. */
 static int
@@ -80,7 +110,8 @@ printable(const char *s)
     return 1;
 }
 
-#if FUZZ_TARGET != FUZZ_TOKEN && FUZZ_TARGET != FUZZ_CREDENTIALS
+#if FUZZ_TARGET == FUZZ_VALIDATE || FUZZ_TARGET == FUZZ_PROFILE ||             \
+    FUZZ_TARGET == FUZZ_SESSION
 /* What the parsers promise of a server string they hand on (F15). */
 static int
 clean_string(const char *s, size_t max)
@@ -112,8 +143,8 @@ check_diag(const tg_config_t *cfg, const tg_diag_t *diag, tg_err_t err,
     FUZZ_CHECK((err == TG_OK) == (diag->message[0] == '\0'));
     FUZZ_CHECK(printable(diag->message));
     FUZZ_CHECK(diag->http_status == status);
-    FUZZ_CHECK(diag->retry_after >= -1
-               && diag->retry_after <= cfg->retry_after_max);
+    FUZZ_CHECK(diag->retry_after >= -1 &&
+               diag->retry_after <= cfg->retry_after_max);
     FUZZ_CHECK(diag->n_fields >= 0 && diag->n_fields <= TG_FIELD_ERRORS_MAX);
     for (i = 0; i < diag->n_fields; i++) {
         FUZZ_CHECK(printable(diag->fields[i].field));
@@ -197,8 +228,8 @@ shift_token_bytes(char *p, size_t len)
             p[i] = (char) (c - 25);
         } else if (c == '9') {
             p[i] = '0';
-        } else if ((c >= 'a' && c < 'z') || (c >= 'A' && c < 'Z')
-                   || (c >= '0' && c < '9')) {
+        } else if ((c >= 'a' && c < 'z') || (c >= 'A' && c < 'Z') ||
+                   (c >= '0' && c < '9')) {
             p[i] = (char) (c + 1);
         } else {
             hit = strchr(sym_from, c);
@@ -232,11 +263,6 @@ body_copy(const uint8_t *data, size_t len)
 
 #if FUZZ_TARGET == FUZZ_TOKEN || FUZZ_TARGET == FUZZ_CREDENTIALS
 
-/* One parse of a secret-bearing answer; its message goes to *message. */
-static tg_err_t parse_secret_answer(const tg_config_t *cfg,
-                                    tg_response_t *resp, int variant,
-                                    char message[512]);
-
 /*
  * A 200 answer carries a token or a secret: if its longest token run shows
  * up in the message, parse again with that run changed; the changed run must
@@ -254,16 +280,15 @@ check_not_quoted(const tg_config_t *cfg, tg_response_t *resp, int variant,
         return;
     }
     run = longest_token_run(resp->body, resp->body_len, &start);
-    if (run < FUZZ_QUOTE_MIN
-        || memmem(message, strlen(message), resp->body + start, run) == NULL) {
+    if (run < FUZZ_QUOTE_MIN ||
+        memmem(message, strlen(message), resp->body + start, run) == NULL) {
         return;
     }
     body2 = body_copy((const uint8_t *) resp->body, resp->body_len);
     shift_token_bytes(body2 + start, run);
     resp->body = body2;
     parse_secret_answer(cfg, resp, variant, message2);
-    FUZZ_CHECK(memmem(message2, strlen(message2), body2 + start, run)
-               == NULL);
+    FUZZ_CHECK(memmem(message2, strlen(message2), body2 + start, run) == NULL);
     free(body2);
 }
 
@@ -307,11 +332,9 @@ parse_secret_answer(const tg_config_t *cfg, tg_response_t *resp, int variant,
     tg_err_t err;
 
     tg_diag_clear(&diag);
-    err = tg_parse_credentials(cfg, resp, op,
-                               op == TG_CREDS_REVOKE && (variant & 8) != 0
-                                   ? NULL
-                                   : &creds,
-                               &diag);
+    err = tg_parse_credentials(
+        cfg, resp, op,
+        op == TG_CREDS_REVOKE && (variant & 8) != 0 ? NULL : &creds, &diag);
     check_diag(cfg, &diag, err, resp->status);
     if (op == TG_CREDS_REVOKE && (variant & 8) != 0) {
         memcpy(message, diag.message, sizeof(diag.message));
@@ -320,10 +343,10 @@ parse_secret_answer(const tg_config_t *cfg, tg_response_t *resp, int variant,
     if (err == TG_OK && op != TG_CREDS_REVOKE) {
         FUZZ_CHECK(creds.client_id != NULL && creds.secret != NULL);
         if (op == TG_CREDS_NEW) {
-            FUZZ_CHECK(tg_credential_check(creds.client_id, "id", NULL)
-                       == TG_OK);
-            FUZZ_CHECK(tg_credential_check(creds.secret, "secret", NULL)
-                       == TG_OK);
+            FUZZ_CHECK(tg_credential_check(creds.client_id, "id", NULL) ==
+                       TG_OK);
+            FUZZ_CHECK(tg_credential_check(creds.secret, "secret", NULL) ==
+                       TG_OK);
         }
     } else if (err != TG_OK) {
         FUZZ_CHECK(creds.client_id == NULL && creds.secret == NULL);
@@ -442,8 +465,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_CHECK(clean_string(sess.workspace_id, FUZZ_STRING_MAX));
                 FUZZ_CHECK(clean_string(sess.sudo_user_id, FUZZ_STRING_MAX));
             } else {
-                FUZZ_CHECK(sess.workspace_id == NULL
-                           && sess.sudo_user_id == NULL);
+                FUZZ_CHECK(sess.workspace_id == NULL &&
+                           sess.sudo_user_id == NULL);
             }
             tg_session_clear(&sess);
         }
