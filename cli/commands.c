@@ -11,6 +11,7 @@
 #include "cli.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -93,6 +94,7 @@ static const char *who(const tg_identity_t *id);
 static void check_step(tg_check_t *ck, tg_check_status_t status,
                        const char *name, tg_err_t err, const char *hint,
                        const char *fmt, ...) TG_CLI_PRINTF(6, 7);
+static void proxy_shown(const char *proxy, char *dst, size_t size);
 static int check_parse_url(const char *url, char *scheme, size_t scheme_size,
                            char *host, size_t host_size, char *port,
                            size_t port_size);
@@ -861,12 +863,20 @@ show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
         cli_say(cli, "%-14s %s", "expires:", "unknown");
     }
 
-    cli_set_bool(cli, "evaluation", id->evaluation);
-    cli_set_bool(cli, "disabled", id->disabled);
+    /* Flags are 1, 0 or -1 (the server did not say): JSON null, "unknown". */
+    cli_set_json(cli, "evaluation", id->evaluation < 0
+                                        ? json_null()
+                                        : json_boolean(id->evaluation));
+    cli_set_json(cli, "disabled",
+                 id->disabled < 0 ? json_null() : json_boolean(id->disabled));
     snprintf(line, sizeof(line), "%s%s%s",
-             id->evaluation ? "evaluation user" : "",
-             id->evaluation && id->disabled ? ", " : "",
-             id->disabled ? "disabled" : "");
+             id->evaluation > 0   ? "evaluation user"
+             : id->evaluation < 0 ? "evaluation unknown"
+                                  : "",
+             id->evaluation != 0 && id->disabled != 0 ? ", " : "",
+             id->disabled > 0   ? "disabled"
+             : id->disabled < 0 ? "disabled unknown"
+                                : "");
     cli_say(cli, "%-14s %s", "flags:", line[0] != '\0' ? line : "none");
 }
 
@@ -969,6 +979,11 @@ cmd_login(tg_cli_t *cli, int argc, char **argv)
     tg_diag_clear(&diag);
     err = tg_rules_check(cli->cfg, id, &diag);
     if (err != TG_OK) {
+        /* Nothing is stored, so leave no live token behind where the API
+         * can end it (best effort: the denial is what gets reported). */
+        if (cli->cfg->api == TG_API_LOOKER) {
+            (void) tg_client_logout(cl, tok.value);
+        }
         cli_set_str(cli, "authorization", "denied");
         cli_set_str(cli, "reason", diag.message);
         rc = cli_fail(cli, err, &diag);
@@ -1609,6 +1624,28 @@ out:
     return rc;
 }
 
+/* The proxy URL for display, without user name and password (the config
+ * may hold "http://user:secret@proxy:3128"). */
+static void
+proxy_shown(const char *proxy, char *dst, size_t size)
+{
+    CURLU *u = curl_url();
+    char *text = NULL;
+
+    snprintf(dst, size, "(unparsable proxy url)");
+    if (u == NULL) {
+        return;
+    }
+    if (curl_url_set(u, CURLUPART_URL, proxy, CURLU_GUESS_SCHEME) == CURLUE_OK
+        && curl_url_set(u, CURLUPART_USER, NULL, 0) == CURLUE_OK
+        && curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_URL, &text, 0) == CURLUE_OK) {
+        snprintf(dst, size, "%s", text);
+    }
+    curl_free(text);
+    curl_url_cleanup(u);
+}
+
 int
 cmd_check(tg_cli_t *cli, int argc, char **argv)
 {
@@ -1671,8 +1708,11 @@ cmd_check(tg_cli_t *cli, int argc, char **argv)
 
     /* 2-3. DNS and TCP (when there is no proxy in between). */
     if (cli->cfg->proxy != NULL && cli->cfg->proxy[0] != '\0') {
+        char shown[256];
+
+        proxy_shown(cli->cfg->proxy, shown, sizeof(shown));
         check_step(&ck, TG_CHECK_SKIP, "dns", TG_OK, NULL,
-                   "through the proxy %s", cli->cfg->proxy);
+                   "through the proxy %s", shown);
         check_step(&ck, TG_CHECK_SKIP, "tcp", TG_OK, NULL, "through the proxy");
     } else {
         memset(&hints, 0, sizeof(hints));

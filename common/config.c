@@ -73,6 +73,7 @@ typedef enum tg_key_id {
     KEY_DENY_DISABLED,
     KEY_USER_ATTRIBUTE,
     KEY_USER_MAP_FILE,
+    KEY_EMAIL_DOMAIN,
     KEY_CASE_INSENSITIVE,
     KEY_CLIENT_ID,
     KEY_CLIENT_SECRET_FILE,
@@ -124,6 +125,7 @@ static const char *check_base_path(const char *value);
 static const char *check_path(const char *value);
 static const char *check_pin(const char *value);
 static const char *check_proxy(const char *value);
+static const char *check_email_domain(const char *value);
 static const char *check_client_id(const char *value);
 static tg_err_t bad_value(const tg_key_t *k, const char *value,
                           const char *where, const char *why, tg_diag_t *diag);
@@ -196,7 +198,8 @@ static const tg_key_t tg_keys[] = {
     {"ca_path", KEY_CA_PATH, KIND_STRING, 0, 0, NULL, check_path, KEY_OPTIONAL},
     {"pinned_pubkey", KEY_PINNED_PUBKEY, KIND_STRING, 0, 0, NULL, check_pin,
      KEY_OPTIONAL},
-    {"proxy", KEY_PROXY, KIND_STRING, 0, 0, NULL, check_proxy, KEY_OPTIONAL},
+    {"proxy", KEY_PROXY, KIND_STRING, 0, 0, NULL, check_proxy,
+     KEY_OPTIONAL | KEY_NO_QUOTE},
     {"connect_timeout", KEY_CONNECT_TIMEOUT, KIND_SECONDS, 100, 120000, NULL,
      NULL, 0},
     {"timeout", KEY_TIMEOUT, KIND_SECONDS, 100, 600000, NULL, NULL, 0},
@@ -216,6 +219,8 @@ static const tg_key_t tg_keys[] = {
      NULL, 0},
     {"user_map_file", KEY_USER_MAP_FILE, KIND_STRING, 0, 0, NULL, check_path,
      KEY_OPTIONAL},
+    {"email_domain", KEY_EMAIL_DOMAIN, KIND_STRING, 0, 0, NULL,
+     check_email_domain, KEY_OPTIONAL},
     {"case_insensitive", KEY_CASE_INSENSITIVE, KIND_BOOL, 0, 0, NULL, NULL, 0},
     {"client_id", KEY_CLIENT_ID, KIND_STRING, 0, 0, NULL, check_client_id,
      KEY_OPTIONAL},
@@ -274,6 +279,7 @@ tg_config_free(tg_config_t *cfg)
     free(cfg->proxy);
     free_list(cfg->require_groups, cfg->n_require_groups);
     free(cfg->user_map_file);
+    free(cfg->email_domain);
     free(cfg->client_id);
     free(cfg->client_secret_file);
     free(cfg->embed_secret_file);
@@ -429,6 +435,25 @@ check_proxy(const char *value)
 {
     if (strpbrk(value, " \t") != NULL) {
         return "a proxy URL has no spaces";
+    }
+    return NULL;
+}
+
+/* A DNS domain: letters, digits, '-' and '.', no leading or trailing dot. */
+static const char *
+check_email_domain(const char *value)
+{
+    const char *p;
+
+    if (strlen(value) > 253 || value[0] == '.' ||
+        value[strlen(value) - 1] == '.') {
+        return "not a domain name";
+    }
+    for (p = value; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '.')) {
+            return "a domain has only letters, digits, '-' and '.'";
+        }
     }
     return NULL;
 }
@@ -644,6 +669,9 @@ store_string(tg_config_t *cfg, tg_key_id_t id, char *s)
         break;
     case KEY_USER_MAP_FILE:
         field = &cfg->user_map_file;
+        break;
+    case KEY_EMAIL_DOMAIN:
+        field = &cfg->email_domain;
         break;
     case KEY_CLIENT_ID:
         field = &cfg->client_id;

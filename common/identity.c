@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 /* How much of a user id a message shows. */
@@ -42,6 +43,7 @@ static unsigned char ascii_lower(unsigned char c);
 static int name_eq(const char *a, size_t alen, const char *b, int ci);
 static const char *id_label(char *buf, size_t size, const tg_identity_t *id);
 static int has_group(const tg_identity_t *id, const char *group, int ci);
+static int merge_flag(int a, int b);
 static void list_append(char *buf, size_t size, const char *name);
 static const char *attr_name(tg_bind_attr_t attr);
 static tg_err_t attr_value(const tg_config_t *cfg, const tg_identity_t *id,
@@ -174,8 +176,15 @@ tg_rules_check(const tg_config_t *cfg, const tg_identity_t *id, tg_diag_t *diag)
     id_label(label, sizeof(label), id);
     ci = cfg->case_insensitive;
 
-    if (cfg->deny_disabled && id->disabled) {
-        return tg__fail(diag, TG_FORBIDDEN, "user %s is disabled", label);
+    /* Flags are 1, 0 or -1 (the server did not say): a deny rule passes
+     * only on a definite 0. */
+    if (cfg->deny_disabled && id->disabled != 0) {
+        return tg__fail(diag, TG_FORBIDDEN,
+                        id->disabled > 0
+                            ? "user %s is disabled"
+                            : "user %s: the server did not say whether the "
+                              "user is disabled (deny_disabled)",
+                        label);
     }
     if (tg__rules_need_profile(cfg) && !id->has_profile) {
         return tg__fail(diag, TG_FORBIDDEN,
@@ -186,9 +195,12 @@ tg_rules_check(const tg_config_t *cfg, const tg_identity_t *id, tg_diag_t *diag)
                                                   : "deny_evaluation",
                         cfg->n_require_groups > 0 ? "" : "s");
     }
-    if (cfg->deny_evaluation && id->evaluation) {
+    if (cfg->deny_evaluation && id->evaluation != 0) {
         return tg__fail(diag, TG_FORBIDDEN,
-                        "user %s is an evaluation user (deny_evaluation)",
+                        id->evaluation > 0
+                            ? "user %s is an evaluation user (deny_evaluation)"
+                            : "user %s: the server did not say whether this "
+                              "is an evaluation user (deny_evaluation)",
                         label);
     }
     if (cfg->n_require_groups == 0) {
@@ -226,6 +238,16 @@ tg_rules_check(const tg_config_t *cfg, const tg_identity_t *id, tg_diag_t *diag)
 /* ---------------------------------------------------------------------- */
 /* Merge (insight validate = both)                                        */
 /* ---------------------------------------------------------------------- */
+
+/* Merge two tri-state flags (1, 0, -1 unknown): 1 wins, then 0. */
+static int
+merge_flag(int a, int b)
+{
+    if (a > 0 || b > 0) {
+        return 1;
+    }
+    return (a == 0 || b == 0) ? 0 : -1;
+}
 
 tg_err_t
 tg_identity_merge(tg_identity_t *id, const tg_identity_t *profile,
@@ -302,10 +324,10 @@ tg_identity_merge(tg_identity_t *id, const tg_identity_t *profile,
             fill[i] = NULL;
         }
     }
-    /* A flag set by either answer stays set: the merge never lifts a
-     * restriction. */
-    id->evaluation = id->evaluation || profile->evaluation;
-    id->disabled = id->disabled || profile->disabled;
+    /* A flag set by either answer stays set (the merge never lifts a
+     * restriction); it is 0 only when one says 0 and none says 1. */
+    id->evaluation = merge_flag(id->evaluation, profile->evaluation);
+    id->disabled = merge_flag(id->disabled, profile->disabled);
     if (id->expires_at == 0) {
         id->expires_at = profile->expires_at;
     }
@@ -403,6 +425,13 @@ attr_value(const tg_config_t *cfg, const tg_identity_t *id, const char *label,
                             "user %s: the email local part has '+', '%%', a "
                             "quote or a backslash",
                             label);
+        }
+        if (cfg->email_domain != NULL && cfg->email_domain[0] != '\0' &&
+            strcasecmp(at + 1, cfg->email_domain) != 0) {
+            return tg__fail(diag, TG_IDENTITY,
+                            "user %s: the email domain is not email_domain "
+                            "(%s)",
+                            label, cfg->email_domain);
         }
         if (cfg->user_attribute == TG_BIND_EMAIL_LOCAL) {
             len = (size_t) (at - v);

@@ -112,8 +112,9 @@ static int is_space(char c);
 static void trim(const char **p, size_t *len);
 static int json_too_deep(const char *p, size_t len, int max);
 static json_t *load_object(const char *p, size_t len);
+static int is_json_scalar_or_array(const char *p, size_t len);
 static void server_message(const tg_config_t *cfg, const tg_response_t *resp,
-                           char *dst, size_t size);
+                           int allow_plain, char *dst, size_t size);
 static long clamp_retry_after(const tg_config_t *cfg, long retry_after);
 static tg_err_t fail_validation(const tg_config_t *cfg,
                                 const tg_response_t *resp, const char *text,
@@ -146,7 +147,7 @@ static tg_err_t get_string(json_t *obj, const char *key, const char **val,
                            size_t *len, tg_diag_t *diag);
 static tg_err_t take_string(json_t *obj, const char *key, char **dst,
                             tg_diag_t *diag);
-static tg_err_t get_bool(json_t *obj, const char *key, int *out,
+static tg_err_t get_flag(json_t *obj, const char *key, int *out,
                          tg_diag_t *diag);
 static tg_err_t get_int(json_t *obj, const char *key, int64_t *out,
                         tg_diag_t *diag);
@@ -958,11 +959,11 @@ load_object(const char *p, size_t len)
 }
 
 /* The server's own words about an error, sanitized: Looker {"message"},
- * FICO v2 {"error":{"message"}}, OAuth {"error_description"}, or a short
- * plain-text body.  "" when there is nothing usable. */
+ * FICO v2 {"error":{"message"}}, OAuth {"error_description"}, or, when
+ * allow_plain, a short plain-text body.  "" when there is nothing usable. */
 static void
-server_message(const tg_config_t *cfg, const tg_response_t *resp, char *dst,
-               size_t size)
+server_message(const tg_config_t *cfg, const tg_response_t *resp,
+               int allow_plain, char *dst, size_t size)
 {
     const char *p = resp->body;
     size_t len = resp->body_len;
@@ -996,7 +997,8 @@ server_message(const tg_config_t *cfg, const tg_response_t *resp, char *dst,
         json_decref(root);
         return;
     }
-    if ((resp->content_type == NULL ||
+    if (allow_plain &&
+        (resp->content_type == NULL ||
          media_type_is(resp->content_type, "text/plain")) &&
         len <= TG_SERVER_PLAIN_MAX && p[0] != '<' && p[0] != '{') {
         tg__sanitize(dst, size, p, len);
@@ -1103,7 +1105,15 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp, tg_call_t call,
         return tg__fail(diag, TG_PROTOCOL, "redirect (HTTP %ld) not followed",
                         st);
     }
-    server_message(cfg, resp, msg, sizeof(msg));
+    /* A 2xx body is an answer, not an error text: for the token, sudo and
+     * credentials calls it is the secret itself, so it is never quoted.  A
+     * plain-text body may echo the request (and its credentials), so only
+     * server errors of calls whose answer holds no secret quote one. */
+    msg[0] = '\0';
+    if (st < 200 || st >= 300) {
+        server_message(cfg, resp, st >= 500 && !ci->secret_answer, msg,
+                       sizeof(msg));
+    }
     snprintf(text, sizeof(text), "HTTP %ld%s%s", st, msg[0] != '\0' ? ": " : "",
              msg);
 
@@ -1371,6 +1381,27 @@ take_json_token(json_t *v, const char *field, tg_token_t *out, tg_diag_t *diag)
     return err;
 }
 
+/* Is this body a JSON literal, number or array (what a raw token can never
+ * be confused with when the server says application/json)? */
+static int
+is_json_scalar_or_array(const char *p, size_t len)
+{
+    size_t i;
+
+    if (p[0] == '[' || (len == 4 && memcmp(p, "null", 4) == 0) ||
+        (len == 4 && memcmp(p, "true", 4) == 0) ||
+        (len == 5 && memcmp(p, "false", 5) == 0)) {
+        return 1;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '+' ||
+              p[i] == '.' || p[i] == 'e' || p[i] == 'E')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /*
  * insight (A.5): the form of the token is unspecified.  Trimmed, a body
  * starting with '"' is a JSON string, one starting with '{' an object with
@@ -1431,6 +1462,13 @@ parse_insight_token(const tg_config_t *cfg, const tg_response_t *resp,
             v = json_object_get(root, "token");
         }
         err = take_json_token(v, "access_token or token", out, diag);
+    } else if (media_type_is(resp->content_type, "application/json") &&
+               is_json_scalar_or_array(p, len)) {
+        /* A raw token labelled application/json is plausible (api-spec
+         * A.5); null, true, 42 or [...] are JSON values, not tokens. */
+        err = tg__fail(diag, TG_PROTOCOL,
+                       "the answer is a JSON value where a token was "
+                       "expected");
     } else {
         err = take_token(p, len, out, diag);
     }
@@ -1622,13 +1660,14 @@ take_string(json_t *obj, const char *key, char **dst, tg_diag_t *diag)
     return TG_OK;
 }
 
-/* An optional boolean (absent or null: 0). */
+/* An optional boolean flag: 1 or 0, or -1 when the answer does not say
+ * (absent or null), so that a deny rule never passes on missing data. */
 static tg_err_t
-get_bool(json_t *obj, const char *key, int *out, tg_diag_t *diag)
+get_flag(json_t *obj, const char *key, int *out, tg_diag_t *diag)
 {
     json_t *v = json_object_get(obj, key);
 
-    *out = 0;
+    *out = -1;
     if (v == NULL || json_is_null(v)) {
         return TG_OK;
     }
@@ -2004,7 +2043,7 @@ parse_insight_profile(json_t *root, tg_identity_t *id, tg_diag_t *diag)
         err = take_string(root, "email", &id->email, diag);
     }
     if (err == TG_OK) {
-        err = get_bool(root, "evaluationUser", &id->evaluation, diag);
+        err = get_flag(root, "evaluationUser", &id->evaluation, diag);
     }
     if (err != TG_OK) {
         return err;
@@ -2053,7 +2092,7 @@ parse_looker_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
         err = take_string(root, "email", &id->email, diag);
     }
     if (err == TG_OK) {
-        err = get_bool(root, "is_disabled", &id->disabled, diag);
+        err = get_flag(root, "is_disabled", &id->disabled, diag);
     }
     if (err != TG_OK) {
         return err;
@@ -2099,11 +2138,19 @@ parse_identity(const tg_config_t *cfg, const tg_response_t *resp,
     if (err != TG_OK) {
         goto out;
     }
+    /* Flags a flavor has no notion of are known to be 0: Looker has no
+     * evaluation users, and insight has no disabled flag (a disabled user
+     * cannot obtain or use a token).  GET auth/user says nothing about
+     * evaluation: unknown (-1) until a profile is merged. */
     if (cfg->api == TG_API_LOOKER) {
+        id->evaluation = 0;
         err = parse_looker_user(root, id, diag);
     } else if (insight_user) {
+        id->evaluation = -1;
+        id->disabled = 0;
         err = parse_insight_user(root, id, diag);
     } else {
+        id->disabled = 0;
         err = parse_insight_profile(root, id, diag);
     }
     if (err == TG_OK) {

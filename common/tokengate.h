@@ -196,6 +196,10 @@ typedef struct tg_config {
     int deny_disabled;            /* deny_disabled = yes */
     tg_bind_attr_t user_attribute; /* user_attribute = email_local|email|id|cn */
     char *user_map_file;          /* user_map_file: "identity localuser" */
+    char *email_domain;           /* email_domain: when set, email bindings
+                                     need exactly this domain (ASCII case
+                                     ignored), so alice@other.example cannot
+                                     become local alice */
     int case_insensitive;         /* case_insensitive = no */
 
     /* Client credentials and secrets for the CLI and later modules. */
@@ -265,8 +269,9 @@ typedef struct tg_identity {
                              looker group ids and "role:<id>" */
     size_t n_groups;
     time_t expires_at;    /* 0 when unknown */
-    int evaluation;       /* insight evaluationUser */
-    int disabled;         /* looker is_disabled */
+    int evaluation;       /* insight evaluationUser: 1, 0, or -1 when the
+                             server did not say (deny rules then deny) */
+    int disabled;         /* looker is_disabled: 1, 0 or -1 likewise */
     int has_profile;      /* groups/evaluation were read from the server */
 } tg_identity_t;
 

@@ -427,6 +427,22 @@ tg_map_curl_error(tg_client_t *cl, CURLcode rc)
         snprintf(why, sizeof(why), "%s", curl_easy_strerror(rc));
     }
 
+    /* TLS can also fail after the handshake (a TLS 1.3 certificate_required
+     * alert, an unclean shutdown): curl reports a send or receive error,
+     * with the TLS library's reason.  Before any HTTP status that is a TLS
+     * failure, not a broken answer or an unreachable server. */
+    if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) &&
+        strncasecmp(cl->cfg->url, "https://", 8) == 0 &&
+        (strstr(cl->errbuf, "SSL") != NULL ||
+         strstr(cl->errbuf, "TLS") != NULL)) {
+        long status = 0;
+
+        (void) curl_easy_getinfo(cl->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 0) {
+            return tg__fail(&cl->diag, TG_TLS, "TLS failure: %s", why);
+        }
+    }
+
     switch (rc) {
     case CURLE_COULDNT_CONNECT:
         /* curl's text lacks the system's reason ("Connection refused"). */

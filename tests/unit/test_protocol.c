@@ -905,20 +905,49 @@ test_clear_zeroed(void **state)
     tg_session_t sess;
 
     (void) state;
+    /* Filled structs are freed and left zeroed, so a second clear (and a
+     * clear of NULL) is harmless. */
     memset(&req, 0, sizeof(req));
-    memset(&tok, 0, sizeof(tok));
-    memset(&creds, 0, sizeof(creds));
-    memset(&sess, 0, sizeof(sess));
+    req.url = strdup("https://x.example/u");
+    req.authorization = strdup("Bearer abc");
+    req.body = strdup("{}");
+    req.body_len = 2;
+    req.method = "GET";
     tg_request_clear(&req);
+    assert_null(req.url);
+    assert_null(req.authorization);
+    assert_null(req.body);
+    assert_int_equal(req.body_len, 0);
+    assert_null(req.method);
     tg_request_clear(&req);
     tg_request_clear(NULL);
+
+    memset(&tok, 0, sizeof(tok));
+    tok.value = strdup("abc");
+    tok.expires_at = 42;
     tg_token_clear(&tok);
+    assert_null(tok.value);
+    assert_int_equal(tok.expires_at, 0);
     tg_token_clear(&tok);
     tg_token_clear(NULL);
+
+    memset(&creds, 0, sizeof(creds));
+    creds.client_id = strdup("id");
+    creds.secret = strdup("secret");
+    creds.credentials_id = 7;
     tg_credentials_clear(&creds);
+    assert_null(creds.client_id);
+    assert_null(creds.secret);
+    assert_int_equal(creds.credentials_id, 0);
     tg_credentials_clear(&creds);
     tg_credentials_clear(NULL);
+
+    memset(&sess, 0, sizeof(sess));
+    sess.workspace_id = strdup("dev");
+    sess.sudo_user_id = strdup("2");
     tg_session_clear(&sess);
+    assert_null(sess.workspace_id);
+    assert_null(sess.sudo_user_id);
     tg_session_clear(&sess);
     tg_session_clear(NULL);
 }

@@ -336,6 +336,54 @@ static const rule_case_t rule_cases[] = {
      0,
      TG_OK,
      NULL},
+    {"disabled unknown (server did not say) is denied",
+     "",
+     "any",
+     "no",
+     "no",
+     "yes",
+     {NULL},
+     1,
+     0,
+     -1,
+     TG_FORBIDDEN,
+     "did not say whether the user is disabled"},
+    {"disabled unknown is allowed when not denied",
+     "",
+     "any",
+     "no",
+     "no",
+     "no",
+     {NULL},
+     1,
+     0,
+     -1,
+     TG_OK,
+     NULL},
+    {"evaluation unknown (server did not say) is denied",
+     "",
+     "any",
+     "no",
+     "yes",
+     "yes",
+     {NULL},
+     1,
+     -1,
+     0,
+     TG_FORBIDDEN,
+     "did not say whether this is an evaluation user"},
+    {"evaluation unknown is allowed without deny_evaluation",
+     "",
+     "any",
+     "no",
+     "no",
+     "yes",
+     {NULL},
+     1,
+     -1,
+     0,
+     TG_OK,
+     NULL},
     {"evaluation rule without profile fails closed",
      "",
      "any",
@@ -806,6 +854,18 @@ merge_takes_groups_and_flags_and_fills_blanks(void **state)
     /* A flag once set is not cleared by a later answer. */
     assert_int_equal(id->evaluation, 1);
     tg_identity_free(prof);
+
+    /* Unknown (-1) is replaced by a profile's definite 0, but a definite 0
+     * never hides a 1, and two unknowns stay unknown. */
+    id->evaluation = -1;
+    id->disabled = -1;
+    prof = ident("42", "", "", NULL);
+    prof->evaluation = 0;
+    prof->disabled = -1;
+    assert_int_equal(tg_identity_merge(id, prof, &d), TG_OK);
+    assert_int_equal(id->evaluation, 0);
+    assert_int_equal(id->disabled, -1);
+    tg_identity_free(prof);
     tg_identity_free(id);
 }
 
@@ -861,6 +921,71 @@ merged_profile_feeds_the_rules(void **state)
     tg_config_free(cfg);
 }
 
+/* email_domain pins the domain of email bindings: without it, any domain's
+ * "alice@..." would become local alice. */
+static void
+bind_email_domain_is_enforced(void **state)
+{
+    static const struct {
+        const char *attr, *email;
+        tg_err_t expect;
+        const char *text;
+    } cases[] = {
+        {"email_local", "alice@corp.example", TG_OK, "alice"},
+        {"email_local", "alice@CORP.Example", TG_OK, "alice"},
+        {"email_local", "alice@evil.example", TG_IDENTITY, "email_domain"},
+        {"email_local", "alice@corp.example.evil", TG_IDENTITY,
+         "email_domain"},
+        {"email_local", "alice@sub.corp.example", TG_IDENTITY,
+         "email_domain"},
+    };
+    size_t i;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tg_config_t *cfg = tg_config_new();
+        tg_identity_t *id = ident("42", cases[i].email, "", NULL);
+        tg_diag_t d;
+        char *local = NULL;
+
+        assert_non_null(cfg);
+        tg_diag_clear(&d);
+        assert_int_equal(tg_config_set(cfg, "user_attribute", cases[i].attr,
+                                       "test", &d),
+                         TG_OK);
+        assert_int_equal(tg_config_set(cfg, "email_domain", "corp.example",
+                                       "test", &d),
+                         TG_OK);
+        assert_int_equal(tg_identity_bind(cfg, id, &local, &d),
+                         cases[i].expect);
+        if (cases[i].expect == TG_OK) {
+            assert_string_equal(local, cases[i].text);
+        } else {
+            assert_null(local);
+            assert_non_null(strstr(d.message, cases[i].text));
+        }
+        free(local);
+        tg_identity_free(id);
+        tg_config_free(cfg);
+    }
+}
+
+/* A domain with other characters is refused when configured. */
+static void
+email_domain_value_is_checked(void **state)
+{
+    tg_config_t *cfg = tg_config_new();
+    tg_diag_t d;
+
+    (void) state;
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "email_domain", "corp example",
+                                   "test", &d),
+                     TG_CONFIG);
+    assert_non_null(strstr(d.message, "email_domain"));
+    tg_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -874,6 +999,8 @@ main(void)
         cmocka_unit_test(bind_map_file_must_be_safe),
         cmocka_unit_test(bind_map_with_nul_byte_is_refused),
         cmocka_unit_test(bind_refuses_null_inputs),
+        cmocka_unit_test(bind_email_domain_is_enforced),
+        cmocka_unit_test(email_domain_value_is_checked),
         cmocka_unit_test(merge_takes_groups_and_flags_and_fills_blanks),
         cmocka_unit_test(merge_refuses_a_profile_of_someone_else),
         cmocka_unit_test(merged_profile_feeds_the_rules),
