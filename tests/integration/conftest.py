@@ -173,6 +173,8 @@ class Cli:
         self.home.mkdir(exist_ok=True)
         self.token_file = tmp_path / "token.json"
         self.config = tmp_path / f"tokengate-{api}.conf"
+        self.extra_secrets = []
+        self.tokens = set()
         self.write_config(url=url, api=api)
 
     def write_config(self, **keys):
@@ -203,10 +205,21 @@ class Cli:
         proc = subprocess.run(cmd, env=self.env(env), input=input,
                               capture_output=True, text=True, timeout=timeout)
         res = Result(proc, time.monotonic() - start)
-        for secret in ALL_SECRETS + list(getattr(self, "extra_secrets", [])):
+        printed = "--print-token" in cmd
+        for secret in ALL_SECRETS + list(self.extra_secrets):
             if secret in allow_secrets:
                 continue
             assert secret not in res.text, f"secret leaked in output: {res}"
+        for token in self.tokens:
+            if printed or token in allow_secrets:
+                continue
+            assert token not in res.text, f"token leaked in output: {res}"
+        # Every token the CLI stored from now on must never be shown either.
+        if self.token_file.exists():
+            try:
+                self.tokens.add(self.stored_token())
+            except (ValueError, KeyError):
+                pass
         assert "AddressSanitizer" not in res.err, res
         assert "runtime error:" not in res.err, res
         return res

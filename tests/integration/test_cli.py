@@ -213,7 +213,7 @@ def test_credentials_rotation_insight(tmp_path, devserver_factory):
     doc = res.json()
     assert doc["credentials_id"] > first_id
     new_id, new_secret = doc["client_id"], doc["secret"]
-    cli.extra_secrets = [new_secret]
+    cli.extra_secrets.append(new_secret)
 
     # The previous pair is revoked, the new one works.
     res = cli.login("alice")
@@ -332,3 +332,29 @@ def test_plain_http_to_remote_host_refused(cli):
     res = cli("--url", "http://bi.example.com", "check")
     assert res.rc == EXIT["CONFIG"], res
     assert "http" in res.err
+
+
+def test_denied_looker_login_leaves_no_live_token(tmp_path, devserver):
+    """A login the rules deny stores nothing and ends the token it got."""
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "looker")
+    devserver.reset_counters()
+    res = cli("-o", "require_groups=nobody", "login", "--client-id",
+              "bob-client", env={"TOKENGATE_SECRET": DEMO["bob"]["secret"]})
+    assert res.rc == EXIT["FORBIDDEN"], res
+    assert not cli.token_file.exists()
+    assert devserver.counters()["logout"] == 1
+
+
+def test_check_never_shows_proxy_credentials(cli):
+    res = cli("-o", "proxy=http://proxyuser:Pr0xyPassw0rd@127.0.0.1:9",
+              "check")
+    assert "Pr0xyPassw0rd" not in res.text, res
+    assert "127.0.0.1:9" in res.out
+
+
+def test_bad_proxy_value_is_not_quoted(cli):
+    res = cli("-o", "proxy=http://proxyuser:Pr0xyPassw0rd@127.0.0.1:9 x",
+              "whoami")
+    assert res.rc == EXIT["CONFIG"], res
+    assert "Pr0xyPassw0rd" not in res.text

@@ -175,7 +175,7 @@ HOSTILE_BODIES = {
     "nul": '{"uid":"u\\u0000x","id":"u\\u0000x"}',
     "types": '{"uid":17,"id":17.5,"email":[],"mail":{}}',
     "no_uid": '{"mail":"","cn":"","email":""}',
-    "deep": "[" * 500 + "]" * 500,
+    "deep": '{"uid":"u1","id":"u1","x":' + '{"a":' * 100 + '1' + '}' * 101,
 }
 
 
@@ -187,6 +187,23 @@ def test_f8_malformed_answers(cli, devserver, kind):
     else:
         devserver.fault(endpoint="validate", body=HOSTILE_BODIES[kind])
     res = cli("whoami")
+    assert res.rc == EXIT["PROTOCOL"], res
+    if kind == "deep":
+        assert "nested deeper" in res.err, res
+
+
+def test_f8_token_in_unexpected_2xx_is_never_shown(cli, devserver):
+    """A 201 whose body is a token is a protocol error that quotes nothing
+    of the body (the body is the secret)."""
+    leaked = "Leaked201TokenValue"
+    cli.extra_secrets.append(leaked)
+    devserver.fault(endpoint="token", status=201, body=leaked,
+                    content_type="text/plain")
+    res = cli.login("alice")
+    assert res.rc == EXIT["PROTOCOL"], res
+    assert "201" in res.err
+    res = cli("--json", "login", "--client-id", "alice-client",
+              env={"TOKENGATE_SECRET": DEMO["alice"]["secret"]})
     assert res.rc == EXIT["PROTOCOL"], res
 
 
@@ -336,6 +353,13 @@ def test_f13_trusted_tls_works(tmp_path, devserver_factory, pki):
 ])
 def test_f13_tls_failures(tmp_path, devserver_factory, pki, cert, ca):
     cli = tls_cli(tmp_path, devserver_factory, pki, cert, ca=ca)
+    res = cli.login("alice")
+    assert res.rc == EXIT["TLS"], res
+
+
+def test_f13_https_to_a_plain_http_server(tmp_path, devserver_factory, pki):
+    srv = devserver_factory()
+    cli = Cli(tmp_path, srv.url.replace("http://", "https://"), "insight")
     res = cli.login("alice")
     assert res.rc == EXIT["TLS"], res
 
