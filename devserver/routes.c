@@ -728,6 +728,11 @@ authenticate(struct ds_request *req, struct ds_reply *r,
         v += strspn(v, " ");
     }
     len = strlen(v);
+    /* Whitespace around a field value is not part of it (RFC 9110 5.5);
+     * libmicrohttpd leaves the trailing part in place. */
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+        len--;
+    }
     if (skip == 0 || len == 0 || len > DS_CREDENTIAL_MAX ||
         !is_b64token(v, len) ||
         ds__token_lookup(v, len, req->flavor, info) != 0) {
