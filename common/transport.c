@@ -331,6 +331,21 @@ tg_client_setup(tg_client_t *cl, const tg_request_t *req)
     if (cfg->ca_path != NULL && cfg->ca_path[0] != '\0') {
         TG_SETOPT(cl, CURLOPT_CAPATH, cfg->ca_path);
     }
+    /* With neither configured, pin libcurl's own built-in bundle and path
+     * explicitly: a libcurl built with CA fallback would otherwise let
+     * OpenSSL's SSL_CERT_FILE / SSL_CERT_DIR, taken from the caller's
+     * environment (su, sudo), choose what we trust. */
+    if ((cfg->ca_file == NULL || cfg->ca_file[0] == '\0') &&
+        (cfg->ca_path == NULL || cfg->ca_path[0] == '\0')) {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+        if (v != NULL && v->cainfo != NULL) {
+            TG_SETOPT(cl, CURLOPT_CAINFO, v->cainfo);
+        }
+        if (v != NULL && v->capath != NULL) {
+            TG_SETOPT(cl, CURLOPT_CAPATH, v->capath);
+        }
+    }
     if (cfg->pinned_pubkey != NULL && cfg->pinned_pubkey[0] != '\0') {
         TG_SETOPT(cl, CURLOPT_PINNEDPUBLICKEY, cfg->pinned_pubkey);
     }
