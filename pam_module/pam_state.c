@@ -406,6 +406,12 @@ write_atomic(int dirfd, const char *name, const char *data, size_t len,
         goto out;
     }
     created = 0;
+    /* The rename itself must survive a crash: fsync the directory. */
+    if (fsync(dirfd) != 0) {
+        set_why(why, why_size, "%s: fsync of the directory: %s", name,
+                strerror_r(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
     err = TG_OK;
 out:
     if (fd >= 0) {
@@ -445,6 +451,44 @@ remove_file(const char *dir, const char *user, const char *suffix, char *why,
     }
     rc = 0;
 out:
+    close(dirfd);
+    return rc;
+}
+
+/*
+ * Leave an empty <dir>/<user><suffix> in place of whatever was there: an
+ * empty state file is unparsable, which account refuses (PAM_PERM_DENIED).
+ * This is the fallback when a denied record cannot be written: truncating
+ * needs no free blocks, and deleting would make the user "not ours".
+ */
+int
+tg_pam_state_poison(const char *dir, const char *user, char *why,
+                    size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    char ebuf[128];
+    int dirfd = -1, fd = -1, rc = -1;
+
+    if (file_name(name, sizeof(name), user, TG_PAM_STATE_SUFFIX) != 0) {
+        set_why(why, why_size, "not a user name tokengate keeps files for");
+        return -1;
+    }
+    if (dir_open(dir, 1, &dirfd, why, why_size) != TG_PAM_FILE_OK) {
+        return -1;
+    }
+    (void) flock(dirfd, LOCK_EX);
+    fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+    if (fd < 0 || ftruncate(fd, 0) != 0 || fsync(fd) != 0) {
+        set_why(why, why_size, "%s/%s: %s", dir, name,
+                strerror_r(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
     close(dirfd);
     return rc;
 }
@@ -746,8 +790,8 @@ dump_and_write(int dirfd, const char *name, json_t *root, char *why,
 
 tg_err_t
 tg_pam_state_write(const char *dir, const char *user, const tg_config_t *cfg,
-                   const tg_identity_t *id, time_t expires_at, char *why,
-                   size_t why_size)
+                   const tg_identity_t *id, time_t expires_at,
+                   const char *denied, char *why, size_t why_size)
 {
     char name[TG_PAM_NAME_MAX];
     json_t *root = NULL, *ident = NULL;
@@ -775,6 +819,18 @@ tg_pam_state_write(const char *dir, const char *user, const tg_config_t *cfg,
         goto out;
     }
     ident = NULL;
+    if (denied != NULL &&
+        json_object_set_new(
+            root, "denied",
+            json_string(denied[0] != '\0' ? denied : "denied")) != 0) {
+        /* json_string() refuses invalid UTF-8: say so without the text. */
+        if (json_object_set_new(root, "denied",
+                                json_string("denied by the rules")) != 0) {
+            set_why(why, why_size, "%s: out of memory", name);
+            err = TG_NOMEM;
+            goto out;
+        }
+    }
     err = dump_and_write(dirfd, name, root, why, why_size);
 out:
     json_decref(ident);
@@ -814,6 +870,19 @@ tg_pam_state_read(const char *dir, const char *user, tg_pam_state_t *out,
     }
     out->api = strcmp(json_string_value(v), "looker") == 0 ? TG_API_LOOKER
                                                            : TG_API_INSIGHT;
+    v = json_object_get(root, "denied");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            set_why(why, why_size, "%s/%s%s: malformed denied record", dir,
+                    user, TG_PAM_STATE_SUFFIX);
+            goto out;
+        }
+        out->denied = strdup(json_string_value(v));
+        if (out->denied == NULL) {
+            res = TG_PAM_FILE_NOMEM;
+            goto out;
+        }
+    }
     out->identity =
         identity_from_json(json_object_get(root, "identity"), &nomem);
     if (out->identity == NULL) {
@@ -840,6 +909,7 @@ tg_pam_state_clear(tg_pam_state_t *st)
     tg_identity_free(st->identity);
     free(st->user);
     free(st->url);
+    free(st->denied);
     memset(st, 0, sizeof(*st));
 }
 
@@ -912,8 +982,9 @@ tg_pam_offline_store(const char *dir, const char *user, const tg_config_t *cfg,
     }
     /* NULL random bytes: libxcrypt draws the salt from the kernel. */
     if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)) == NULL) {
+        char ebuf[128];
         set_why(why, why_size, "crypt_gensalt_rn($y$) failed: %s",
-                strerror(errno));
+                strerror_r(errno, ebuf, sizeof(ebuf)));
         goto out;
     }
     /* crypt_rn, not crypt_r: the same function, NULL on failure, and not
@@ -1005,7 +1076,9 @@ tg_pam_offline_check(const char *dir, const char *user, const tg_config_t *cfg,
     }
     /* One reader-writer at a time: the counter is read, then written. */
     if (flock(dirfd, LOCK_EX) != 0) {
-        set_why(why, why_size, "%s: cannot lock: %s", dir, strerror(errno));
+        char ebuf[128];
+        set_why(why, why_size, "%s: cannot lock: %s", dir,
+                strerror_r(errno, ebuf, sizeof(ebuf)));
         goto out;
     }
     res = file_load(dir, user, TG_PAM_CACHE_SUFFIX, "tokengate-offline", dirfd,
@@ -1051,6 +1124,26 @@ tg_pam_offline_check(const char *dir, const char *user, const tg_config_t *cfg,
         out = TG_PAM_OFFLINE_NOMEM;
         goto out;
     }
+    /* Count the guess BEFORE checking it, durably: a right guess is then
+     * reset below, a wrong one stays counted even if this process is
+     * killed or cannot write afterwards.  A guess that cannot be counted
+     * is not checked at all. */
+    if (json_object_set_new(root, "failures",
+                            json_integer(failures < TG_PAM_FAILURES_MAX
+                                             ? failures + 1
+                                             : failures)) != 0) {
+        set_why(why, why_size, "out of memory");
+        out = TG_PAM_OFFLINE_NOMEM;
+        goto out;
+    }
+    if (dump_and_write(dirfd, name, root, why, why_size) != TG_OK) {
+        out = TG_PAM_OFFLINE_BAD;
+        goto out;
+    }
+    failures = failures < TG_PAM_FAILURES_MAX ? failures + 1 : failures;
+    if (failures_out != NULL) {
+        *failures_out = (long) failures;
+    }
     if (phrase_of(password, phrase) != 0) {
         set_why(why, why_size, "SHA-256 failed");
         goto out;
@@ -1062,18 +1155,6 @@ tg_pam_offline_check(const char *dir, const char *user, const tg_config_t *cfg,
             CRYPTO_memcmp(computed, stored, slen) == 0;
 
     if (!match) {
-        failures = failures < TG_PAM_FAILURES_MAX ? failures + 1 : failures;
-        if (failures_out != NULL) {
-            *failures_out = (long) failures;
-        }
-        if (json_object_set_new(root, "failures", json_integer(failures)) !=
-                0 ||
-            dump_and_write(dirfd, name, root, why, why_size) != TG_OK) {
-            /* The counter could not be raised: refuse offline logins
-             * altogether rather than allow unlimited guesses. */
-            out = TG_PAM_OFFLINE_BAD;
-            goto out;
-        }
         set_why(why, why_size, "wrong password");
         out = TG_PAM_OFFLINE_MISMATCH;
         goto out;
@@ -1086,18 +1167,13 @@ tg_pam_offline_check(const char *dir, const char *user, const tg_config_t *cfg,
         out = nomem ? TG_PAM_OFFLINE_NOMEM : TG_PAM_OFFLINE_BAD;
         goto out;
     }
-    if (failures != 0) {
-        /* A right password resets the count of wrong ones in a row. */
-        if (json_object_set_new(root, "failures", json_integer(0)) != 0 ||
-            dump_and_write(dirfd, name, root, why, why_size) != TG_OK) {
-            tg_identity_free(*id_out);
-            *id_out = NULL;
-            out = TG_PAM_OFFLINE_BAD;
-            goto out;
-        }
-        if (failures_out != NULL) {
-            *failures_out = 0;
-        }
+    /* A right password resets the count of wrong ones in a row.  When
+     * that write fails the guess stays counted (fail-safe), and the
+     * password was right: the login goes on. */
+    if (json_object_set_new(root, "failures", json_integer(0)) == 0 &&
+        dump_and_write(dirfd, name, root, why, why_size) == TG_OK &&
+        failures_out != NULL) {
+        *failures_out = 0;
     }
     *expires_out = expires_at;
     out = TG_PAM_OFFLINE_OK;
@@ -1112,6 +1188,90 @@ out:
         close(dirfd);
     }
     return out;
+}
+
+int
+tg_pam_offline_remove_if(const char *dir, const char *user,
+                         const tg_config_t *cfg, const char *password,
+                         char *why, size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    char phrase[TG_PAM_PHRASE_SIZE];
+    char ebuf[128];
+    struct crypt_data *cd = NULL;
+    const char *stored, *computed;
+    json_t *root = NULL;
+    size_t slen;
+    int dirfd = -1, rc = -1;
+    tg_pam_file_t res;
+
+    memset(phrase, 0, sizeof(phrase));
+    if (file_name(name, sizeof(name), user, TG_PAM_CACHE_SUFFIX) != 0) {
+        return 0;
+    }
+    res = dir_open(dir, 0, &dirfd, why, why_size);
+    if (res == TG_PAM_FILE_NONE) {
+        return 0;
+    }
+    if (res != TG_PAM_FILE_OK) {
+        return -1;
+    }
+    if (flock(dirfd, LOCK_EX) != 0) {
+        set_why(why, why_size, "%s: cannot lock: %s", dir,
+                strerror_r(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    res = file_load(dir, user, TG_PAM_CACHE_SUFFIX, "tokengate-offline", dirfd,
+                    &root, why, why_size);
+    if (res == TG_PAM_FILE_NONE) {
+        rc = 0;
+        goto out;
+    }
+    if (res != TG_PAM_FILE_OK) {
+        goto out;
+    }
+    if (!same_server(root, cfg)) {
+        rc = 0;
+        goto out;
+    }
+    stored = json_string_value(json_object_get(root, "hash"));
+    if (stored == NULL || strncmp(stored, "$y$", 3) != 0) {
+        set_why(why, why_size, "%s/%s: malformed", dir, name);
+        goto out;
+    }
+    cd = calloc(1, sizeof(*cd));
+    if (cd == NULL) {
+        set_why(why, why_size, "out of memory");
+        goto out;
+    }
+    if (phrase_of(password, phrase) != 0) {
+        set_why(why, why_size, "SHA-256 failed");
+        goto out;
+    }
+    computed = crypt_rn(phrase, stored, cd, (int) sizeof(*cd));
+    slen = strlen(stored);
+    if (computed == NULL || computed[0] != '$' || strlen(computed) != slen ||
+        CRYPTO_memcmp(computed, stored, slen) != 0) {
+        rc = 0;
+        goto out;
+    }
+    if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+        set_why(why, why_size, "%s/%s: %s", dir, name,
+                strerror_r(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    rc = 1;
+out:
+    json_decref(root);
+    explicit_bzero(phrase, sizeof(phrase));
+    if (cd != NULL) {
+        explicit_bzero(cd, sizeof(*cd));
+        free(cd);
+    }
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    return rc;
 }
 
 int

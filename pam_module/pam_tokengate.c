@@ -86,7 +86,8 @@
 typedef enum tg_pam_phase {
     TG_PAM_AUTH = 0,
     TG_PAM_ACCOUNT,
-    TG_PAM_SESSION
+    TG_PAM_SESSION,
+    TG_PAM_PASSWORD
 } tg_pam_phase_t;
 
 typedef enum tg_pam_pwmode {
@@ -178,7 +179,8 @@ static int offline_try(tg_pam_ctx_t *c, const char *password,
                        tg_identity_t **id_out, time_t *expires_out);
 static int bind_and_rules(tg_pam_ctx_t *c, const tg_identity_t *id,
                           const char *fp, int forget_on_denial);
-static void forget_user(tg_pam_ctx_t *c);
+static void deny_user(tg_pam_ctx_t *c, const tg_identity_t *id,
+                      const char *reason);
 static int auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
                        int from_credentials, int offline, time_t expires_at,
                        const char *password, const char *fp);
@@ -250,6 +252,8 @@ phase_name(tg_pam_phase_t phase)
         return "account";
     case TG_PAM_SESSION:
         return "session";
+    case TG_PAM_PASSWORD:
+        return "password";
     }
     return "?";
 }
@@ -1000,17 +1004,42 @@ offline_try(tg_pam_ctx_t *c, const char *password, tg_err_t online_err,
     return -1;
 }
 
-/* Remove the state file and offline entry of c->user (the identity no
- * longer passes the rules); errors are logged only. */
+/*
+ * auth's rules deny the (fresh, bound) identity of c->user: replace the
+ * state file by a "denied" record, which account turns into
+ * PAM_PERM_DENIED until a later successful auth replaces it, and remove the
+ * offline entry.  Never deny by deleting the state file: a user without one
+ * may be "not ours" (PAM_USER_UNKNOWN), which [user_unknown=ignore] stacks
+ * let through.  Errors are logged only.
+ */
 static void
-forget_user(tg_pam_ctx_t *c)
+deny_user(tg_pam_ctx_t *c, const tg_identity_t *id, const char *reason)
 {
     char why[TG_PAM_WHY];
+    char shown[TG_PAM_WHY];
+    time_t expires_at;
+    tg_err_t err;
 
-    if (tg_pam_state_remove(c->opts.state_dir, c->user, why, sizeof(why)) !=
-        0) {
-        tg_log(c, LOG_ERR, "%s: user=%s: cannot remove the state file: %s",
-               phase_name(c->phase), c->ushown, why);
+    tg_pam_sanitize(
+        shown, sizeof(shown),
+        reason != NULL && reason[0] != '\0' ? reason : "denied by the rules");
+    expires_at = id->expires_at > 0 ? id->expires_at
+                                    : time(NULL) + c->opts.cfg->token_max_age;
+    err = tg_pam_state_write(c->opts.state_dir, c->user, c->opts.cfg, id,
+                             expires_at, shown, why, sizeof(why));
+    if (err != TG_OK) {
+        tg_log(c, LOG_ERR,
+               "%s: user=%s: cannot write the denied record (%s): %s; "
+               "emptying the state file",
+               phase_name(c->phase), c->ushown, tg_err_name(err), why);
+        /* Neither a state that lets account pass, nor no state (which makes
+         * the user "not ours"): an empty file, which account refuses.
+         * Truncating needs no free space. */
+        if (tg_pam_state_poison(c->opts.state_dir, c->user, why,
+                                sizeof(why)) != 0) {
+            tg_log(c, LOG_CRIT, "%s: user=%s: cannot empty the state file: %s",
+                   phase_name(c->phase), c->ushown, why);
+        }
     }
     if (c->opts.offline_cache > 0 &&
         tg_pam_offline_remove(c->opts.offline_dir, c->user, why, sizeof(why)) !=
@@ -1059,7 +1088,7 @@ bind_and_rules(tg_pam_ctx_t *c, const tg_identity_t *id, const char *fp,
         log_fail(c, err == TG_FORBIDDEN ? LOG_NOTICE : LOG_ERR, rc, err,
                  diag.message, NULL, fp, NULL);
         if (err == TG_FORBIDDEN && forget_on_denial) {
-            forget_user(c);
+            deny_user(c, id, diag.message);
         }
         goto out;
     }
@@ -1081,36 +1110,14 @@ auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
     char why[TG_PAM_WHY];
     char label[TG_PAM_SHOWN];
     tg_pam_login_t *login = NULL;
+    const tg_identity_t *ident;
     time_t now = time(NULL), cache_until;
     tg_err_t err;
     int rc;
 
     id_label(label, sizeof(label), *id);
-    err = tg_pam_state_write(c->opts.state_dir, c->user, c->opts.cfg, *id,
-                             expires_at, why, sizeof(why));
-    if (err != TG_OK) {
-        /* Auth itself succeeded; account in another process will not find
-         * a state and applies account_without_state (deny by default). */
-        tg_log(c, LOG_ERR,
-               "auth: user=%s service=%s: cannot write the state file (%s): "
-               "%s",
-               c->ushown, c->sshown, tg_err_name(err), why);
-    }
-    /* Offline logins are for API credentials only: a bearer token is
-     * short-lived and would outlive its own expiry in the cache. */
-    if (!offline && from_credentials && c->opts.offline_cache > 0) {
-        cache_until = now + c->opts.offline_cache;
-        err =
-            tg_pam_offline_store(c->opts.offline_dir, c->user, c->opts.cfg,
-                                 password, *id, cache_until, why, sizeof(why));
-        if (err != TG_OK) {
-            tg_log(c, LOG_ERR,
-                   "auth: user=%s service=%s: cannot write the offline entry "
-                   "(%s): %s",
-                   c->ushown, c->sshown, tg_err_name(err), why);
-        }
-    }
-
+    /* The handle's data first, the files last: a failure here must not
+     * leave a state file that lets account pass in another process. */
     login = calloc(1, sizeof(*login));
     if (login == NULL) {
         rc = PAM_BUF_ERR;
@@ -1132,11 +1139,38 @@ auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
     login->expires_at = expires_at;
     login->identity = *id;
     *id = NULL;
+    ident = login->identity;
     rc = pam_set_data(c->pamh, TG_PAM_DATA_LOGIN, login, login_cleanup);
     if (rc != PAM_SUCCESS) {
         goto out;
     }
     login = NULL;
+
+    err = tg_pam_state_write(c->opts.state_dir, c->user, c->opts.cfg, ident,
+                             expires_at, NULL, why, sizeof(why));
+    if (err != TG_OK) {
+        /* Auth itself succeeded; account in another process will not find
+         * a (new) state and applies account_without_state (deny by
+         * default), or an older denied record. */
+        tg_log(c, LOG_ERR,
+               "auth: user=%s service=%s: cannot write the state file (%s): "
+               "%s",
+               c->ushown, c->sshown, tg_err_name(err), why);
+    }
+    /* Offline logins are for API credentials only: a bearer token is
+     * short-lived and would outlive its own expiry in the cache. */
+    if (!offline && from_credentials && c->opts.offline_cache > 0) {
+        cache_until = now + c->opts.offline_cache;
+        err = tg_pam_offline_store(c->opts.offline_dir, c->user, c->opts.cfg,
+                                   password, ident, cache_until, why,
+                                   sizeof(why));
+        if (err != TG_OK) {
+            tg_log(c, LOG_ERR,
+                   "auth: user=%s service=%s: cannot write the offline entry "
+                   "(%s): %s",
+                   c->ushown, c->sshown, tg_err_name(err), why);
+        }
+    }
     tg_log(c, LOG_INFO,
            "auth ok: user=%s service=%s identity=%s via=%s%s%s expires_in=%lds",
            c->ushown, c->sshown, label,
@@ -1211,15 +1245,17 @@ auth_once(tg_pam_ctx_t *c, const char *password)
             }
         }
     } else {
+        /* No fingerprint yet: the input may be a mistyped Unix password.
+         * fp= is computed only for a token the server accepted (after the
+         * validation, or issued by the exchange). */
         token = copy;
-        tg_fingerprint(token, strlen(token), fp);
         err = tg_token_check(token, &diag);
     }
     if (err != TG_OK) {
         rc = pam_code(c, err);
         snprintf(why, sizeof(why), "%s; refused without a server call",
                  diag.message);
-        log_fail(c, LOG_NOTICE, rc, err, why, NULL, fp, client_fp);
+        log_fail(c, LOG_NOTICE, rc, err, why, NULL, NULL, NULL);
         goto out;
     }
     if (env_unsafe()) {
@@ -1251,6 +1287,9 @@ auth_once(tg_pam_ctx_t *c, const char *password)
     if (err == TG_OK) {
         err = tg_client_validate(cl, token, &id);
         us_validate = us_since(&t0);
+        if (err == TG_OK && fp[0] == '\0') {
+            tg_fingerprint(token, strlen(token), fp);
+        }
     }
     tg_client_stats(cl, &requests, &connections);
     tg_log(c, LOG_DEBUG,
@@ -1276,14 +1315,29 @@ auth_once(tg_pam_ctx_t *c, const char *password)
             log_fail(c, err_is_outage(err) ? LOG_ERR : LOG_NOTICE, rc, err,
                      d->message, d, fp, client_fp);
             /* The server said no to these credentials: the offline
-             * entry must not outlive that answer. */
+             * entry must not outlive that answer, but only when they are
+             * the ones it holds (anyone can type someone else's user name
+             * with a wrong pair; that must not remove her entry).  A 403
+             * is treated the same way: it is tied to the user only through
+             * the secret. */
             if (c->opts.offline_cache > 0 && creds &&
-                (err == TG_REJECTED || err == TG_TOKEN_INVALID) &&
-                tg_pam_offline_remove(c->opts.offline_dir, c->user, why,
-                                      sizeof(why)) != 0) {
-                tg_log(c, LOG_ERR,
-                       "auth: user=%s: cannot remove the offline entry: %s",
-                       c->ushown, why);
+                (err == TG_REJECTED || err == TG_TOKEN_INVALID ||
+                 err == TG_FORBIDDEN)) {
+                int r = tg_pam_offline_remove_if(c->opts.offline_dir, c->user,
+                                                 c->opts.cfg, password, why,
+                                                 sizeof(why));
+                if (r < 0) {
+                    tg_log(c, LOG_ERR,
+                           "auth: user=%s: cannot remove the offline entry: "
+                           "%s",
+                           c->ushown, why);
+                } else if (r > 0) {
+                    tg_log(c, LOG_NOTICE,
+                           "auth: user=%s service=%s: the server refused the "
+                           "credentials the offline entry holds; entry "
+                           "removed",
+                           c->ushown, c->sshown);
+                }
             }
             goto out;
         }
@@ -1389,12 +1443,15 @@ out:
 TG_PAM_EXPORT int
 pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-    (void) pamh;
-    (void) flags;
-    (void) argc;
-    (void) argv;
-    /* No credentials to establish: tokens are not Unix credentials. */
-    return PAM_SUCCESS;
+    tg_pam_ctx_t c;
+    int rc;
+
+    /* No credentials to establish: tokens are not Unix credentials.  The
+     * arguments are still checked, as in every other phase: an unknown
+     * one or an unsafe configuration is PAM_SERVICE_ERR. */
+    rc = ctx_open(&c, pamh, TG_PAM_AUTH, flags, argc, argv);
+    ctx_close(&c);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1486,6 +1543,22 @@ pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
         fr = tg_pam_state_read(c.opts.state_dir, c.user, &st, why, sizeof(why));
         switch (fr) {
         case TG_PAM_FILE_OK:
+            if (st.denied != NULL) {
+                /* auth's rules denied this user: refused until a later
+                 * successful auth replaces the record (never "not ours"). */
+                char dshown[TG_PAM_WHY];
+                char dwhy[2 * TG_PAM_WHY];
+                id_label(label, sizeof(label), st.identity);
+                tg_pam_sanitize(dshown, sizeof(dshown), st.denied);
+                snprintf(dwhy, sizeof(dwhy),
+                         "identity %s was denied at its last login: %s "
+                         "(denied record in the state file)",
+                         label, dshown);
+                rc = PAM_PERM_DENIED;
+                log_fail(&c, LOG_NOTICE, rc, TG_FORBIDDEN, dwhy, NULL, NULL,
+                         NULL);
+                goto out;
+            }
             if (st.api != c.opts.cfg->api ||
                 strcmp(st.url, c.opts.cfg->url) != 0) {
                 rc = account_without_state(&c, 1,
@@ -1741,12 +1814,15 @@ out:
 TG_PAM_EXPORT int
 pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-    (void) pamh;
-    (void) flags;
-    (void) argc;
-    (void) argv;
+    tg_pam_ctx_t c;
+    int rc;
+
     /* Changing a BI password from Linux is not supported; PAM_IGNORE (in
      * both PAM_PRELIM_CHECK and PAM_UPDATE_AUTHTOK) leaves the decision to
-     * the other password modules of the stack. */
-    return PAM_IGNORE;
+     * the other password modules of the stack.  The arguments are checked
+     * first: an unknown one or an unsafe configuration is
+     * PAM_SERVICE_ERR (PAM_BUF_ERR out of memory). */
+    rc = ctx_open(&c, pamh, TG_PAM_PASSWORD, flags, argc, argv);
+    ctx_close(&c);
+    return rc == PAM_SUCCESS ? PAM_IGNORE : rc;
 }

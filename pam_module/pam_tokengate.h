@@ -14,6 +14,8 @@
  * Files (pam_tokengate(8)):
  *   <state_dir>/<user>.json     identity + expiry, written by auth after an
  *                               online (or offline) success, read by account;
+ *                               or a "denied" record (identity + reason)
+ *                               written when auth's rules deny the user;
  *   <offline_dir>/<user>.cache  yescrypt verifier + identity + expiry +
  *                               failure counter, only with offline_cache > 0.
  * Both directories are created 0700 when missing; both files are written
@@ -50,6 +52,7 @@ typedef struct tg_pam_state {
     tg_api_t api;
     time_t created;
     time_t expires_at;
+    char *denied; /* non-NULL: a "denied" record, with the rules' reason */
 } tg_pam_state_t;
 
 /* What the offline cache said about a password. */
@@ -78,10 +81,14 @@ void tg_pam_sanitize(char *dst, size_t size, const char *src);
  * Write <dir>/<user>.json for identity, valid until expires_at, bound to
  * cfg's api and url.  dir is created (0700) when missing.  TG_OK, TG_CONFIG
  * (unsafe directory), TG_NOMEM or TG_INTERNAL (I/O), with why filled.
+ * denied non-NULL writes a "denied" record instead (auth's rules refused
+ * this identity, for that reason): account refuses the user on it, whatever
+ * its expiry, until a later successful auth replaces it.
  */
 tg_err_t tg_pam_state_write(const char *dir, const char *user,
                             const tg_config_t *cfg, const tg_identity_t *id,
-                            time_t expires_at, char *why, size_t why_size);
+                            time_t expires_at, const char *denied, char *why,
+                            size_t why_size);
 
 /*
  * Read <dir>/<user>.json into *out (tg_pam_state_clear() it).  The user in
@@ -92,6 +99,12 @@ tg_pam_file_t tg_pam_state_read(const char *dir, const char *user,
                                 tg_pam_state_t *out, char *why,
                                 size_t why_size);
 void tg_pam_state_clear(tg_pam_state_t *st);
+
+/* Truncate (or create empty) <dir>/<user>.json, which account refuses as
+ * unparsable: the fallback when a denied record cannot be written.  0 or
+ * -1. */
+int tg_pam_state_poison(const char *dir, const char *user, char *why,
+                        size_t why_size);
 
 /* Remove <dir>/<user>.json (no error when it is absent).  0 or -1. */
 int tg_pam_state_remove(const char *dir, const char *user, char *why,
@@ -108,11 +121,13 @@ tg_err_t tg_pam_offline_store(const char *dir, const char *user,
                               char *why, size_t why_size);
 
 /*
- * Check password against <dir>/<user>.cache under an exclusive lock.  On
- * TG_PAM_OFFLINE_OK, *id_out (caller owns) and *expires_out are set and
- * the counter is reset; on a mismatch the counter is raised and written
- * back.  *failures_out is the counter after the call (may be NULL).  An
- * entry for another api/url is TG_PAM_OFFLINE_NONE.
+ * Check password against <dir>/<user>.cache under an exclusive lock.  The
+ * counter is raised and written (fsync, rename, directory fsync) BEFORE the
+ * password is hashed; when that write fails the password is not checked at
+ * all (TG_PAM_OFFLINE_BAD).  On TG_PAM_OFFLINE_OK, *id_out (caller owns) and
+ * *expires_out are set and the counter is reset to 0.  *failures_out is the
+ * counter after the call (may be NULL).  An entry for another api/url is
+ * TG_PAM_OFFLINE_NONE.
  */
 tg_pam_offline_t tg_pam_offline_check(const char *dir, const char *user,
                                       const tg_config_t *cfg,
@@ -120,6 +135,16 @@ tg_pam_offline_t tg_pam_offline_check(const char *dir, const char *user,
                                       tg_identity_t **id_out,
                                       time_t *expires_out, long *failures_out,
                                       char *why, size_t why_size);
+
+/*
+ * Remove <dir>/<user>.cache only when password matches its verifier (the
+ * server really rejected the secret the entry holds), under the lock.  1
+ * removed, 0 kept (no entry, other server, another password), -1 error.
+ * The failure counter is not touched.
+ */
+int tg_pam_offline_remove_if(const char *dir, const char *user,
+                             const tg_config_t *cfg, const char *password,
+                             char *why, size_t why_size);
 
 /* Remove <dir>/<user>.cache (no error when it is absent).  0 or -1. */
 int tg_pam_offline_remove(const char *dir, const char *user, char *why,

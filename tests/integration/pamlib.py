@@ -420,9 +420,10 @@ class PamHarness:
     def run(self, user="alice", password=None, steps="auth", service="tg",
             repeat=1, env=None, authtok=None, no_user=False, timeout=60,
             show_env_token=False, allow=(), valgrind=False, confdir=None,
-            silent=False):
+            silent=False, fsize_zero=False):
         """Run pam_driver; password=None gives it no password at all (its
-        prompts fail), "" the empty one.  The driver's stdout/stderr and
+        prompts fail), "" the empty one.  fsize_zero: RLIMIT_FSIZE=0 in the
+        driver ("ulimit -f 0"; nothing is logged then).  The driver's stdout/stderr and
         everything logged are checked for secrets (except allow)."""
         self.runs += 1
         logfile = self.logdir / f"run-{self.runs}.log"
@@ -440,6 +441,8 @@ class PamHarness:
             cmd.append("--show-env-token")
         if silent:
             cmd.append("--silent")
+        if fsize_zero:
+            cmd.append("--fsize-zero")
         if valgrind:
             cmd = ["valgrind", "--quiet", "--leak-check=full",
                    "--errors-for-leak-kinds=definite",

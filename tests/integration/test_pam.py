@@ -9,6 +9,7 @@ Each driver run is checked for secrets in its output and in everything the
 module logged (pamlib.PamHarness.check_clean).  The services use the
 "[default=ok]" control, so the codes seen are the module's own.
 """
+import json
 import os
 import shutil
 import socket
@@ -185,15 +186,25 @@ def test_evaluation_user(pam, api):
 
 def test_disabled_user(pam, api):
     """The devserver gives a disabled user no token (Insight: 401, Looker:
-    403 "Account is disabled"): never success."""
+    403 "Account is disabled"): never success.  A 403 cannot be tied to the
+    user (the pair may not be theirs): an existing state file of "dave"
+    is left exactly as it was (pam_tokengate(8), RETURN VALUES)."""
     pam.service()
+    # A state file for the local user "dave" first (bob's identity mapped
+    # to it), so that "unchanged" means something.
+    mapf = pam.write_map({"bob@example.com": "dave"})
+    pam.service("mapped", args=["user_attribute=email",
+                                f"user_map_file={mapf}"])
+    res = pam.run("dave", creds("bob"), service="mapped")
+    assert res.rc() == PAM["SUCCESS"], res.why
+    before = pam.state_file("dave").read_bytes()
     res = pam.run("dave", creds("dave"))
     if api == "looker":
         assert res.rc() == PAM["PERM_DENIED"], res.why
     else:
         assert res.rc() in (PAM["AUTH_ERR"], PAM["PERM_DENIED"]), res.why
     assert res.module_logs(), res.why
-    assert not pam.state_file("dave").exists()
+    assert pam.state_file("dave").read_bytes() == before
 
 
 @pytest.mark.parametrize("how", ["no-user", "empty-user"])
@@ -303,6 +314,23 @@ def test_local_rejection_makes_no_server_call(pam, devserver, password):
     assert res.module_logs(), res.why
 
 
+def test_fingerprint_only_for_accepted_tokens(pam):
+    """fp= (32 bits of SHA-256) is logged only for tokens the server
+    accepted: never for input refused locally or rejected by the server,
+    which may be a mistyped Unix password."""
+    pam.service()
+    for pw in ("hunter2!", "Sommer2024", "A" * 43):
+        res = pam.run("alice", pw)
+        assert res.rc() == PAM["AUTH_ERR"], res.why
+        assert res.module_logs(), res.why
+        assert "fp=" not in res.log_text, res.why
+        assert fingerprint(pw) not in res.log_text, res.why
+    token = pam.token("alice")
+    res = pam.run("alice", token)
+    assert res.rc() == PAM["SUCCESS"], res.why
+    assert f"fp={fingerprint(token)}" in res.log_text, res.why
+
+
 # ---------------------------------------------------------------- account
 
 
@@ -321,6 +349,61 @@ def test_account_from_state_file(pam):
     res = pam.run("alice", None, steps="acct", service="strict")
     assert res.rc() == PAM["PERM_DENIED"], res.why
     assert res.logged("nobody", "group", "TG_FORBIDDEN"), res.why
+
+
+def test_denied_auth_is_not_user_unknown(pam):
+    """A denial in auth never turns the user into "not ours": the state
+    file becomes a denied record (with the fresh identity and the reason),
+    account refuses on it with PAM_PERM_DENIED in every service, and only a
+    later successful auth replaces it.  (Deleting the state file made
+    account answer PAM_USER_UNKNOWN, which [user_unknown=ignore] stacks let
+    through with a public key.)"""
+    pam.service()
+    pam.service("strict", args=["[require_groups=nobody]"])
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    res = pam.run("alice", None, steps="acct", service="strict")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    res = pam.run("alice", creds("alice"), service="strict")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    assert pam.state_file("alice").exists()
+    doc = json.loads(pam.state_file("alice").read_text())
+    assert "nobody" in doc["denied"], doc
+    for service in ("strict", "tg"):
+        res = pam.run("alice", None, steps="acct", service=service)
+        assert res.rc() == PAM["PERM_DENIED"], res.why
+        assert res.logged("denied at its last login"), res.why
+    # A later successful auth replaces the record.
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    assert "denied" not in json.loads(pam.state_file("alice").read_text())
+    res = pam.run("alice", None, steps="acct")
+    assert res.rc() == PAM["SUCCESS"], res.why
+
+
+def test_denied_auth_without_prior_state(pam):
+    """A user denied at their first login is refused by account, not
+    "unknown"."""
+    pam.service("strict", args=["[require_groups=nobody]"])
+    res = pam.run("bob", creds("bob"), service="strict")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    res = pam.run("bob", None, steps="acct", service="strict")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+
+
+def test_denied_record_that_cannot_be_written_still_denies(pam):
+    """When the denied record cannot be written (here: RLIMIT_FSIZE=0, as a
+    full disk or a hostile caller's limit would do), the state file is
+    emptied in place, which account refuses; deleting it would have made the
+    user "not ours"."""
+    pam.service()
+    pam.service("strict", args=["[require_groups=nobody]"])
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    res = pam.run("alice", creds("alice"), service="strict", fsize_zero=True)
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    # (The syslog capture file cannot grow under the same limit.)
+    assert pam.state_file("alice").exists()
+    assert pam.state_file("alice").stat().st_size == 0
+    res = pam.run("alice", None, steps="acct")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
 
 
 def test_account_in_the_same_process(pam):
@@ -450,6 +533,20 @@ def test_unknown_argument(pam):
     assert res.logged("frobnicate"), res.why
 
 
+def test_unknown_argument_in_setcred_and_chauthtok(pam):
+    """setcred and chauthtok check their arguments too (pam_tokengate(8):
+    an unknown argument is PAM_SERVICE_ERR in every phase)."""
+    pam.service(args=["frobnicate=1"])
+    res = pam.run("alice", None, steps="setcred,chauthtok")
+    assert res.codes == {"setcred": "SERVICE_ERR",
+                         "chauthtok": "SERVICE_ERR"}, res.why
+    assert res.logged("frobnicate"), res.why
+    pam.service("good")
+    res = pam.run("alice", None, steps="setcred,chauthtok", service="good")
+    assert res.codes == {"setcred": "SUCCESS", "chauthtok": "IGNORE"}, \
+        res.why
+
+
 @pytest.mark.parametrize("how", ["world-writable", "group-writable",
                                  "not-root", "missing"])
 def test_bad_config_file(pam, devserver, how):
@@ -555,6 +652,62 @@ def test_offline_not_used_when_server_rejects(pam, devserver):
     assert res.rc() not in (PAM["SUCCESS"], PAM["IGNORE"]), res.why
 
 
+def cache_file(pam, user="alice"):
+    return pam.offline_dir / f"{user}.cache"
+
+
+def test_offline_entry_kept_on_someone_elses_rejection(pam, devserver):
+    """Typing a wrong pair at alice's prompt does not remove her offline
+    entry: only a rejection of the very secret the entry holds does (401
+    and 403 alike)."""
+    offline_service(pam)
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    before = cache_file(pam).read_bytes()
+    for pw in ("alice-client:not-the-secret-0001",
+               "nobody-client:whatever-secret-0001", creds("bob")):
+        res = pam.run("alice", pw)
+        assert res.rc() == PAM["AUTH_ERR"], res.why
+        assert cache_file(pam).read_bytes() == before, pw
+    devserver.fault(endpoint="token", status=403)
+    res = pam.run("alice", "alice-client:not-the-secret-0001")
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    assert cache_file(pam).read_bytes() == before
+    # The server refuses alice's own pair: the entry goes.
+    res = pam.run("alice", creds("alice"))
+    assert res.rc() == PAM["PERM_DENIED"], res.why
+    assert not cache_file(pam).exists()
+    assert res.logged("entry removed"), res.why
+    devserver.clear_faults()
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    devserver.fault(endpoint="token", status=401)
+    res = pam.run("alice", creds("alice"))
+    assert res.rc() == PAM["AUTH_ERR"], res.why
+    assert not cache_file(pam).exists()
+
+
+def test_offline_guess_counted_before_it_is_checked(pam, devserver):
+    """A guess whose failure cannot be counted (RLIMIT_FSIZE=0, as with
+    "ulimit -f 0" before su) is not checked at all: not even the right
+    password gets in, and the counter cannot be bypassed."""
+    offline_service(pam)
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    devserver.stop()
+    for _ in range(4):
+        res = pam.run("alice", "alice-client:not-the-secret-0001",
+                      fsize_zero=True)
+        assert res.rc() == PAM["AUTHINFO_UNAVAIL"], res.why
+    res = pam.run("alice", creds("alice"), fsize_zero=True)
+    assert res.rc() not in (PAM["SUCCESS"], PAM["IGNORE"]), res.why
+    assert json.loads(cache_file(pam).read_text())["failures"] == 0
+    # Writable again: counted, and a right password resets the count.
+    res = pam.run("alice", "alice-client:not-the-secret-0001")
+    assert res.rc() == PAM["AUTH_ERR"], res.why
+    assert json.loads(cache_file(pam).read_text())["failures"] == 1
+    res = pam.run("alice", creds("alice"))
+    assert res.rc() == PAM["SUCCESS"], res.why
+    assert json.loads(cache_file(pam).read_text())["failures"] == 0
+
+
 def test_offline_never_for_tokens(pam, devserver):
     offline_service(pam)
     token = pam.token("alice")
@@ -610,6 +763,9 @@ FAULTS = {
 def test_fault_matrix(pam, devserver, fault):
     rule, extra, words = FAULTS[fault]
     pam.service(args=extra)
+    # A login first: the fault must leave its state file as it was.
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    before = pam.state_file("alice").read_bytes()
     devserver.fault(**rule)
     res = pam.run("alice", creds("alice"), timeout=30)
     assert res.rc() == PAM["AUTHINFO_UNAVAIL"], res.why
@@ -617,7 +773,7 @@ def test_fault_matrix(pam, devserver, fault):
     # Within the configured timeout (1 s or 5 s) plus a little.
     limit = 1 if "timeout=1" in extra else 5
     assert res.elapsed < limit + 2.5, res.why
-    assert not pam.state_file("alice").exists()
+    assert pam.state_file("alice").read_bytes() == before
 
 
 def test_f1_connection_refused(pam):

@@ -280,6 +280,20 @@ class Sshd:
             else ""
         return f"Accepted {method} for {user} " in text
 
+    def mark(self):
+        """Where the module's log (the syslog shim's file) ends now."""
+        return self.syslog.stat().st_size if self.syslog.exists() else 0
+
+    def module_log_since(self, mark):
+        """The pam_tokengate lines logged after mark."""
+        if not self.syslog.exists():
+            return ""
+        with open(self.syslog, "rb") as f:
+            f.seek(mark)
+            text = f.read().decode(errors="replace")
+        return "\n".join(l for l in text.splitlines()
+                         if "pam_tokengate(" in l)
+
     def logs(self):
         parts = []
         for p in (self.syslog, self.log):
@@ -313,6 +327,18 @@ def refused(res):
     """ssh was refused a login (not a connection or usage error)."""
     return res.returncode != 0 and "Permission denied" in res.stderr \
         and "tg-ok" not in res.stdout
+
+
+def module_refused(sshd, mark, user, *words):
+    """The module itself made the refusal: one of its failure lines since
+    mark names the user and contains every word (e.g. err=TG_FORBIDDEN).
+    Returns the lines for an assertion message."""
+    lines = sshd.module_log_since(mark)
+    for line in lines.splitlines():
+        if "failed:" in line and f"user={user} " in line and \
+                all(w in line for w in words):
+            return True, lines
+    return False, lines or sshd.logs()[-3000:]
 
 
 def token_for(sshd, user):
@@ -355,38 +381,68 @@ class TestRealSshd:
         assert out.strip() == "tg-ok-tgtest-alice"
 
     def test_wrong_secret_refused(self, sshd):
+        mark = sshd.mark()
         res = sshd.ssh_password("tgtest-alice",
                                 "alice-client:not-the-secret-0001")
         assert refused(res), res
         assert "tg-ok" not in res.stdout
+        ok, why = module_refused(sshd, mark, "tgtest-alice",
+                                 "err=TG_REJECTED", "result=PAM_AUTH_ERR")
+        assert ok, why
+        mark = sshd.mark()
         ok, out, _ = sshd.ssh_kbdint("tgtest-alice",
                                      "alice-client:not-the-secret-0001")
         assert not ok and "tg-ok" not in out
+        ok, why = module_refused(sshd, mark, "tgtest-alice",
+                                 "err=TG_REJECTED")
+        assert ok, why
 
     def test_unmapped_user_refused(self, sshd):
         """carol is valid on the server but maps to no local user."""
+        mark = sshd.mark()
         res = sshd.ssh_password("tgtest-nomap", creds("carol"))
         assert refused(res), res
+        ok, why = module_refused(sshd, mark, "tgtest-nomap",
+                                 "err=TG_IDENTITY")
+        assert ok, why
+        mark = sshd.mark()
         ok, _, _ = sshd.ssh_kbdint("tgtest-nomap", creds("carol"))
         assert not ok
+        ok, why = module_refused(sshd, mark, "tgtest-nomap",
+                                 "err=TG_IDENTITY")
+        assert ok, why
 
     def test_identity_of_another_user_refused(self, sshd):
+        mark = sshd.mark()
         res = sshd.ssh_password("tgtest-bob", creds("alice"))
         assert refused(res), res
+        ok, why = module_refused(sshd, mark, "tgtest-bob", "err=TG_IDENTITY")
+        assert ok, why
 
     def test_group_rule_refused(self, sshd):
         """bob maps to tgtest-bob but is not in the admins group."""
+        mark = sshd.mark()
         res = sshd.ssh_password("tgtest-bob", creds("bob"))
         assert refused(res), res
+        ok, why = module_refused(sshd, mark, "tgtest-bob", "err=TG_FORBIDDEN",
+                                 "result=PAM_PERM_DENIED")
+        assert ok, why
+        mark = sshd.mark()
         ok, _, _ = sshd.ssh_kbdint("tgtest-bob", token_for(sshd, "bob"))
         assert not ok
+        ok, why = module_refused(sshd, mark, "tgtest-bob", "err=TG_FORBIDDEN")
+        assert ok, why
 
     def test_unknown_user_costs_no_server_call(self, sshd):
         """sshd runs PAM for an unknown user with a fake password: refused
         locally, without a request to the server."""
         sshd.devserver.reset_counters()
+        mark = sshd.mark()
         res = sshd.ssh_password("tgtest-ghost", creds("alice"))
         assert refused(res), res
+        ok, why = module_refused(sshd, mark, "tgtest-ghost",
+                                 "dummy password", "err=TG_INPUT")
+        assert ok, why
         c = sshd.devserver.counters()
         assert c["token"] == 0 and c["validate"] + c["profile"] == 0, c
 

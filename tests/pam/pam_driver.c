@@ -5,6 +5,7 @@
  *   pam_driver [--confdir DIR] --service NAME (--user USER | --no-user)
  *              [--steps auth,acct,open,close,setcred,chauthtok]
  *              [--repeat N] [--silent] [--authtok] [--show-env-token]
+ *              [--fsize-zero]
  *
  * It runs the steps through a real libpam: pam_start_confdir() with the
  * service files in DIR (Linux-PAM >= 1.5.2, no /etc/pam.d involved), or
@@ -24,6 +25,11 @@
  * With --no-user, pam_start gets a NULL user and echo-on prompts (the
  * "login:" of pam_get_user) are answered with the empty string.
  *
+ * --fsize-zero sets RLIMIT_FSIZE to 0 (with SIGXFSZ ignored, so a write
+ * that would grow a regular file fails with EFBIG instead of killing the
+ * process), as "ulimit -f 0" does for a caller of su: the module's files
+ * cannot be written.  The syslog shim's log file cannot grow either.
+ *
  * Output: one JSON line on standard output,
  *   {"steps":[{"step":"auth","rc":0,"name":"Success"},...],
  *    "env":{...pam_getenvlist...},"prompts":[{"style":..,"msg":..}],
@@ -34,9 +40,11 @@
  * usage, 3 when pam_start itself failed.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <security/pam_appl.h>
@@ -390,7 +398,7 @@ usage(void)
             "                  [--steps auth,acct,open,close,setcred,"
             "delcred,chauthtok]\n"
             "                  [--repeat N] [--silent] [--authtok] "
-            "[--show-env-token]\n"
+            "[--show-env-token] [--fsize-zero]\n"
             "The password comes from $TG_PAM_PASSWORD or standard input.\n");
 }
 
@@ -406,6 +414,7 @@ main(int argc, char **argv)
     char *input = NULL;
     long repeat = 1, cycle;
     int show_token = 0, flags = 0, have_user = 0, status = 0;
+    int fsize_zero = 0;
 
     memset(&st, 0, sizeof(st));
     for (i = 1; i < (size_t) argc; i++) {
@@ -441,6 +450,8 @@ main(int argc, char **argv)
             st.use_authtok = 1;
         } else if (strcmp(a, "--show-env-token") == 0) {
             show_token = 1;
+        } else if (strcmp(a, "--fsize-zero") == 0) {
+            fsize_zero = 1;
         } else {
             usage();
             return 2;
@@ -464,6 +475,14 @@ main(int argc, char **argv)
     }
     pconv.conv = conv;
     pconv.appdata_ptr = &st;
+    if (fsize_zero) {
+        struct rlimit rl = {0, 0};
+        if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR ||
+            setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+            fprintf(stderr, "pam_driver: --fsize-zero: %s\n", strerror(errno));
+            return 2;
+        }
+    }
 
     for (cycle = 1; cycle <= repeat; cycle++) {
         pam_handle_t *pamh = NULL;
