@@ -313,6 +313,11 @@ tg_client_setup(tg_client_t *cl, const tg_request_t *req)
     TG_SETOPT(cl, CURLOPT_URL, req->url);
     /* http only when the URL is http, which tg_config_validate allowed
      * for loopback or with allow_insecure_http. */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* A transfer that ends (timeout) must not wait for a hung resolver
+     * thread: that would stretch a PAM login past its timeout. */
+    TG_SETOPT(cl, CURLOPT_QUICK_EXIT, 1L);
+#endif
     TG_SETOPT(cl, CURLOPT_PROTOCOLS_STR,
               tg_url_is_http(req->url) ? "https,http" : "https");
     /* Redirects are never followed; they go to the parser as a 3xx.  The
