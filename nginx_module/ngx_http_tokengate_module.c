@@ -1,0 +1,4024 @@
+
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * ngx_http_tokengate_module: access-phase authentication of bearer tokens
+ * against a FICO Xpress Insight or Looker server, without blocking the
+ * worker.
+ *
+ * The request is built and the answer parsed by libtokengate's pure code
+ * (tg_build_validate, tg_parse_validate); the HTTP exchange runs on one
+ * curl multi handle per worker, driven by nginx's event loop through the
+ * multi-socket API:
+ *
+ *   CURLMOPT_SOCKETFUNCTION  -> an ngx_connection_t wrapping curl's fd, whose
+ *                               read/write events call curl back;
+ *   CURLMOPT_TIMERFUNCTION   -> one nginx timer (a zero delay is a zero
+ *                               timer: libcurl is never called from inside
+ *                               its own callback);
+ *   CURLMSG_DONE             -> the verdict is stored in the request ctx and
+ *                               a posted event resumes the phase handlers.
+ *
+ * While a validation is in flight the request is "blocked" (as for thread
+ * tasks and AIO), so nginx keeps it alive; the request cleanup removes the
+ * transfer when the request is terminated early.
+ *
+ * Answers are cached in an optional shared-memory zone keyed by an
+ * HMAC-SHA-256 of the token (tokengate_cache), and requests of one worker
+ * carrying the same token wait on one in-flight validation (coalescing).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <tokengate.h>
+
+
+/* The first allocation for a response body; it doubles up to the cap. */
+#define NGX_HTTP_TOKENGATE_BODY_INITIAL    2048
+
+/* Limits on the auth server's response headers (bytes, lines). */
+#define NGX_HTTP_TOKENGATE_HEADER_BYTES    32768
+#define NGX_HTTP_TOKENGATE_HEADER_LINES    100
+
+/* Kept-alive connections to the auth server per worker. */
+#define NGX_HTTP_TOKENGATE_MAXCONNECTS     64
+
+/* A connection is not reused after this many seconds, so that the server
+ * certificate is checked again (SECURITY.md 3.4). */
+#define NGX_HTTP_TOKENGATE_MAXLIFETIME     300
+
+/* HMAC-SHA-256 sizes: the keys and the token MACs. */
+#define NGX_HTTP_TOKENGATE_MAC_LEN         32
+
+/* The largest identity kept in the cache; bigger ones are not cached. */
+#define NGX_HTTP_TOKENGATE_ENTRY_MAX       8192
+
+/* Bounded work per request: entries expired on an insert, entries evicted
+ * (least recently used first) to make room for one. */
+#define NGX_HTTP_TOKENGATE_EXPIRE_MAX      2
+#define NGX_HTTP_TOKENGATE_EVICT_MAX       32
+
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE_DENY   0
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE  1
+
+#define NGX_HTTP_TOKENGATE_GROUPS_ANY      0
+#define NGX_HTTP_TOKENGATE_GROUPS_ALL      1
+
+
+/* The shared cache: one per zone, in shared memory. */
+typedef struct {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                lru;
+    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
+} ngx_http_tokengate_shctx_t;
+
+
+typedef struct {
+    ngx_http_tokengate_shctx_t  *sh;
+    ngx_slab_pool_t             *shpool;
+} ngx_http_tokengate_cache_t;
+
+
+/*
+ * A cache entry: the MAC of the token and either "rejected" (negative) or
+ * the identity, serialized as id, name, email, then the groups, each
+ * NUL-terminated.  crc covers everything after it, so that an entry half
+ * written by a worker that died is a miss, never a hit.
+ */
+typedef struct {
+    ngx_rbtree_node_t          node;
+    ngx_queue_t                queue;
+    u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    uint32_t                   crc;
+    time_t                     expires;
+    time_t                     stale_until;
+    uint16_t                   len;
+    uint16_t                   n_groups;
+    u_char                     negative;
+    signed char                evaluation;
+    signed char                disabled;
+    u_char                     has_profile;
+    u_char                     data[1];
+} ngx_http_tokengate_node_t;
+
+
+/* Counters shared by the workers, for tokengate_status. */
+typedef struct {
+    ngx_atomic_t               results[6];
+    ngx_atomic_t               cache[4];
+    ngx_atomic_t               calls;
+} ngx_http_tokengate_stats_t;
+
+
+/* Per configuration (not static: a failed reload must not change what the
+ * running cycle's workers use). */
+typedef struct {
+    ngx_int_t                  remote_user_index;
+    ngx_shm_zone_t            *stats_zone;
+} ngx_http_tokengate_main_conf_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t  *realm;
+    ngx_http_complex_value_t  *token;
+    ngx_http_complex_value_t  *login_url;
+    ngx_flag_t                 basic;
+
+    ngx_shm_zone_t            *cache;
+    time_t                     cache_ttl;
+    time_t                     cache_negative_ttl;
+    time_t                     cache_stale_ttl;
+    ngx_uint_t                 on_unavailable;
+
+    ngx_str_t                  config_file;
+    ngx_str_t                  url;
+    ngx_uint_t                 api;
+
+    ngx_array_t               *groups;
+    ngx_uint_t                 groups_mode;
+
+    ngx_array_t               *require;        /* ngx_http_complex_value_t */
+    ngx_int_t                  require_error;
+
+    ngx_msec_t                 timeout;
+    ngx_msec_t                 connect_timeout;
+
+    tg_config_t               *tg;
+    tg_insight_validate_t      which;
+} ngx_http_tokengate_loc_conf_t;
+
+
+typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
+
+struct ngx_http_tokengate_ctx_s {
+    ngx_http_request_t        *request;
+    ngx_str_t                  realm;
+
+    /* coalescing: a leader is in the worker's in-flight queue and holds
+     * its followers; a follower waits on its leader */
+    ngx_queue_t                inflight;
+    ngx_queue_t                waiters;
+    ngx_queue_t                wait_link;
+    ngx_http_tokengate_ctx_t  *leader;
+    tg_config_t               *tg;
+    tg_insight_validate_t      which;
+    u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+
+    CURL                      *easy;
+    struct curl_slist         *headers;
+    tg_request_t               req;
+    char                       errbuf[CURL_ERROR_SIZE];
+
+    u_char                    *body;
+    size_t                     body_len;
+    size_t                     body_cap;
+    size_t                     body_max;
+    size_t                     header_bytes;
+    ngx_uint_t                 header_lines;
+
+    ngx_event_t                wake;
+
+    char                       fp[TG_FINGERPRINT_SIZE];
+
+    ngx_int_t                  status;
+    const char                *error;
+    long                       retry_after;
+
+    ngx_str_t                  result;
+    ngx_str_t                  cache_status;
+
+    /* an expired entry kept for tokengate_on_unavailable stale */
+    u_char                    *stale;
+    size_t                     stale_len;
+    ngx_uint_t                 stale_groups;
+    int                        stale_evaluation;
+    int                        stale_disabled;
+    int                        stale_profile;
+
+    ngx_str_t                  user;
+    ngx_str_t                  user_id;
+    ngx_str_t                  email;
+    ngx_str_t                  groups;
+
+    unsigned                   done:1;
+    unsigned                   woken:1;
+    unsigned                   blocked:1;
+    unsigned                   allowed:1;
+    unsigned                   overflow:1;
+    unsigned                   is_leader:1;
+    unsigned                   has_mac:1;
+    unsigned                   has_cmac:1;
+    unsigned                   basic:1;
+    unsigned                   exchanging:1;
+
+    time_t                     sent_at;
+};
+
+
+static ngx_int_t ngx_http_tokengate_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tokengate_get_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
+    ngx_table_elt_t *h, ngx_str_t *creds);
+static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
+    const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_uint_t basic, u_char *out);
+static ngx_int_t ngx_http_tokengate_join(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx);
+static void ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx);
+static ngx_int_t ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf);
+static void ngx_http_tokengate_cache_store(
+    ngx_http_tokengate_loc_conf_t *tlcf, u_char *mac, tg_identity_t *id);
+static ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
+    ngx_uint_t n_groups, tg_identity_t *id, ngx_pool_t *pool);
+static ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
+    ngx_http_tokengate_shctx_t *sh, u_char *mac);
+static ngx_uint_t ngx_http_tokengate_cache_evict(
+    ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
+static uint32_t ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn);
+static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_tokengate_start(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+static void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
+static size_t ngx_http_tokengate_write_cb(char *ptr, size_t size,
+    size_t nmemb, void *data);
+static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
+    size_t nitems, void *data);
+static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
+    CURLcode rc);
+static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_response_t *resp,
+    tg_diag_t *diag);
+static void ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx,
+    tg_err_t err, tg_identity_t *id, tg_diag_t *diag, long retry_after);
+static void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+static ngx_int_t ngx_http_tokengate_groups_ok(
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+static ngx_int_t ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    const char *src);
+static ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
+static void ngx_http_tokengate_wake_handler(ngx_event_t *ev);
+static void ngx_http_tokengate_watch_client(ngx_http_request_t *r);
+static void ngx_http_tokengate_cleanup(void *data);
+static ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx);
+static ngx_int_t ngx_http_tokengate_require_ok(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+static ngx_int_t ngx_http_tokengate_deny(ngx_http_request_t *r,
+    ngx_str_t *realm, ngx_int_t status, const char *error);
+static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r,
+    long seconds);
+
+static int ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s,
+    int what, void *userp, void *socketp);
+static int ngx_http_tokengate_timer_cb(CURLM *multi, long timeout_ms,
+    void *userp);
+static void ngx_http_tokengate_event_handler(ngx_event_t *ev);
+static void ngx_http_tokengate_timer_handler(ngx_event_t *ev);
+static void ngx_http_tokengate_drain(void);
+static void ngx_http_tokengate_active(ngx_int_t delta);
+
+static void ngx_http_tokengate_count(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx);
+static ngx_int_t ngx_http_tokengate_status_handler(ngx_http_request_t *r);
+
+static ngx_int_t ngx_http_tokengate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tokengate_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tokengate_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_tokengate_init_process(ngx_cycle_t *cycle);
+static void ngx_http_tokengate_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_tokengate_create_main_conf(ngx_conf_t *cf);
+static ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
+    ngx_http_request_t *r);
+static void *ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_tokengate_build_config(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+static void ngx_http_tokengate_config_cleanup(void *data);
+static char *ngx_http_tokengate_config_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tokengate_enum_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_tokengate_init_stats(ngx_shm_zone_t *shm_zone,
+    void *data);
+static char *ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tokengate_require_group(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_tokengate_require(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tokengate_positive_msec(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_post_handler_pt  ngx_http_tokengate_positive_msec_p =
+    ngx_http_tokengate_positive_msec;
+
+
+static ngx_conf_enum_t  ngx_http_tokengate_api[] = {
+    { ngx_string("insight"), TG_API_INSIGHT },
+    { ngx_string("looker"), TG_API_LOOKER },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_tokengate_on_unavailable[] = {
+    { ngx_string("deny"), NGX_HTTP_TOKENGATE_UNAVAILABLE_DENY },
+    { ngx_string("stale"), NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_tokengate_commands[] = {
+
+    { ngx_string("tokengate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, realm),
+      NULL },
+
+    { ngx_string("tokengate_config"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tokengate_config_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, config_file),
+      NULL },
+
+    { ngx_string("tokengate_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, url),
+      NULL },
+
+    { ngx_string("tokengate_api"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tokengate_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, api),
+      &ngx_http_tokengate_api },
+
+    { ngx_string("tokengate_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, token),
+      NULL },
+
+    { ngx_string("tokengate_basic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, basic),
+      NULL },
+
+    { ngx_string("tokengate_login_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, login_url),
+      NULL },
+
+    { ngx_string("tokengate_require_group"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tokengate_require_group,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tokengate_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tokengate_require,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tokengate_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tokengate_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tokengate_on_unavailable"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tokengate_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, on_unavailable),
+      &ngx_http_tokengate_on_unavailable },
+
+    { ngx_string("tokengate_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tokengate_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tokengate_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, timeout),
+      &ngx_http_tokengate_positive_msec_p },
+
+    { ngx_string("tokengate_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, connect_timeout),
+      &ngx_http_tokengate_positive_msec_p },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tokengate_module_ctx = {
+    ngx_http_tokengate_add_variables,      /* preconfiguration */
+    ngx_http_tokengate_init,               /* postconfiguration */
+
+    ngx_http_tokengate_create_main_conf,   /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_tokengate_create_loc_conf,    /* create location configuration */
+    ngx_http_tokengate_merge_loc_conf      /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tokengate_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tokengate_module_ctx,        /* module context */
+    ngx_http_tokengate_commands,           /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_tokengate_init_module,        /* init module */
+    ngx_http_tokengate_init_process,       /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_tokengate_exit_process,       /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_tokengate_vars[] = {
+
+    { ngx_string("tokengate_user"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, user), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_user_id"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, user_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_email"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, email), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_groups"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, groups), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_result"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, result), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_cache_status"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, cache_status),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* Per worker: the multi handle, its timer, and in-flight transfers. */
+static CURLM             *ngx_http_tokengate_multi;
+static ngx_event_t        ngx_http_tokengate_timer;
+static ngx_connection_t   ngx_http_tokengate_timer_conn;
+static ngx_uint_t         ngx_http_tokengate_in_flight;
+static ngx_uint_t         ngx_http_tokengate_exiting;
+static ngx_uint_t         ngx_http_tokengate_curl_ready;
+static ngx_queue_t        ngx_http_tokengate_leaders;
+static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
+static ngx_uint_t         ngx_http_tokengate_ckey_ready;
+
+
+
+static ngx_str_t  ngx_http_tokengate_result_valid = ngx_string("valid");
+static ngx_str_t  ngx_http_tokengate_result_missing = ngx_string("missing");
+static ngx_str_t  ngx_http_tokengate_result_malformed =
+    ngx_string("malformed");
+static ngx_str_t  ngx_http_tokengate_result_invalid = ngx_string("invalid");
+static ngx_str_t  ngx_http_tokengate_result_forbidden =
+    ngx_string("forbidden");
+static ngx_str_t  ngx_http_tokengate_result_unavailable =
+    ngx_string("unavailable");
+
+/* The order of the counters in ngx_http_tokengate_stats_t. */
+static ngx_str_t  *ngx_http_tokengate_results[] = {
+    &ngx_http_tokengate_result_valid,
+    &ngx_http_tokengate_result_missing,
+    &ngx_http_tokengate_result_malformed,
+    &ngx_http_tokengate_result_invalid,
+    &ngx_http_tokengate_result_forbidden,
+    &ngx_http_tokengate_result_unavailable
+};
+
+static char  *ngx_http_tokengate_cache_names[] = {
+    "hit", "miss", "coalesced", "stale"
+};
+
+
+static ngx_int_t
+ngx_http_tokengate_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       realm, token;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_tokengate_ctx_t       *ctx;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
+
+    if (tlcf->realm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tokengate_module);
+
+    if (ctx != NULL) {
+        if (!ctx->woken) {
+            /* a spurious wake-up: the transfer is still running */
+            return NGX_AGAIN;
+        }
+
+        return ngx_http_tokengate_answer(r, ctx);
+    }
+
+    if (ngx_http_complex_value(r, tlcf->realm, &realm) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (realm.len == 3 && ngx_strncmp(realm.data, "off", 3) == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_tokengate_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->realm = realm;
+
+    /* Fail closed: only a completed, accepted validation sets NGX_OK. */
+    ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    ctx->retry_after = -1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_tokengate_module);
+
+    rc = ngx_http_tokengate_get_token(r, tlcf, &token);
+
+    if (rc == NGX_HTTP_UNAUTHORIZED) {
+        ctx->result = ngx_http_tokengate_result_missing;
+        ngx_http_tokengate_count(r, ctx);
+        return ngx_http_tokengate_deny(r, &realm, NGX_HTTP_UNAUTHORIZED,
+                                       NULL);
+    }
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        ctx->result = ngx_http_tokengate_result_malformed;
+        ngx_http_tokengate_count(r, ctx);
+        return ngx_http_tokengate_deny(r, &realm, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request");
+    }
+
+    if (rc == NGX_DONE) {
+        ctx->basic = 1;
+
+    } else if (rc != NGX_OK) {
+        return rc;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        ngx_explicit_memzero(token.data, token.len);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_tokengate_cleanup;
+    cln->data = ctx;
+
+    rc = ngx_http_tokengate_validate(r, ctx, tlcf, &token);
+
+    ngx_explicit_memzero(token.data, token.len);
+
+    if (rc == NGX_OK) {
+        /* decided from the cache */
+        ctx->done = 1;
+        ctx->woken = 1;
+        return ngx_http_tokengate_answer(r, ctx);
+    }
+
+    if (rc != NGX_AGAIN) {
+        ctx->result = ngx_http_tokengate_result_unavailable;
+        ngx_http_tokengate_count(r, ctx);
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* Decide from the cache (NGX_OK), or wait (NGX_AGAIN) on an identical
+ * in-flight validation of this worker or on a new one. */
+static ngx_int_t
+ngx_http_tokengate_validate(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token)
+{
+    ngx_http_tokengate_cache_t  *cache;
+
+    tg_fingerprint((char *) token->data, token->len, ctx->fp);
+
+    ctx->tg = tlcf->tg;
+    ctx->which = tlcf->which;
+
+    ctx->wake.handler = ngx_http_tokengate_wake_handler;
+    ctx->wake.data = ctx;
+    ctx->wake.log = r->connection->log;
+
+    if (tlcf->cache != NULL) {
+        cache = tlcf->cache->data;
+
+        if (cache->sh != NULL
+            && ngx_http_tokengate_mac(r, cache->sh->key, token, tlcf,
+                                      ctx->basic, ctx->mac)
+               == NGX_OK)
+        {
+            ctx->has_mac = 1;
+
+            if (ngx_http_tokengate_cache_lookup(r, ctx, tlcf) == NGX_OK) {
+                ngx_str_set(&ctx->cache_status, "HIT");
+                return NGX_OK;
+            }
+        }
+
+        ngx_str_set(&ctx->cache_status, "MISS");
+    }
+
+    if (ngx_http_tokengate_ckey_ready
+        && ngx_http_tokengate_mac(r, ngx_http_tokengate_ckey, token, tlcf,
+                                  ctx->basic, ctx->cmac)
+           == NGX_OK)
+    {
+        ctx->has_cmac = 1;
+
+        if (ngx_http_tokengate_join(r, ctx) == NGX_OK) {
+            if (tlcf->cache != NULL) {
+                ngx_str_set(&ctx->cache_status, "COALESCED");
+            }
+
+            return NGX_AGAIN;
+        }
+    }
+
+    if (ngx_http_tokengate_start(r, ctx, tlcf, token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->is_leader = 1;
+    ngx_queue_init(&ctx->waiters);
+
+    if (ctx->has_cmac) {
+        ngx_queue_insert_tail(&ngx_http_tokengate_leaders, &ctx->inflight);
+
+    } else {
+        ngx_queue_init(&ctx->inflight);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * HMAC-SHA-256 of the length-prefixed full token, bound to what the answer
+ * depends on: the flavor, the validation call and the server's URL (one
+ * zone may serve locations that ask different servers).
+ */
+static ngx_int_t
+ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
+    ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t basic,
+    u_char *out)
+{
+    u_char        *buf, *p;
+    size_t         n, url_len, len;
+    ngx_uint_t     i;
+    unsigned int   mac_len;
+
+    if (token->len > TG_TOKEN_MAX) {
+        return NGX_ERROR;
+    }
+
+    n = token->len;
+    url_len = ngx_strlen(tlcf->tg->url);
+    len = 8 + n + 3 + url_len;
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 8; i++) {
+        buf[i] = (u_char) ((uint64_t) n >> (56 - 8 * i));
+    }
+
+    p = ngx_cpymem(buf + 8, token->data, n);
+    *p++ = (u_char) tlcf->tg->api;
+    *p++ = (u_char) tlcf->which;
+    *p++ = (u_char) basic;
+    ngx_memcpy(p, tlcf->tg->url, url_len);
+
+    mac_len = NGX_HTTP_TOKENGATE_MAC_LEN;
+
+    p = HMAC(EVP_sha256(), key, NGX_HTTP_TOKENGATE_MAC_LEN, buf, len, out,
+             &mac_len);
+
+    ngx_explicit_memzero(buf, len);
+
+    if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Wait on a leader validating the same token with the same server. */
+static ngx_int_t
+ngx_http_tokengate_join(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
+{
+    ngx_queue_t               *q;
+    ngx_http_tokengate_ctx_t  *l;
+
+    for (q = ngx_queue_head(&ngx_http_tokengate_leaders);
+         q != ngx_queue_sentinel(&ngx_http_tokengate_leaders);
+         q = ngx_queue_next(q))
+    {
+        l = ngx_queue_data(q, ngx_http_tokengate_ctx_t, inflight);
+
+        if (l->tg == ctx->tg && l->which == ctx->which
+            && ngx_memcmp(l->cmac, ctx->cmac, NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
+        {
+            ctx->leader = l;
+            ngx_queue_insert_tail(&l->waiters, &ctx->wait_link);
+
+            r->main->blocked++;
+            ctx->blocked = 1;
+            ngx_http_tokengate_watch_client(r);
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "tokengate: token %s joins a validation", ctx->fp);
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* The leader's request goes away: its first follower takes the transfer
+ * over, so that the others keep waiting on it. */
+static void
+ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx)
+{
+    ngx_queue_t               *q;
+    ngx_http_tokengate_ctx_t  *w, *f;
+
+    q = ngx_queue_head(&ctx->waiters);
+    ngx_queue_remove(q);
+    w = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
+
+    w->leader = NULL;
+    w->easy = ctx->easy;
+    w->headers = ctx->headers;
+    w->req = ctx->req;
+    w->body = ctx->body;
+    w->body_len = ctx->body_len;
+    w->body_cap = ctx->body_cap;
+    w->body_max = ctx->body_max;
+    w->header_bytes = ctx->header_bytes;
+    w->header_lines = ctx->header_lines;
+    w->overflow = ctx->overflow;
+    w->exchanging = ctx->exchanging;
+    w->sent_at = ctx->sent_at;
+
+    ctx->easy = NULL;
+    ctx->headers = NULL;
+    ngx_memzero(&ctx->req, sizeof(tg_request_t));
+    ctx->body = NULL;
+    ctx->body_len = 0;
+    ctx->body_cap = 0;
+
+    (void) curl_easy_setopt(w->easy, CURLOPT_PRIVATE, w);
+    (void) curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
+    (void) curl_easy_setopt(w->easy, CURLOPT_HEADERDATA, w);
+    (void) curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->errbuf);
+
+    ngx_queue_init(&w->waiters);
+
+    while (!ngx_queue_empty(&ctx->waiters)) {
+        q = ngx_queue_head(&ctx->waiters);
+        ngx_queue_remove(q);
+        f = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
+        f->leader = w;
+        ngx_queue_insert_tail(&w->waiters, q);
+    }
+
+    w->is_leader = 1;
+    ngx_queue_insert_after(&ctx->inflight, &w->inflight);
+    ngx_queue_remove(&ctx->inflight);
+    ctx->is_leader = 0;
+}
+
+
+/*
+ * The token, NUL-terminated in r->pool (the caller wipes it): NGX_OK,
+ * NGX_HTTP_UNAUTHORIZED when there are no credentials, NGX_HTTP_BAD_REQUEST
+ * when they are malformed.
+ */
+static ngx_int_t
+ngx_http_tokengate_get_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token)
+{
+    u_char           *p, *last;
+    ngx_str_t         value;
+    tg_diag_t         diag;
+    ngx_table_elt_t  *h;
+
+    if (tlcf->token != NULL) {
+        if (ngx_http_complex_value(r, tlcf->token, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (value.len == 0) {
+            return NGX_HTTP_UNAUTHORIZED;
+        }
+
+    } else {
+        h = r->headers_in.authorization;
+
+        if (h == NULL) {
+            return NGX_HTTP_UNAUTHORIZED;
+        }
+
+        p = h->value.data;
+        last = p + h->value.len;
+
+        if (tlcf->basic
+            && h->value.len >= sizeof("Basic ") - 1
+            && ngx_strncasecmp(p, (u_char *) "Basic ", sizeof("Basic ") - 1)
+               == 0)
+        {
+            return ngx_http_tokengate_get_basic(r, h, token);
+        }
+
+        if (h->value.len < sizeof("Bearer ") - 1
+            || ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "tokengate: the Authorization header is not "
+                          "\"Bearer\"");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        p += sizeof("Bearer ") - 1;
+
+        while (p < last && *p == ' ') {
+            p++;
+        }
+
+        value.data = p;
+        value.len = last - p;
+
+        if (value.len == 0) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "tokengate: empty bearer token");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    if (value.len > TG_TOKEN_MAX) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: bearer token longer than %d bytes",
+                      TG_TOKEN_MAX);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    token->data = ngx_pnalloc(r->pool, value.len + 1);
+    if (token->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(token->data, value.data, value.len);
+    token->data[value.len] = '\0';
+    token->len = value.len;
+
+    tg_diag_clear(&diag);
+
+    if (tg_token_check((char *) token->data, &diag) != TG_OK) {
+        ngx_explicit_memzero(token->data, token->len);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: malformed bearer token: %s", diag.message);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * tokengate_basic: "Basic base64(client_id:secret)" decoded into creds
+ * ("client_id:secret", NUL-terminated, the caller wipes it), or
+ * NGX_HTTP_BAD_REQUEST.  NGX_DONE tells the caller these are credentials to
+ * exchange for a token, not a token.
+ */
+static ngx_int_t
+ngx_http_tokengate_get_basic(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_str_t *creds)
+{
+    u_char     *p, *last, *colon;
+    ngx_str_t   enc;
+    tg_diag_t   diag;
+
+    p = h->value.data + sizeof("Basic ") - 1;
+    last = h->value.data + h->value.len;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    enc.data = p;
+    enc.len = last - p;
+
+    if (enc.len == 0 || enc.len > 4 * ((2 * TG_SECRET_MAX + 3) / 3)) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    creds->data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(enc.len) + 1);
+    if (creds->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64(creds, &enc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: malformed Basic credentials");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    creds->data[creds->len] = '\0';
+
+    colon = ngx_strlchr(creds->data, creds->data + creds->len, ':');
+
+    if (colon == NULL || ngx_strlen(creds->data) != creds->len) {
+        ngx_explicit_memzero(creds->data, creds->len);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    /* check both halves in place */
+
+    *colon = '\0';
+
+    tg_diag_clear(&diag);
+
+    if (tg_credential_check((char *) creds->data, "client id", &diag)
+        != TG_OK
+        || tg_credential_check((char *) colon + 1, "client secret", &diag)
+           != TG_OK)
+    {
+        ngx_explicit_memzero(creds->data, creds->len);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: malformed Basic credentials: %s",
+                      diag.message);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    *colon = ':';
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token)
+{
+    u_char                      *colon;
+    tg_err_t                     rc;
+    tg_diag_t                    diag;
+    CURLMcode                    mrc;
+    ngx_http_tokengate_stats_t  *st;
+
+    if (ngx_http_tokengate_multi == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: no curl multi handle in this process");
+        return NGX_ERROR;
+    }
+
+    tg_diag_clear(&diag);
+
+    if (ctx->basic) {
+        /* "client_id:secret": exchange for a token first */
+
+        colon = ngx_strlchr(token->data, token->data + token->len, ':');
+        if (colon == NULL) {
+            return NGX_ERROR;
+        }
+
+        *colon = '\0';
+
+        rc = tg_build_token(tlcf->tg, (char *) token->data,
+                            (char *) colon + 1, &ctx->req, &diag);
+
+        *colon = ':';
+
+        if (rc != TG_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "tokengate: credentials %s: %s", ctx->fp,
+                          diag.message);
+            tg_request_clear(&ctx->req);
+            return NGX_ERROR;
+        }
+
+        ctx->exchanging = 1;
+
+    } else if (tg_build_validate(tlcf->tg, (char *) token->data, tlcf->which,
+                                 &ctx->req, &diag)
+               != TG_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: token %s: %s", ctx->fp, diag.message);
+        tg_request_clear(&ctx->req);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: cannot set up the transfer");
+        ngx_http_tokengate_release(ctx);
+        return NGX_ERROR;
+    }
+
+    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
+    if (mrc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(mrc));
+        ngx_http_tokengate_release(ctx);
+        return NGX_ERROR;
+    }
+
+    ctx->sent_at = ngx_time();
+
+    r->main->blocked++;
+    ctx->blocked = 1;
+    ngx_http_tokengate_watch_client(r);
+
+    ngx_http_tokengate_active(1);
+
+    st = ngx_http_tokengate_get_stats(r);
+
+    if (st != NULL) {
+        (void) ngx_atomic_fetch_add(&st->calls, 1);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tokengate: validating token %s", ctx->fp);
+
+    return NGX_OK;
+}
+
+
+/* The same safety options as common/transport.c, on a new easy handle. */
+static ngx_int_t
+ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    long                 timeout, connect_timeout;
+    CURL                *e;
+    const char          *protocols;
+    tg_config_t         *cfg;
+    struct curl_slist   *list;
+    u_char               line[TG_TOKEN_MAX + 64];
+
+    cfg = tlcf->tg;
+
+    if (ngx_strcmp(ctx->req.method, "GET") != 0
+        && ngx_strcmp(ctx->req.method, "POST") != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    e = curl_easy_init();
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->easy = e;
+
+    timeout = tlcf->timeout != NGX_CONF_UNSET_MSEC
+              ? (long) tlcf->timeout : cfg->timeout_ms;
+    connect_timeout = tlcf->connect_timeout != NGX_CONF_UNSET_MSEC
+                      ? (long) tlcf->connect_timeout : cfg->connect_timeout_ms;
+
+    protocols = ngx_strncasecmp((u_char *) ctx->req.url,
+                                (u_char *) "http://", 7) == 0
+                ? "https,http" : "https";
+
+    ctx->body_max = cfg->max_response_bytes > 0
+                    ? (size_t) cfg->max_response_bytes : 65536;
+
+    if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+#if LIBCURL_VERSION_NUM >= 0x075700
+        /* Do not wait for a hung resolver thread when a transfer ends
+         * (timeout, cancelled request): that wait would block the worker. */
+        || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
+#endif
+        || curl_easy_setopt(e, CURLOPT_PRIVATE, ctx) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ctx->errbuf) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_URL, ctx->req.url) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https")
+           != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                            (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PROXY,
+                            cfg->proxy != NULL ? cfg->proxy : "") != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout)
+           != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                            (curl_off_t) ctx->body_max) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION,
+                            ngx_http_tokengate_write_cb) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_WRITEDATA, ctx) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_HEADERFUNCTION,
+                            ngx_http_tokengate_header_cb) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_HEADERDATA, ctx) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_USERAGENT, "tokengate-nginx")
+           != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* POST: the token exchange; the body (a secret) stays in ctx->req
+     * until the transfer is released */
+
+    if (ngx_strcmp(ctx->req.method, "POST") == 0
+        && (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t) (ctx->req.body != NULL
+                                           ? ctx->req.body_len : 0))
+            != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+                                ctx->req.body != NULL ? ctx->req.body : "")
+               != CURLE_OK))
+    {
+        return NGX_ERROR;
+    }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+    if (curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN,
+                         (long) NGX_HTTP_TOKENGATE_MAXLIFETIME)
+        != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+#endif
+
+    if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0'
+        && curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cfg->ca_path != NULL && cfg->ca_path[0] != '\0'
+        && curl_easy_setopt(e, CURLOPT_CAPATH, cfg->ca_path) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cfg->pinned_pubkey != NULL && cfg->pinned_pubkey[0] != '\0'
+        && curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, cfg->pinned_pubkey)
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* "Expect:" turns 100-continue off */
+
+    list = curl_slist_append(NULL, "Expect:");
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->headers = list;
+
+    ngx_snprintf(line, sizeof(line), "Accept: %s%Z",
+                 ctx->req.accept != NULL ? ctx->req.accept : "*/*");
+
+    list = curl_slist_append(ctx->headers, (char *) line);
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->headers = list;
+
+    if (ctx->req.content_type != NULL) {
+        ngx_snprintf(line, sizeof(line), "Content-Type: %s%Z",
+                     ctx->req.content_type);
+
+        list = curl_slist_append(ctx->headers, (char *) line);
+        if (list == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->headers = list;
+    }
+
+    if (ctx->req.authorization != NULL) {
+        if (ngx_strlen(ctx->req.authorization) + sizeof("Authorization: ")
+            > sizeof(line))
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_snprintf(line, sizeof(line), "Authorization: %s%Z",
+                     ctx->req.authorization);
+
+        list = curl_slist_append(ctx->headers, (char *) line);
+
+        ngx_explicit_memzero(line, sizeof(line));
+
+        if (list == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->headers = list;
+    }
+
+    if (curl_easy_setopt(e, CURLOPT_HTTPHEADER, ctx->headers) != CURLE_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Free the easy handle, the header list and the request, wiping secrets;
+ * the handle must not be in the multi any more. */
+static void
+ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx)
+{
+    struct curl_slist  *p;
+
+    if (ctx->easy != NULL) {
+        curl_easy_cleanup(ctx->easy);
+        ctx->easy = NULL;
+    }
+
+    for (p = ctx->headers; p != NULL; p = p->next) {
+        if (p->data != NULL) {
+            ngx_explicit_memzero(p->data, ngx_strlen(p->data));
+        }
+    }
+
+    curl_slist_free_all(ctx->headers);
+    ctx->headers = NULL;
+
+    tg_request_clear(&ctx->req);
+
+    if (ctx->body != NULL) {
+        ngx_explicit_memzero(ctx->body, ctx->body_cap);
+        ngx_free(ctx->body);
+        ctx->body = NULL;
+        ctx->body_cap = 0;
+        ctx->body_len = 0;
+    }
+}
+
+
+static size_t
+ngx_http_tokengate_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
+{
+    ngx_http_tokengate_ctx_t *ctx = data;
+
+    size_t   n, cap;
+    u_char  *grown;
+
+    if (size != 0 && nmemb > ((size_t) -1) / size) {
+        ctx->overflow = 1;
+        return 0;
+    }
+
+    n = size * nmemb;
+
+    /* body_len <= body_max always holds, so this cannot wrap */
+
+    if (n > ctx->body_max - ctx->body_len) {
+        ctx->overflow = 1;
+        return 0;
+    }
+
+    if (n > ctx->body_cap - ctx->body_len) {
+        cap = ctx->body_cap != 0 ? ctx->body_cap
+                                 : NGX_HTTP_TOKENGATE_BODY_INITIAL;
+
+        while (cap < ctx->body_len + n) {
+            cap *= 2;
+        }
+
+        if (cap > ctx->body_max) {
+            cap = ctx->body_max;
+        }
+
+        grown = ngx_alloc(cap, ngx_cycle->log);
+        if (grown == NULL) {
+            return 0;
+        }
+
+        if (ctx->body_len != 0) {
+            ngx_memcpy(grown, ctx->body, ctx->body_len);
+        }
+
+        if (ctx->body != NULL) {
+            ngx_explicit_memzero(ctx->body, ctx->body_cap);
+            ngx_free(ctx->body);
+        }
+
+        ctx->body = grown;
+        ctx->body_cap = cap;
+    }
+
+    ngx_memcpy(ctx->body + ctx->body_len, ptr, n);
+    ctx->body_len += n;
+
+    return n;
+}
+
+
+static size_t
+ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
+    void *data)
+{
+    ngx_http_tokengate_ctx_t *ctx = data;
+
+    size_t  n;
+
+    if (size != 0 && nitems > ((size_t) -1) / size) {
+        ctx->overflow = 1;
+        return 0;
+    }
+
+    n = size * nitems;
+
+    if (n > NGX_HTTP_TOKENGATE_HEADER_BYTES - ctx->header_bytes
+        || ctx->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
+    {
+        ctx->overflow = 1;
+        return 0;
+    }
+
+    ctx->header_bytes += n;
+    ctx->header_lines++;
+
+    return n;
+}
+
+
+/* A transfer ended (it is out of the multi already): decide for the
+ * leader and its followers, then post their wake-up events.  Never runs a
+ * request from curl's stack. */
+static void
+ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
+{
+    long                            status, retry_after;
+    char                           *ctype;
+    tg_err_t                        err;
+    tg_diag_t                       diag;
+    curl_off_t                      retry;
+    ngx_queue_t                    *q;
+    tg_response_t                   resp;
+    tg_identity_t                  *id;
+    ngx_http_tokengate_ctx_t       *w;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_tokengate_module);
+
+    id = NULL;
+    status = 0;
+    ctype = NULL;
+    retry = 0;
+    retry_after = -1;
+
+    tg_diag_clear(&diag);
+
+    if (rc != CURLE_OK) {
+        err = rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT : TG_UNAVAILABLE;
+
+        ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
+                     "%s%s%Z",
+                     ctx->errbuf[0] != '\0' ? ctx->errbuf
+                                            : curl_easy_strerror(rc),
+                     ctx->overflow ? " (response too large)" : "");
+
+    } else {
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_CONTENT_TYPE, &ctype);
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RETRY_AFTER, &retry);
+
+        ngx_memzero(&resp, sizeof(tg_response_t));
+
+        resp.status = status;
+        resp.content_type = ctype;
+        resp.body = (const char *) ctx->body;
+        resp.body_len = ctx->body_len;
+        resp.retry_after = -1;
+        resp.server_date = 0;
+
+        if (retry > 0) {
+            if (tlcf->tg->retry_after_max > 0
+                && retry > (curl_off_t) tlcf->tg->retry_after_max)
+            {
+                retry = (curl_off_t) tlcf->tg->retry_after_max;
+            }
+
+            resp.retry_after = (long) retry;
+        }
+
+        if (ctx->exchanging) {
+            err = ngx_http_tokengate_exchanged(ctx, tlcf, &resp, &diag);
+
+            if (err == TG_OK) {
+                /* the validation runs now, on a new transfer */
+                return;
+            }
+
+        } else {
+            err = tg_parse_validate(tlcf->tg, &resp, tlcf->which, &id,
+                                    &diag);
+        }
+
+        retry_after = diag.retry_after > 0 ? diag.retry_after
+                                           : resp.retry_after;
+
+        /* allow only on a parsed identity with a user id */
+
+        if (err == TG_OK && (id == NULL || id->id == NULL || id->id[0] == '\0'))
+        {
+            err = TG_PROTOCOL;
+            ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
+                         "the answer has no user id%Z");
+        }
+    }
+
+    /* errors of the server are never cached */
+
+    if (tlcf->cache != NULL && ctx->has_mac) {
+        if (err == TG_OK) {
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac, id);
+
+        } else if (err == TG_TOKEN_INVALID || err == TG_REJECTED
+                   || err == TG_NOT_FOUND)
+        {
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac, NULL);
+        }
+    }
+
+    ngx_http_tokengate_decide(ctx, err, id, &diag, retry_after);
+
+    if (ctx->is_leader) {
+        ngx_queue_remove(&ctx->inflight);
+        ctx->is_leader = 0;
+
+        while (!ngx_queue_empty(&ctx->waiters)) {
+            q = ngx_queue_head(&ctx->waiters);
+            ngx_queue_remove(q);
+            w = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
+            w->leader = NULL;
+
+            ngx_http_tokengate_decide(w, err, id, &diag, retry_after);
+
+            w->done = 1;
+            ngx_post_event(&w->wake, &ngx_posted_events);
+        }
+    }
+
+    tg_identity_free(id);
+
+    ngx_http_tokengate_release(ctx);
+    ngx_http_tokengate_active(-1);
+
+    ctx->done = 1;
+
+    ngx_post_event(&ctx->wake, &ngx_posted_events);
+}
+
+
+/* The token call answered: validate the new token on a new transfer
+ * (TG_OK), or fail with the reason. */
+static tg_err_t
+ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_response_t *resp,
+    tg_diag_t *diag)
+{
+    tg_err_t    err;
+    CURLMcode   mrc;
+    tg_token_t  tok;
+
+    ngx_memzero(&tok, sizeof(tg_token_t));
+
+    err = tg_parse_token(tlcf->tg, resp, ctx->sent_at, &tok, diag);
+    if (err != TG_OK) {
+        tg_token_clear(&tok);
+        return err;
+    }
+
+    ngx_http_tokengate_release(ctx);
+
+    ctx->exchanging = 0;
+    ctx->header_bytes = 0;
+    ctx->header_lines = 0;
+    ctx->overflow = 0;
+    ctx->errbuf[0] = '\0';
+
+    err = tg_build_validate(tlcf->tg, tok.value, tlcf->which, &ctx->req,
+                            diag);
+    tg_token_clear(&tok);
+
+    if (err != TG_OK) {
+        return err;
+    }
+
+    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
+        ngx_snprintf((u_char *) diag->message, sizeof(diag->message) - 1,
+                     "cannot set up the transfer%Z");
+        return TG_INTERNAL;
+    }
+
+    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
+    if (mrc != CURLM_OK) {
+        ngx_snprintf((u_char *) diag->message, sizeof(diag->message) - 1,
+                     "curl_multi_add_handle() failed: %s%Z",
+                     curl_multi_strerror(mrc));
+        return TG_INTERNAL;
+    }
+
+    ctx->sent_at = ngx_time();
+
+    return TG_OK;
+}
+
+
+/* One request's answer from the validation's outcome (its own location's
+ * rules apply). */
+static void
+ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
+    tg_identity_t *id, tg_diag_t *diag, long retry_after)
+{
+    ngx_http_request_t             *r;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    r = ctx->request;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
+
+    switch (err) {
+
+    case TG_OK:
+        ngx_http_tokengate_verdict(ctx, tlcf, id);
+        break;
+
+    case TG_TOKEN_INVALID:
+    case TG_REJECTED:
+    case TG_NOT_FOUND:
+        ctx->status = NGX_HTTP_UNAUTHORIZED;
+        ctx->error = "invalid_token";
+        ctx->result = ngx_http_tokengate_result_invalid;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: token %s rejected: %s", ctx->fp,
+                      diag->message);
+        break;
+
+    case TG_FORBIDDEN:
+        ctx->status = NGX_HTTP_FORBIDDEN;
+        ctx->error = "insufficient_scope";
+        ctx->result = ngx_http_tokengate_result_forbidden;
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tokengate: token %s forbidden: %s", ctx->fp,
+                      diag->message);
+        break;
+
+    default:
+        if (ctx->stale != NULL
+            && tlcf->on_unavailable == NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE
+            && ngx_http_tokengate_use_stale(ctx, tlcf) == NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "tokengate: token %s: the auth server failed "
+                          "(%s): %s; deciding from a stale cache entry",
+                          ctx->fp, tg_err_name(err), diag->message);
+            break;
+        }
+
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ctx->result = ngx_http_tokengate_result_unavailable;
+        ctx->retry_after = retry_after;
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: token %s: the auth server failed (%s): %s",
+                      ctx->fp, tg_err_name(err), diag->message);
+        break;
+    }
+}
+
+
+/* The server accepted the token: apply the rules, keep the identity. */
+static void
+ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id)
+{
+    tg_diag_t            diag;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    /* allow only on a parsed identity with a user id */
+
+    if (id == NULL || id->id == NULL || id->id[0] == '\0') {
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ctx->result = ngx_http_tokengate_result_unavailable;
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: token %s: the answer has no user id",
+                      ctx->fp);
+        return;
+    }
+
+    tg_diag_clear(&diag);
+
+    if (tg_rules_check(tlcf->tg, id, &diag) != TG_OK) {
+        ctx->status = NGX_HTTP_FORBIDDEN;
+        ctx->error = "insufficient_scope";
+        ctx->result = ngx_http_tokengate_result_forbidden;
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tokengate: token %s forbidden: %s", ctx->fp,
+                      diag.message);
+        return;
+    }
+
+    if (ngx_http_tokengate_groups_ok(tlcf, id) != NGX_OK) {
+        ctx->status = NGX_HTTP_FORBIDDEN;
+        ctx->error = "insufficient_scope";
+        ctx->result = ngx_http_tokengate_result_forbidden;
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tokengate: token %s forbidden: "
+                      "tokengate_require_group not satisfied", ctx->fp);
+        return;
+    }
+
+    if (ngx_http_tokengate_keep_identity(r, ctx, id) != NGX_OK) {
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ctx->result = ngx_http_tokengate_result_unavailable;
+        return;
+    }
+
+    ctx->status = NGX_OK;
+    ctx->allowed = 1;
+    ctx->result = ngx_http_tokengate_result_valid;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_groups_ok(ngx_http_tokengate_loc_conf_t *tlcf,
+    tg_identity_t *id)
+{
+    size_t       j;
+    ngx_str_t   *group;
+    ngx_uint_t   i, found;
+
+    if (tlcf->groups == NULL || tlcf->groups->nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (!id->has_profile) {
+        return NGX_DECLINED;
+    }
+
+    group = tlcf->groups->elts;
+
+    for (i = 0; i < tlcf->groups->nelts; i++) {
+
+        found = 0;
+
+        for (j = 0; j < id->n_groups; j++) {
+            if (id->groups[j] != NULL
+                && ngx_strlen(id->groups[j]) == group[i].len
+                && ngx_strncmp(id->groups[j], group[i].data, group[i].len)
+                   == 0)
+            {
+                found = 1;
+                break;
+            }
+        }
+
+        if (found && tlcf->groups_mode == NGX_HTTP_TOKENGATE_GROUPS_ANY) {
+            return NGX_OK;
+        }
+
+        if (!found && tlcf->groups_mode == NGX_HTTP_TOKENGATE_GROUPS_ALL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return tlcf->groups_mode == NGX_HTTP_TOKENGATE_GROUPS_ALL
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    const char *src)
+{
+    size_t  len;
+
+    len = src != NULL ? ngx_strlen(src) : 0;
+
+    dst->len = len;
+    dst->data = ngx_pnalloc(r->pool, len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src != NULL ? src : "", len);
+    dst->data[len] = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id)
+{
+    u_char      *p;
+    size_t       i, len;
+    const char  *user;
+
+    user = id->name;
+
+    if (user == NULL || user[0] == '\0') {
+        user = id->email;
+    }
+
+    if (user == NULL || user[0] == '\0') {
+        user = id->id;
+    }
+
+    if (ngx_http_tokengate_copy(r, &ctx->user, user) != NGX_OK
+        || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
+        || ngx_http_tokengate_copy(r, &ctx->email, id->email) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (i = 0; i < id->n_groups; i++) {
+        len += ngx_strlen(id->groups[i]) + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->groups.data = p;
+
+    for (i = 0; i < id->n_groups; i++) {
+        if (i != 0) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+    }
+
+    ctx->groups.len = p - ctx->groups.data;
+
+    return NGX_OK;
+}
+
+
+/* A hit decides now (NGX_OK): a rejected token, or the identity, checked
+ * against this location's rules.  An expired positive entry still within
+ * stale_ttl is kept in ctx for tokengate_on_unavailable stale (a miss). */
+static ngx_int_t
+ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    u_char                      *copy;
+    size_t                       len;
+    time_t                       now;
+    ngx_uint_t                   negative, n_groups, fresh;
+    tg_identity_t                id;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+    copy = NULL;
+    len = 0;
+    now = ngx_time();
+
+    ngx_memzero(&id, sizeof(tg_identity_t));
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache->sh, ctx->mac);
+
+    if (tn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (tn->stale_until <= now || tn->expires > tn->stale_until
+        || tn->crc != ngx_http_tokengate_node_crc(tn))
+    {
+        ngx_queue_remove(&tn->queue);
+        ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+        ngx_slab_free_locked(cache->shpool, tn);
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    fresh = (now < tn->expires);
+
+    if (!fresh
+        && (tn->negative
+            || tlcf->on_unavailable != NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE))
+    {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (fresh) {
+        ngx_queue_remove(&tn->queue);
+        ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
+    }
+
+    negative = tn->negative;
+    n_groups = tn->n_groups;
+
+    if (!negative) {
+        len = tn->len;
+        copy = ngx_pnalloc(r->pool, len);
+
+        if (copy != NULL) {
+            ngx_memcpy(copy, tn->data, len);
+        }
+
+        id.evaluation = tn->evaluation;
+        id.disabled = tn->disabled;
+        id.has_profile = tn->has_profile;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (negative) {
+        ctx->status = NGX_HTTP_UNAUTHORIZED;
+        ctx->error = "invalid_token";
+        ctx->result = ngx_http_tokengate_result_invalid;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: token %s rejected (cached)", ctx->fp);
+        return NGX_OK;
+    }
+
+    if (copy == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!fresh) {
+        ctx->stale = copy;
+        ctx->stale_len = len;
+        ctx->stale_groups = n_groups;
+        ctx->stale_evaluation = id.evaluation;
+        ctx->stale_disabled = id.disabled;
+        ctx->stale_profile = id.has_profile;
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_tokengate_decode(copy, len, n_groups, &id, r->pool)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_tokengate_verdict(ctx, tlcf, &id);
+
+    return NGX_OK;
+}
+
+
+/* An entry's data back into an identity whose strings point into copy:
+ * id, name, email, then the groups, each NUL-terminated. */
+static ngx_int_t
+ngx_http_tokengate_decode(u_char *copy, size_t len, ngx_uint_t n_groups,
+    tg_identity_t *id, ngx_pool_t *pool)
+{
+    u_char      *p, *last, *nul;
+    ngx_uint_t   i;
+
+    if (len == 0 || copy[len - 1] != '\0') {
+        return NGX_ERROR;
+    }
+
+    id->groups = ngx_pcalloc(pool, (n_groups + 1) * sizeof(char *));
+    if (id->groups == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = copy;
+    last = copy + len;
+
+    for (i = 0; i < 3 + n_groups; i++) {
+        if (p >= last) {
+            return NGX_ERROR;
+        }
+
+        nul = ngx_strlchr(p, last, '\0');
+        if (nul == NULL) {
+            return NGX_ERROR;
+        }
+
+        switch (i) {
+        case 0:
+            id->id = (char *) p;
+            break;
+        case 1:
+            id->name = (char *) p;
+            break;
+        case 2:
+            id->email = (char *) p;
+            break;
+        default:
+            id->groups[i - 3] = (char *) p;
+        }
+
+        p = nul + 1;
+    }
+
+    id->n_groups = n_groups;
+    id->display_name = id->name;
+    id->first_name = (char *) "";
+    id->last_name = (char *) "";
+
+    return NGX_OK;
+}
+
+
+/* The server is unavailable: decide from the stale identity instead. */
+static ngx_int_t
+ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    tg_identity_t  id;
+
+    ngx_memzero(&id, sizeof(tg_identity_t));
+
+    id.evaluation = ctx->stale_evaluation;
+    id.disabled = ctx->stale_disabled;
+    id.has_profile = ctx->stale_profile;
+
+    if (ngx_http_tokengate_decode(ctx->stale, ctx->stale_len,
+                                  ctx->stale_groups, &id, ctx->request->pool)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_tokengate_verdict(ctx, tlcf, &id);
+    ngx_str_set(&ctx->cache_status, "STALE");
+
+    return NGX_OK;
+}
+
+
+/* Keep an identity (or, with id NULL, "rejected") for the token's MAC:
+ * positive entries for ttl but never past the token's own expiry,
+ * negative ones for negative_ttl. */
+static void
+ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, tg_identity_t *id)
+{
+    u_char                      *p;
+    size_t                       len, size;
+    time_t                       now, ttl;
+    ngx_uint_t                   i;
+    const char                  *f[3];
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+    now = ngx_time();
+    len = 0;
+
+    if (id == NULL) {
+        ttl = tlcf->cache_negative_ttl;
+
+    } else {
+        ttl = tlcf->cache_ttl;
+
+        if (id->expires_at > 0 && id->expires_at - now < ttl) {
+            ttl = id->expires_at - now;
+        }
+
+        if (id->n_groups > 0xffff) {
+            return;
+        }
+
+        f[0] = id->id;
+        f[1] = id->name;
+        f[2] = id->email;
+
+        for (i = 0; i < 3; i++) {
+            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            len += ngx_strlen(id->groups[i]) + 1;
+        }
+
+        if (len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
+            return;
+        }
+    }
+
+    if (ttl <= 0) {
+        return;
+    }
+
+    size = offsetof(ngx_http_tokengate_node_t, data) + len;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache->sh, mac);
+
+    if (tn != NULL) {
+        ngx_queue_remove(&tn->queue);
+        ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+        ngx_slab_free_locked(cache->shpool, tn);
+    }
+
+    for (i = 0; i < NGX_HTTP_TOKENGATE_EXPIRE_MAX; i++) {
+        if (!ngx_http_tokengate_cache_evict(cache, 0)) {
+            break;
+        }
+    }
+
+    tn = ngx_slab_alloc_locked(cache->shpool, size);
+
+    for (i = 0; tn == NULL && i < NGX_HTTP_TOKENGATE_EVICT_MAX; i++) {
+        if (!ngx_http_tokengate_cache_evict(cache, 1)) {
+            break;
+        }
+
+        tn = ngx_slab_alloc_locked(cache->shpool, size);
+    }
+
+    if (tn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "tokengate: cache zone \"%V\" is full",
+                      &tlcf->cache->shm.name);
+        return;
+    }
+
+    ngx_memcpy(tn->mac, mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+    ngx_memcpy(&tn->node.key, mac, sizeof(ngx_rbtree_key_t));
+
+    tn->expires = now + ttl;
+    tn->stale_until = tn->expires;
+
+    if (id != NULL && tlcf->cache_stale_ttl > 0) {
+        tn->stale_until += tlcf->cache_stale_ttl;
+
+        /* never past the token's own expiry */
+
+        if (id->expires_at > 0 && id->expires_at < tn->stale_until) {
+            tn->stale_until = id->expires_at;
+        }
+    }
+
+    tn->len = (uint16_t) len;
+    tn->negative = (id == NULL);
+    tn->n_groups = 0;
+    tn->evaluation = 0;
+    tn->disabled = 0;
+    tn->has_profile = 0;
+
+    if (id != NULL) {
+        tn->n_groups = (uint16_t) id->n_groups;
+        tn->evaluation = (signed char) id->evaluation;
+        tn->disabled = (signed char) id->disabled;
+        tn->has_profile = (u_char) (id->has_profile != 0);
+
+        p = tn->data;
+
+        for (i = 0; i < 3; i++) {
+            if (f[i] != NULL) {
+                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
+            }
+
+            *p++ = '\0';
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+            *p++ = '\0';
+        }
+    }
+
+    tn->crc = ngx_http_tokengate_node_crc(tn);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
+    ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+static ngx_http_tokengate_node_t *
+ngx_http_tokengate_cache_find(ngx_http_tokengate_shctx_t *sh, u_char *mac)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_key_t            key;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_tokengate_node_t  *tn;
+
+    ngx_memcpy(&key, mac, sizeof(ngx_rbtree_key_t));
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        tn = (ngx_http_tokengate_node_t *) node;
+
+        rc = ngx_memcmp(mac, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+
+        if (rc == 0) {
+            return tn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* Drop the least recently used entry if forced or expired; locked. */
+static ngx_uint_t
+ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
+    ngx_uint_t force)
+{
+    ngx_queue_t                *q;
+    ngx_http_tokengate_node_t  *tn;
+
+    if (ngx_queue_empty(&cache->sh->lru)) {
+        return 0;
+    }
+
+    q = ngx_queue_last(&cache->sh->lru);
+    tn = ngx_queue_data(q, ngx_http_tokengate_node_t, queue);
+
+    if (!force && tn->stale_until > ngx_time()) {
+        return 0;
+    }
+
+    ngx_queue_remove(q);
+    ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+    ngx_slab_free_locked(cache->shpool, tn);
+
+    return 1;
+}
+
+
+static uint32_t
+ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+    ngx_crc32_update(&crc, (u_char *) &tn->expires, sizeof(time_t));
+    ngx_crc32_update(&crc, (u_char *) &tn->stale_until, sizeof(time_t));
+    ngx_crc32_update(&crc, (u_char *) &tn->len, sizeof(uint16_t));
+    ngx_crc32_update(&crc, (u_char *) &tn->n_groups, sizeof(uint16_t));
+    ngx_crc32_update(&crc, &tn->negative, 1);
+    ngx_crc32_update(&crc, (u_char *) &tn->evaluation, 1);
+    ngx_crc32_update(&crc, (u_char *) &tn->disabled, 1);
+    ngx_crc32_update(&crc, &tn->has_profile, 1);
+
+    if (tn->len <= NGX_HTTP_TOKENGATE_ENTRY_MAX) {
+        ngx_crc32_update(&crc, tn->data, tn->len);
+    }
+
+    ngx_crc32_final(crc);
+
+    return crc;
+}
+
+
+static void
+ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_tokengate_node_t   *tn, *tnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            tn = (ngx_http_tokengate_node_t *) node;
+            tnt = (ngx_http_tokengate_node_t *) temp;
+
+            p = ngx_memcmp(tn->mac, tnt->mac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/*
+ * While the request waits for its validation, notice a client that goes
+ * away (as ngx_http_core_auth_delay does): ngx_http_test_reading ends the
+ * request with 499 on end of file or an HTTP/2 reset, which runs our
+ * cleanup, and that cancels the transfer.
+ */
+static void
+ngx_http_tokengate_watch_client(ngx_http_request_t *r)
+{
+    r->read_event_handler = ngx_http_test_reading;
+
+    if (r->connection->read->ready) {
+        ngx_post_event(r->connection->read, &ngx_posted_events);
+    }
+}
+
+
+/* The posted event: resume the phase handlers outside curl's stack. */
+static void
+ngx_http_tokengate_wake_handler(ngx_event_t *ev)
+{
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "tokengate: resume \"%V\"", &r->uri);
+
+    ctx->woken = 1;
+
+    /* Stop watching the client connection: the phases go on. */
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (ctx->blocked) {
+        r->main->blocked--;
+        ctx->blocked = 0;
+    }
+
+    if (r->done) {
+        c->write->handler(c->write);
+
+    } else {
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/* The request goes away: cancel a running transfer. */
+static void
+ngx_http_tokengate_cleanup(void *data)
+{
+    ngx_http_tokengate_ctx_t *ctx = data;
+
+    if (ctx->leader != NULL) {
+        ngx_queue_remove(&ctx->wait_link);
+        ctx->leader = NULL;
+    }
+
+    if (ctx->easy != NULL && ctx->is_leader
+        && !ngx_queue_empty(&ctx->waiters))
+    {
+        ngx_http_tokengate_handover(ctx);
+    }
+
+    if (ctx->easy != NULL) {
+        if (ngx_http_tokengate_multi != NULL) {
+            (void) curl_multi_remove_handle(ngx_http_tokengate_multi,
+                                            ctx->easy);
+        }
+
+        ngx_http_tokengate_release(ctx);
+        ngx_http_tokengate_active(-1);
+
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "tokengate: token %s: validation cancelled", ctx->fp);
+    }
+
+    if (ctx->is_leader) {
+        ngx_queue_remove(&ctx->inflight);
+        ctx->is_leader = 0;
+    }
+
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+
+    if (ctx->blocked) {
+        ctx->request->main->blocked--;
+        ctx->blocked = 0;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
+{
+    ngx_int_t                        rc;
+    ngx_http_variable_value_t       *vv;
+    ngx_http_tokengate_loc_conf_t   *tlcf;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
+
+    if (ctx->status == NGX_OK && tlcf->require != NULL) {
+        rc = ngx_http_tokengate_require_ok(r, tlcf);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            /* denied: the identity goes */
+            ctx->allowed = 0;
+            ctx->status = tlcf->require_error;
+            ctx->error = ctx->status == NGX_HTTP_UNAUTHORIZED
+                         ? "invalid_token" : "insufficient_scope";
+            ctx->result = ngx_http_tokengate_result_forbidden;
+
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "tokengate: token %s: tokengate_require not "
+                          "satisfied", ctx->fp);
+        }
+    }
+
+    ngx_http_tokengate_count(r, ctx);
+
+    if (ctx->status == NGX_OK && !ctx->allowed) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "tokengate: no accepted validation behind an OK, "
+                      "answering 503");
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    switch (ctx->status) {
+
+    case NGX_OK:
+        tmcf = ngx_http_get_module_main_conf(r, ngx_http_tokengate_module);
+
+        if (tmcf->remote_user_index != NGX_ERROR) {
+            vv = &r->variables[tmcf->remote_user_index];
+            vv->len = ctx->user.len;
+            vv->data = ctx->user.data;
+            vv->valid = 1;
+            vv->no_cacheable = 0;
+            vv->not_found = 0;
+        }
+
+        return NGX_OK;
+
+    case NGX_HTTP_UNAUTHORIZED:
+    case NGX_HTTP_FORBIDDEN:
+        return ngx_http_tokengate_deny(r, &ctx->realm, ctx->status,
+                                       ctx->error);
+
+    default:
+        if (ctx->retry_after > 0
+            && ngx_http_tokengate_retry_after(r, ctx->retry_after) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+}
+
+
+/* tokengate_require: every value non-empty and not "0", evaluated once
+ * the token was accepted (so it may use $tokengate_* variables). */
+static ngx_int_t
+ngx_http_tokengate_require_ok(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    ngx_str_t                  val;
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv;
+
+    cv = tlcf->require->elts;
+
+    for (i = 0; i < tlcf->require->nelts; i++) {
+        if (ngx_http_complex_value(r, &cv[i], &val) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (val.len == 0 || (val.len == 1 && val.data[0] == '0')) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* Set WWW-Authenticate: Bearer realm="..."[, error="..."] and return
+ * status; the realm's quotes and backslashes are escaped.  A browser
+ * gets the login page instead of a 401 when one is configured. */
+static ngx_int_t
+ngx_http_tokengate_deny(ngx_http_request_t *r, ngx_str_t *realm,
+    ngx_int_t status, const char *error)
+{
+    u_char           *p;
+    size_t            len, i;
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        rc = ngx_http_tokengate_login(r);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = sizeof("Bearer realm=\"\"") - 1 + realm->len * 2;
+
+    if (error != NULL) {
+        len += sizeof(", error=\"\"") - 1 + ngx_strlen(error);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value.data = p;
+
+    p = ngx_cpymem(p, "Bearer realm=\"", sizeof("Bearer realm=\"") - 1);
+
+    for (i = 0; i < realm->len; i++) {
+
+        /* The realm may come from variables ($uri is decoded): a CR, LF
+         * or other control byte would split the header. */
+        if (realm->data[i] < 0x20 || realm->data[i] == 0x7f) {
+            *p++ = '?';
+            continue;
+        }
+
+        if (realm->data[i] == '"' || realm->data[i] == '\\') {
+            *p++ = '\\';
+        }
+
+        *p++ = realm->data[i];
+    }
+
+    *p++ = '"';
+
+    if (error != NULL) {
+        p = ngx_cpymem(p, ", error=\"", sizeof(", error=\"") - 1);
+        p = ngx_cpymem(p, error, ngx_strlen(error));
+        *p++ = '"';
+    }
+
+    h->value.len = p - h->value.data;
+
+    r->headers_out.www_authenticate = h;
+
+    return status;
+}
+
+
+/* 302 to tokengate_login_url for GET/HEAD requests that accept
+ * text/html; API clients keep their 401. */
+static ngx_int_t
+ngx_http_tokengate_login(ngx_http_request_t *r)
+{
+    ngx_str_t                       url;
+    ngx_uint_t                      i, html;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
+
+    if (tlcf->login_url == NULL
+        || !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+    {
+        return NGX_DECLINED;
+    }
+
+    html = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Accept") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
+                               sizeof("Accept") - 1) == 0
+            && ngx_strlcasestrn(h[i].value.data,
+                                h[i].value.data + h[i].value.len,
+                                (u_char *) "text/html",
+                                sizeof("text/html") - 2) != NULL)
+        {
+            html = 1;
+            break;
+        }
+    }
+
+    if (!html) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_complex_value(r, tlcf->login_url, &url) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* A login URL built from variables must not split the header: keep
+     * the 401 instead. */
+    for (i = 0; i < url.len; i++) {
+        if (url.data[i] < 0x20 || url.data[i] == 0x7f) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "tokengate: login url has a control byte, "
+                          "answering 401");
+            return NGX_DECLINED;
+        }
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Location");
+    h->value = url;
+
+    ngx_http_clear_location(r);
+    r->headers_out.location = h;
+
+    return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.len = ngx_sprintf(h->value.data, "%l", seconds) - h->value.data;
+
+    return NGX_OK;
+}
+
+
+/* CURLMOPT_SOCKETFUNCTION: watch curl's fd with an nginx connection. */
+static int
+ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp)
+{
+    ngx_connection_t  *c;
+
+    c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c == NULL) {
+            return 0;
+        }
+
+        if (!ngx_http_tokengate_exiting) {
+            if (c->read->active) {
+                (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+            }
+
+            if (c->write->active) {
+                (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            }
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        (void) curl_multi_assign(ngx_http_tokengate_multi, s, NULL);
+
+        /* curl owns and closes the fd: free the connection only */
+
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, ngx_cycle->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->log = ngx_cycle->log;
+        c->read->log = c->log;
+        c->write->log = c->log;
+        c->read->handler = ngx_http_tokengate_event_handler;
+        c->write->handler = ngx_http_tokengate_event_handler;
+
+        if (curl_multi_assign(ngx_http_tokengate_multi, s, c) != CURLM_OK) {
+            ngx_free_connection(c);
+            c->fd = (ngx_socket_t) -1;
+            return -1;
+        }
+    }
+
+    if (what & CURL_POLL_IN) {
+        if (!c->read->active
+            && ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (what & CURL_POLL_OUT) {
+        if (!c->write->active
+            && ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+/* CURLMOPT_TIMERFUNCTION: only (re)arm the nginx timer, never call curl. */
+static int
+ngx_http_tokengate_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    if (ngx_http_tokengate_timer.timer_set) {
+        ngx_del_timer(&ngx_http_tokengate_timer);
+    }
+
+    if (timeout_ms >= 0 && !ngx_http_tokengate_exiting) {
+        ngx_add_timer(&ngx_http_tokengate_timer, (ngx_msec_t) timeout_ms);
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_tokengate_event_handler(ngx_event_t *ev)
+{
+    int                running;
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    (void) curl_multi_socket_action(ngx_http_tokengate_multi, c->fd,
+                                    ev->write ? CURL_CSELECT_OUT
+                                              : CURL_CSELECT_IN,
+                                    &running);
+
+    ngx_http_tokengate_drain();
+}
+
+
+static void
+ngx_http_tokengate_timer_handler(ngx_event_t *ev)
+{
+    int  running;
+
+    (void) curl_multi_socket_action(ngx_http_tokengate_multi,
+                                    CURL_SOCKET_TIMEOUT, 0, &running);
+
+    ngx_http_tokengate_drain();
+}
+
+
+static void
+ngx_http_tokengate_drain(void)
+{
+    int                        left;
+    CURL                      *easy;
+    CURLMsg                   *msg;
+    CURLcode                   rc;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    for ( ;; ) {
+        msg = curl_multi_info_read(ngx_http_tokengate_multi, &left);
+        if (msg == NULL) {
+            break;
+        }
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        rc = msg->data.result;
+        ctx = NULL;
+
+        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &ctx);
+        (void) curl_multi_remove_handle(ngx_http_tokengate_multi, easy);
+
+        if (ctx == NULL) {
+            curl_easy_cleanup(easy);
+            continue;
+        }
+
+        ngx_http_tokengate_done(ctx, rc);
+    }
+}
+
+
+/* Count transfers; while any runs, the curl timer keeps a graceful
+ * shutdown waiting (nginx exits once only cancelable timers remain). */
+static void
+ngx_http_tokengate_active(ngx_int_t delta)
+{
+    ngx_http_tokengate_in_flight += delta;
+    ngx_http_tokengate_timer.cancelable = (ngx_http_tokengate_in_flight == 0);
+}
+
+
+/* Count one decided request: its result and its cache status. */
+static void
+ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
+{
+    ngx_uint_t                   i;
+    ngx_http_tokengate_stats_t  *st;
+
+    st = ngx_http_tokengate_get_stats(r);
+
+    if (st == NULL) {
+        return;
+    }
+
+    for (i = 0; i < 6; i++) {
+        if (ctx->result.data == ngx_http_tokengate_results[i]->data) {
+            (void) ngx_atomic_fetch_add(&st->results[i], 1);
+        }
+    }
+
+    if (ctx->cache_status.len != 0) {
+        switch (ctx->cache_status.data[0]) {
+        case 'H':
+            i = 0;
+            break;
+        case 'M':
+            i = 1;
+            break;
+        case 'C':
+            i = 2;
+            break;
+        default:
+            i = 3;
+        }
+
+        (void) ngx_atomic_fetch_add(&st->cache[i], 1);
+    }
+}
+
+
+/* tokengate_status: the counters as JSON, or as Prometheus text with
+ * ?format=prometheus. */
+static ngx_int_t
+ngx_http_tokengate_status_handler(ngx_http_request_t *r)
+{
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_buf_t                   *b;
+    ngx_str_t                    format;
+    ngx_uint_t                   i, prom;
+    ngx_chain_t                  out;
+    ngx_http_tokengate_stats_t  *st;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    st = ngx_http_tokengate_get_stats(r);
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    prom = (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
+            && format.len == 10
+            && ngx_strncmp(format.data, "prometheus", 10) == 0);
+
+    b = ngx_create_temp_buf(r->pool, 2048);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+
+    if (prom) {
+        p = ngx_sprintf(p, "# HELP tokengate_requests_total Requests "
+                        "decided, by result.\n"
+                        "# TYPE tokengate_requests_total counter\n");
+
+        for (i = 0; i < 6; i++) {
+            p = ngx_sprintf(p, "tokengate_requests_total{result=\"%V\"} "
+                            "%uA\n", ngx_http_tokengate_results[i],
+                            st->results[i]);
+        }
+
+        p = ngx_sprintf(p, "# HELP tokengate_cache_total Cache lookups, "
+                        "by status.\n"
+                        "# TYPE tokengate_cache_total counter\n");
+
+        for (i = 0; i < 4; i++) {
+            p = ngx_sprintf(p, "tokengate_cache_total{status=\"%s\"} %uA\n",
+                            ngx_http_tokengate_cache_names[i], st->cache[i]);
+        }
+
+        p = ngx_sprintf(p, "# HELP tokengate_auth_calls_total Validation "
+                        "calls sent to the auth server.\n"
+                        "# TYPE tokengate_auth_calls_total counter\n"
+                        "tokengate_auth_calls_total %uA\n", st->calls);
+
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4");
+
+    } else {
+        p = ngx_sprintf(p, "{\"requests\":{");
+
+        for (i = 0; i < 6; i++) {
+            p = ngx_sprintf(p, "%s\"%V\":%uA", i ? "," : "",
+                            ngx_http_tokengate_results[i], st->results[i]);
+        }
+
+        p = ngx_sprintf(p, "},\"cache\":{");
+
+        for (i = 0; i < 4; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
+                            ngx_http_tokengate_cache_names[i], st->cache[i]);
+        }
+
+        p = ngx_sprintf(p, "},\"auth_calls\":%uA}\n", st->calls);
+
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* $tokengate_*: only for allowed requests; $tokengate_result and
+ * $tokengate_cache_status (no identity data) always. */
+static ngx_int_t
+ngx_http_tokengate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                 *s;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_tokengate_module);
+
+    if (ctx == NULL
+        || (!ctx->allowed
+            && data != offsetof(ngx_http_tokengate_ctx_t, result)
+            && data != offsetof(ngx_http_tokengate_ctx_t, cache_status)))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    if (s->data == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_tokengate_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_init(ngx_conf_t *cf)
+{
+    ngx_str_t                        name = ngx_string("remote_user");
+    ngx_http_handler_pt             *h;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_tokengate_handler;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+
+    tmcf->remote_user_index = ngx_http_get_variable_index(cf, &name);
+    if (tmcf->remote_user_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_init_module(ngx_cycle_t *cycle)
+{
+    CURLcode  rc;
+
+    /* once per process, before any thread exists; never cleaned up */
+
+    if (ngx_http_tokengate_curl_ready) {
+        return NGX_OK;
+    }
+
+    rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "tokengate: curl_global_init() failed: %s",
+                      curl_easy_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    ngx_http_tokengate_curl_ready = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
+{
+    CURLM  *m;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    m = curl_multi_init();
+    if (m == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "tokengate: curl_multi_init() failed");
+        return NGX_ERROR;
+    }
+
+    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION,
+                          ngx_http_tokengate_socket_cb) != CURLM_OK
+        || curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION,
+                             ngx_http_tokengate_timer_cb) != CURLM_OK
+        || curl_multi_setopt(m, CURLMOPT_MAXCONNECTS,
+                             (long) NGX_HTTP_TOKENGATE_MAXCONNECTS)
+           != CURLM_OK
+        /* Each transfer takes one of the worker's connections: beyond a
+         * quarter of them curl queues transfers (their timeout still
+         * runs), so a flood of distinct tokens cannot starve the worker. */
+        || curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                             (long) ngx_max(cycle->connection_n / 4, 8))
+           != CURLM_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "tokengate: curl_multi_setopt() failed");
+        curl_multi_cleanup(m);
+        return NGX_ERROR;
+    }
+
+    /* debug logging reads a timer's data as a connection */
+
+    ngx_http_tokengate_timer_conn.fd = (ngx_socket_t) -1;
+    ngx_http_tokengate_timer.data = &ngx_http_tokengate_timer_conn;
+    ngx_http_tokengate_timer.handler = ngx_http_tokengate_timer_handler;
+    ngx_http_tokengate_timer.log = cycle->log;
+    ngx_http_tokengate_timer.cancelable = 1;
+
+    ngx_http_tokengate_multi = m;
+
+    ngx_queue_init(&ngx_http_tokengate_leaders);
+
+    /* the per-worker key of the coalescing MACs */
+
+    if (RAND_bytes(ngx_http_tokengate_ckey, NGX_HTTP_TOKENGATE_MAC_LEN) == 1) {
+        ngx_http_tokengate_ckey_ready = 1;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "tokengate: RAND_bytes() failed, no coalescing");
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_tokengate_multi == NULL) {
+        return;
+    }
+
+    ngx_http_tokengate_exiting = 1;
+
+    if (ngx_http_tokengate_timer.timer_set) {
+        ngx_del_timer(&ngx_http_tokengate_timer);
+    }
+
+    curl_multi_cleanup(ngx_http_tokengate_multi);
+    ngx_http_tokengate_multi = NULL;
+}
+
+
+static void *
+ngx_http_tokengate_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tmcf->stats_zone = NULL;
+     */
+
+    tmcf->remote_user_index = NGX_ERROR;
+
+    return tmcf;
+}
+
+
+/* The shared counters, NULL when no location has tokengate_status. */
+static ngx_http_tokengate_stats_t *
+ngx_http_tokengate_get_stats(ngx_http_request_t *r)
+{
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tokengate_module);
+
+    if (tmcf->stats_zone == NULL) {
+        return NULL;
+    }
+
+    return tmcf->stats_zone->data;
+}
+
+
+static void *
+ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_tokengate_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->config_file = { 0, NULL };
+     *     conf->url = { 0, NULL };
+     *     conf->tg = NULL;
+     */
+
+    conf->realm = NGX_CONF_UNSET_PTR;
+    conf->token = NGX_CONF_UNSET_PTR;
+    conf->login_url = NGX_CONF_UNSET_PTR;
+    conf->basic = NGX_CONF_UNSET;
+    conf->cache = NGX_CONF_UNSET_PTR;
+    conf->cache_ttl = NGX_CONF_UNSET;
+    conf->cache_negative_ttl = NGX_CONF_UNSET;
+    conf->cache_stale_ttl = NGX_CONF_UNSET;
+    conf->on_unavailable = NGX_CONF_UNSET_UINT;
+    conf->api = NGX_CONF_UNSET_UINT;
+    conf->groups = NGX_CONF_UNSET_PTR;
+    conf->groups_mode = NGX_CONF_UNSET_UINT;
+    conf->require = NGX_CONF_UNSET_PTR;
+    conf->require_error = NGX_CONF_UNSET;
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_tokengate_loc_conf_t *prev = parent;
+    ngx_http_tokengate_loc_conf_t *conf = child;
+
+    ngx_uint_t   own;
+    tg_config_t  *tg;
+
+    own = (conf->config_file.data != NULL || conf->url.data != NULL
+           || conf->api != NGX_CONF_UNSET_UINT);
+
+    ngx_conf_merge_ptr_value(conf->realm, prev->realm, NULL);
+    ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
+    ngx_conf_merge_ptr_value(conf->login_url, prev->login_url, NULL);
+    ngx_conf_merge_value(conf->basic, prev->basic, 0);
+
+    if (conf->cache == NGX_CONF_UNSET_PTR) {
+        conf->cache = prev->cache;
+        conf->cache_ttl = prev->cache_ttl;
+        conf->cache_negative_ttl = prev->cache_negative_ttl;
+        conf->cache_stale_ttl = prev->cache_stale_ttl;
+    }
+
+    if (conf->cache == NGX_CONF_UNSET_PTR) {
+        conf->cache = NULL;
+    }
+
+    ngx_conf_merge_uint_value(conf->on_unavailable, prev->on_unavailable,
+                              NGX_HTTP_TOKENGATE_UNAVAILABLE_DENY);
+
+    if (conf->on_unavailable == NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE
+        && (conf->cache == NULL || conf->cache_stale_ttl <= 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tokengate_on_unavailable stale\" needs "
+                           "\"tokengate_cache\" with \"stale_ttl\"");
+        return NGX_CONF_ERROR;
+    }
+    ngx_conf_merge_ptr_value(conf->groups, prev->groups, NULL);
+
+    if (conf->require == NGX_CONF_UNSET_PTR) {
+        conf->require = prev->require;
+        conf->require_error = prev->require_error;
+    }
+
+    if (conf->require == NGX_CONF_UNSET_PTR) {
+        conf->require = NULL;
+    }
+
+    ngx_conf_merge_value(conf->require_error, NGX_CONF_UNSET,
+                         NGX_HTTP_FORBIDDEN);
+    ngx_conf_merge_uint_value(conf->groups_mode, prev->groups_mode,
+                              NGX_HTTP_TOKENGATE_GROUPS_ANY);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout,
+                              NGX_CONF_UNSET_MSEC);
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              NGX_CONF_UNSET_MSEC);
+
+    if (conf->config_file.data == NULL) {
+        conf->config_file = prev->config_file;
+    }
+
+    if (conf->url.data == NULL) {
+        conf->url = prev->url;
+    }
+
+    if (conf->api == NGX_CONF_UNSET_UINT) {
+        conf->api = prev->api;
+    }
+
+    if (!own && prev->tg != NULL) {
+        conf->tg = prev->tg;
+
+    } else if (conf->config_file.data != NULL || conf->url.data != NULL) {
+        if (ngx_http_tokengate_build_config(cf, conf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->realm != NULL
+        && !(conf->realm->lengths == NULL
+             && conf->realm->value.len == 3
+             && ngx_strncmp(conf->realm->value.data, "off", 3) == 0)
+        && conf->tg == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tokengate\" needs \"tokengate_config\" or "
+                           "\"tokengate_url\"");
+        return NGX_CONF_ERROR;
+    }
+
+    tg = conf->tg;
+
+    if (tg == NULL || tg->api == TG_API_LOOKER) {
+        conf->which = TG_INSIGHT_VALIDATE_USER;
+
+    } else if (tg->insight_validate == TG_INSIGHT_VALIDATE_USER) {
+        conf->which = TG_INSIGHT_VALIDATE_USER;
+
+    } else if (tg->insight_validate == TG_INSIGHT_VALIDATE_AUTO
+               && tg->n_require_groups == 0 && !tg->deny_evaluation
+               && (conf->groups == NULL || conf->groups->nelts == 0))
+    {
+        conf->which = TG_INSIGHT_VALIDATE_USER;
+
+    } else {
+        /* currentuser carries the authorities the group rules need */
+        conf->which = TG_INSIGHT_VALIDATE_CURRENTUSER;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* The tokengate.conf file, then tokengate_url and tokengate_api on top,
+ * validated as a whole. */
+static char *
+ngx_http_tokengate_build_config(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    u_char              *path, *url;
+    tg_diag_t            diag;
+    tg_config_t         *tg;
+    ngx_pool_cleanup_t  *cln;
+
+    tg_diag_clear(&diag);
+
+    tg = tg_config_new();
+    if (tg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        tg_config_free(tg);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_tokengate_config_cleanup;
+    cln->data = tg;
+
+    if (conf->config_file.data != NULL) {
+        path = ngx_pnalloc(cf->pool, conf->config_file.len + 1);
+        if (path == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(path, conf->config_file.data,
+                           conf->config_file.len + 1);
+
+        if (tg_config_load_file(tg, (char *) path, &diag) != TG_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tokengate_config: %s", diag.message);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->url.data != NULL) {
+        url = ngx_pnalloc(cf->pool, conf->url.len + 1);
+        if (url == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(url, conf->url.data, conf->url.len + 1);
+
+        if (tg_config_set(tg, "url", (char *) url, "tokengate_url", &diag)
+            != TG_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tokengate_url: %s", diag.message);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->api != NGX_CONF_UNSET_UINT
+        && tg_config_set(tg, "api",
+                         conf->api == TG_API_LOOKER ? "looker" : "insight",
+                         "tokengate_api", &diag)
+           != TG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_api: %s", diag.message);
+        return NGX_CONF_ERROR;
+    }
+
+    if (tg_config_validate(tg, &diag) != TG_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid configuration from \"tokengate_config\" "
+                           "\"%V\" and \"tokengate_url\" \"%V\": %s",
+                           &conf->config_file, &conf->url, diag.message);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->tg = tg;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_tokengate_config_cleanup(void *data)
+{
+    tg_config_free(data);
+}
+
+
+/* tokengate_config FILE: read now, so that errors name the directive's
+ * line; the merged configuration is built again in merge. */
+static char *
+ngx_http_tokengate_config_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    u_char       *path;
+    ngx_str_t    *value;
+    tg_diag_t     diag;
+    tg_config_t  *tg;
+
+    if (tlcf->config_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty file name";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    path = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(path, value[1].data, value[1].len + 1);
+
+    tg = tg_config_new();
+    if (tg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tg_diag_clear(&diag);
+
+    if (tg_config_load_file(tg, (char *) path, &diag) != TG_OK) {
+        tg_config_free(tg);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "tokengate_config: %s",
+                           diag.message);
+        return NGX_CONF_ERROR;
+    }
+
+    tg_config_free(tg);
+
+    tlcf->config_file = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* tokengate_cache zone=NAME[:SIZE] [ttl=TIME] [negative_ttl=TIME] | off */
+static char *
+ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    u_char                      *p;
+    ssize_t                      size;
+    ngx_int_t                    ttl, negative_ttl, stale_ttl;
+    ngx_str_t                   *value, name, s;
+    ngx_uint_t                   i;
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_tokengate_cache_t  *cache;
+
+    if (tlcf->cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    ngx_str_null(&name);
+    size = 0;
+    ttl = 60;
+    negative_ttl = 5;
+    stale_ttl = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            p = ngx_strlchr(name.data, name.data + name.len, ':');
+
+            if (p != NULL) {
+                s.data = p + 1;
+                s.len = name.data + name.len - s.data;
+                name.len = p - name.data;
+
+                size = ngx_parse_size(&s);
+
+                if (size == NGX_ERROR) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid zone size \"%V\" in "
+                                       "\"%V\" directive", &value[i],
+                                       &cmd->name);
+                    return NGX_CONF_ERROR;
+                }
+
+                if (size < (ssize_t) (8 * ngx_pagesize)) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "zone \"%V\" of \"%V\" is too small",
+                                       &name, &cmd->name);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            if (name.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone name \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            ttl = ngx_parse_time(&s, 1);
+
+            if (ttl == NGX_ERROR || ttl == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "stale_ttl=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            stale_ttl = ngx_parse_time(&s, 1);
+
+            if (stale_ttl == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "negative_ttl=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            negative_ttl = ngx_parse_time(&s, 1);
+
+            if (negative_ttl == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have a \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_tokengate_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data == NULL) {
+        cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_cache_t));
+        if (cache == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        shm_zone->init = ngx_http_tokengate_init_zone;
+        shm_zone->data = cache;
+    }
+
+    tlcf->cache = shm_zone;
+    tlcf->cache_ttl = ttl;
+    tlcf->cache_negative_ttl = negative_ttl;
+    tlcf->cache_stale_ttl = stale_ttl;
+
+    return NGX_CONF_OK;
+}
+
+
+/* A new zone gets a random HMAC key; a zone kept over a reload keeps its
+ * entries and its key. */
+static ngx_int_t
+ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_tokengate_cache_t  *octx = data;
+
+    size_t                       len;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (octx != NULL) {
+        cache->sh = octx->sh;
+        cache->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool,
+                               sizeof(ngx_http_tokengate_shctx_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_tokengate_rbtree_insert);
+    ngx_queue_init(&cache->sh->lru);
+
+    if (RAND_bytes(cache->sh->key, NGX_HTTP_TOKENGATE_MAC_LEN) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "tokengate: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in tokengate zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in tokengate zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts; it is not an error worth a [crit] */
+
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/* tokengate_status: a content handler; the counters get a small zone. */
+static char *
+ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                        name = ngx_string("tokengate_status");
+    ngx_shm_zone_t                  *shm_zone;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+                                     &ngx_http_tokengate_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_tokengate_init_stats;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+    tmcf->stats_zone = shm_zone;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_tokengate_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* The counters survive a reload. */
+static ngx_int_t
+ngx_http_tokengate_init_stats(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t             *shpool;
+    ngx_http_tokengate_stats_t  *st;
+
+    if (data != NULL) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    st = ngx_slab_calloc(shpool, sizeof(ngx_http_tokengate_stats_t));
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = st;
+    shm_zone->data = st;
+
+    return NGX_OK;
+}
+
+
+/* The enum slot, with the directive named in the error */
+static char *
+ngx_http_tokengate_enum_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    value = cf->args->elts;
+
+    for (e = cmd->post; e->name.len != 0; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcmp(e->name.data, value[1].data) == 0)
+        {
+            return ngx_conf_set_enum_slot(cf, cmd, conf);
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive",
+                       &value[1], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* tokengate_require $value... [error=401|403] */
+static char *
+ngx_http_tokengate_require(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i, n;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (tlcf->require != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    tlcf->require_error = NGX_HTTP_FORBIDDEN;
+
+    if (ngx_strncmp(value[n - 1].data, "error=", 6) == 0) {
+        if (ngx_strcmp(value[n - 1].data, "error=401") == 0) {
+            tlcf->require_error = NGX_HTTP_UNAUTHORIZED;
+
+        } else if (ngx_strcmp(value[n - 1].data, "error=403") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"%V\" directive, "
+                               "it must be \"error=401\" or \"error=403\"",
+                               &value[n - 1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        n--;
+    }
+
+    if (n < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs at least one value", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->require = ngx_array_create(cf->pool, n - 1,
+                                     sizeof(ngx_http_complex_value_t));
+    if (tlcf->require == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < n; i++) {
+        cv = ngx_array_push(tlcf->require);
+        if (cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* tokengate_require_group G... [any|all] */
+static char *
+ngx_http_tokengate_require_group(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    ngx_str_t   *value, *g;
+    ngx_uint_t   i, j, n;
+
+    if (tlcf->groups != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    tlcf->groups_mode = NGX_HTTP_TOKENGATE_GROUPS_ANY;
+
+    if (ngx_strcmp(value[n - 1].data, "any") == 0) {
+        n--;
+
+    } else if (ngx_strcmp(value[n - 1].data, "all") == 0) {
+        tlcf->groups_mode = NGX_HTTP_TOKENGATE_GROUPS_ALL;
+        n--;
+    }
+
+    if (n < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs at least one group", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->groups = ngx_array_create(cf->pool, n - 1, sizeof(ngx_str_t));
+    if (tlcf->groups == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < n; i++) {
+
+        if (value[i].len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" has an empty group name", &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        for (j = 0; j < value[i].len; j++) {
+            if (value[i].data[j] <= ' ' || value[i].data[j] == ','
+                || value[i].data[j] == 0x7f)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" has an invalid group name \"%V\"",
+                                   &cmd->name, &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        g = ngx_array_push(tlcf->groups);
+        if (g == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *g = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tokengate_positive_msec(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *np = data;
+
+    if (*np == 0) {
+        return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,1078 @@
+# SPDX-License-Identifier: MIT
+"""ngx_http_tokengate_module end to end: Debian's nginx loading the built
+module, a real tokengate-devserver, static files behind the access phase.
+
+Each test protects one behaviour of issue 6 (milestone 1): RFC 6750 answers,
+both flavors, group rules, variables, directive validation, the order after
+allow/deny and auth_basic, satisfy/error_page, non-blocking I/O, and the
+nginx side of the fault matrix.
+"""
+import json
+import os
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import DEMO, free_port
+from nginxlib import INS, Nginx
+
+
+# ------------------------------------------------------------------ helpers
+
+@pytest.fixture
+def nginx_factory(tmp_path):
+    started = []
+
+    def make():
+        n = Nginx(tmp_path)
+        started.append(n)
+        return n
+
+    yield make
+    for n in started:
+        n.stop()
+
+
+@pytest.fixture
+def nginx(nginx_factory):
+    return nginx_factory()
+
+
+def token_for(srv, api, user="alice"):
+    """A fresh token from the devserver's own token endpoint."""
+    if api == "insight":
+        body = json.dumps({"clientId": DEMO[user]["client_id"],
+                           "secret": DEMO[user]["secret"]}).encode()
+        req = urllib.request.Request(srv.url + INS + "/auth/token", data=body,
+                                     method="POST")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read().decode().strip().strip('"')
+    form = urllib.parse.urlencode({"client_id": DEMO[user]["client_id"],
+                                   "client_secret": DEMO[user]["secret"]})
+    req = urllib.request.Request(srv.url + "/api/4.0/login",
+                                 data=form.encode(), method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def tg_conf(tmp_path, api, url, **extra):
+    path = tmp_path / f"tokengate-{api}-{time.monotonic_ns()}.conf"
+    text = f"api = {api}\nurl = {url}\n"
+    text += "".join(f"{k} = {v}\n" for k, v in extra.items())
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def validations(srv):
+    """Validation calls: auth/user and looker /user count as "validate",
+    insight auth/currentuser as "profile"."""
+    c = srv.counters()
+    return c["validate"] + c["profile"]
+
+
+# A group alice has and bob lacks, per flavor (devserver/demo-users.json).
+ADMIN_GROUP = {"insight": "admins", "looker": "9"}
+
+IDENTITY_HEADERS = """
+            add_header X-TG-User $tokengate_user always;
+            add_header X-TG-Id $tokengate_user_id always;
+            add_header X-TG-Email $tokengate_email always;
+            add_header X-TG-Groups $tokengate_groups always;
+            add_header X-TG-Result $tokengate_result always;
+            add_header X-Remote-User $remote_user always;
+"""
+
+
+def protected(nginx, conf, extra="", realm="api", http_extra=""):
+    nginx.server(f"""
+        location / {{ }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "{realm}";
+            tokengate_config {conf};
+{extra}
+        }}
+""", http_extra=http_extra)
+    return nginx.start()
+
+
+# ------------------------------------------------------------ RFC 6750
+
+@pytest.fixture(params=["insight", "looker"])
+def api(request):
+    return request.param
+
+
+def test_valid_token_serves_the_file_with_identity(tmp_path, devserver,
+                                                     nginx, api):
+    conf = tg_conf(tmp_path, api, devserver.url)
+    protected(nginx, conf, IDENTITY_HEADERS)
+    tok = token_for(devserver, api)
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 200, r
+    assert r.body == b"static index.html\n"
+    assert r.header("X-TG-Result") == "valid"
+    assert r.header("X-TG-Email") == "alice@example.com"
+    assert r.header("X-TG-Id")
+    assert r.header("X-TG-User")
+    assert r.header("X-Remote-User") == r.header("X-TG-User")
+    if api == "looker":
+        assert ADMIN_GROUP[api] in r.header("X-TG-Groups").split(",")
+    assert r.header("WWW-Authenticate") is None
+
+
+def test_no_credentials_401_without_error_code(tmp_path, devserver, nginx,
+                                               api):
+    protected(nginx, tg_conf(tmp_path, api, devserver.url))
+    r = nginx.get("/p/index.html")
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
+    assert validations(devserver) == 0
+
+
+@pytest.mark.parametrize("value", [
+    "Basic YWxpY2U6c2VjcmV0",       # another scheme
+    "Bearer",                       # no token
+    "Bearer abc$def",               # not b64token
+    "Bearer a=b",                   # '=' only at the end
+    "Bearer " + "a" * 4097,         # longer than TG_TOKEN_MAX
+])
+def test_malformed_authorization_400_invalid_request(tmp_path, devserver,
+                                                     nginx, value):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    r = nginx.request("/p/index.html", {"Authorization": value})
+    assert r.status == 400, r
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="api", error="invalid_request"'
+    assert validations(devserver) == 0
+
+
+def test_invalid_token_401_invalid_token(tmp_path, devserver, nginx, api):
+    protected(nginx, tg_conf(tmp_path, api, devserver.url), IDENTITY_HEADERS)
+    r = nginx.get("/p/index.html", "not-a-real-token-0123456789")
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="api", error="invalid_token"'
+    # denied requests carry no identity
+    assert r.header("X-TG-User") is None
+    assert r.header("X-TG-Email") is None
+    assert validations(devserver) == 1
+
+
+def test_realm_is_escaped(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              realm='my \\"realm\\"')
+    r = nginx.get("/p/index.html")
+    assert r.header("WWW-Authenticate") == 'Bearer realm="my \\"realm\\""'
+
+
+# ------------------------------------------------------------ group rules
+
+def test_require_group_any(tmp_path, devserver, nginx, api):
+    g = ADMIN_GROUP[api]
+    protected(nginx, tg_conf(tmp_path, api, devserver.url),
+              f"tokengate_require_group nosuchgroup {g};")
+    assert nginx.get("/p/index.html", token_for(devserver, api)).status == 200
+    r = nginx.get("/p/index.html", token_for(devserver, api, "bob"))
+    assert r.status == 403
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="api", error="insufficient_scope"'
+
+
+def test_require_group_all(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              "tokengate_require_group analysts admins all;")
+    assert nginx.get("/p/index.html",
+                     token_for(devserver, "insight")).status == 200
+    # carol is in analysts only
+    r = nginx.get("/p/index.html", token_for(devserver, "insight", "carol"))
+    assert r.status == 403
+
+
+def test_config_file_rules_apply(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url, deny_evaluation="yes")
+    protected(nginx, conf)
+    assert nginx.get("/p/index.html",
+                     token_for(devserver, "insight")).status == 200
+    # carol is an evaluation user
+    assert nginx.get("/p/index.html",
+                     token_for(devserver, "insight", "carol")).status == 403
+
+
+# ------------------------------------------------------------ variables
+
+def test_variables_in_access_log(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "looker", devserver.url)
+    log = nginx.dir / "logs" / "tg.log"
+    protected(nginx, conf, f"access_log {log} tg;", http_extra=(
+        "log_format tg '$status|$remote_user|$tokengate_user|"
+        "$tokengate_user_id|$tokengate_email|$tokengate_groups|"
+        "$tokengate_result';"))
+    tok = token_for(devserver, "looker")
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/p/index.html", "bad-token-0123456789").status == 401
+    assert nginx.get("/p/index.html").status == 401
+    nginx.stop()
+    lines = log.read_text().splitlines()
+    ok = lines[0].split("|")
+    assert ok[0] == "200"
+    assert ok[1] == ok[2] and ok[1] not in ("", "-")
+    assert ok[3] == "1"                          # alice's looker id
+    assert ok[4] == "alice@example.com"
+    assert "7" in ok[5].split(",") and "9" in ok[5].split(",")
+    assert ok[6] == "valid"
+    assert lines[1].split("|") == ["401", "-", "-", "-", "-", "-", "invalid"]
+    assert lines[2].split("|") == ["401", "-", "-", "-", "-", "-", "missing"]
+    assert tok not in log.read_text()
+
+
+def test_token_from_variable(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              "tokengate_token $cookie_tg;")
+    tok = token_for(devserver, "insight")
+    nginx.tokens.add(tok)
+    assert nginx.request("/p/index.html",
+                         {"Cookie": f"tg={tok}"}).status == 200
+    r = nginx.request("/p/index.html", {"Authorization": f"Bearer {tok}"})
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
+
+
+def test_off_by_map_and_nested_off(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate $tg_realm;
+            location /p/open.html {{ tokengate off; }}
+        }}
+""", http_extra="""
+    map $request_method $tg_realm { OPTIONS off; default "api"; }
+""")
+    nginx.start()
+    assert nginx.get("/p/index.html").status == 401
+    assert nginx.get("/p/open.html").status == 200
+    assert nginx.get("/p/index.html", method="OPTIONS").status != 401
+
+
+def test_url_and_api_override(tmp_path, devserver, nginx):
+    # the file points at a closed port and the wrong flavor
+    conf = tg_conf(tmp_path, "insight", f"http://127.0.0.1:{free_port()}")
+    protected(nginx, conf, f"tokengate_url {devserver.url};\n"
+                           "tokengate_api looker;")
+    assert nginx.get("/p/index.html",
+                     token_for(devserver, "looker")).status == 200
+
+
+# ------------------------------------------------------------ nginx -t
+
+@pytest.mark.parametrize("directive,needle", [
+    ("tokengate_timeout 0;", '"tokengate_timeout" directive must be'),
+    ("tokengate_timeout abc;", '"tokengate_timeout" directive invalid'),
+    ("tokengate_connect_timeout -1;", '"tokengate_connect_timeout"'),
+    ("tokengate_api metabase;", '"tokengate_api"'),
+    ("tokengate_require_group any;", "tokengate_require_group"),
+    ("tokengate_require_group a,b;", "tokengate_require_group"),
+    ("tokengate_config /nonexistent/tokengate.conf;",
+     "/nonexistent/tokengate.conf"),
+    ("tokengate_url ftp://127.0.0.1/;", "tokengate_url"),
+    ("tokengate_url http://example.com/;", "tokengate"),
+    ("tokengate_token $a $b;", '"tokengate_token"'),
+    ("tokengate_api looker; tokengate_api looker;", "is duplicate"),
+])
+def test_bad_directives_fail_nginx_t(tmp_path, devserver, nginx, directive,
+                                     needle):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /p/ {{
+            tokengate "api";
+            {directive}
+        }}
+""")
+    r = nginx.test_config()
+    assert r.returncode != 0
+    assert "[emerg]" in r.stderr and needle in r.stderr, r.stderr
+    assert r.stderr.count("[emerg]") == 1
+
+
+def test_tokengate_without_server_fails_nginx_t(nginx):
+    nginx.server('location /p/ { tokengate "api"; }')
+    r = nginx.test_config()
+    assert r.returncode != 0 and "tokengate_config" in r.stderr
+
+
+def test_bad_config_file_names_the_file(tmp_path, nginx):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("api = insight\nurl = http://127.0.0.1:1\nbogus = 1\n")
+    os.chmod(conf, 0o600)
+    nginx.server(f'location /p/ {{ tokengate "api"; '
+                 f'tokengate_config {conf}; }}')
+    r = nginx.test_config()
+    assert r.returncode != 0
+    assert str(conf) in r.stderr and "bogus" in r.stderr, r.stderr
+
+
+def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_timeout 2s;
+        tokengate_connect_timeout 500ms;
+        location /p/ {{
+            tokengate "api";
+            tokengate_token $http_x_token;
+            tokengate_require_group a b all;
+        }}
+""")
+    r = nginx.test_config()
+    assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------- order, satisfy, error_page
+
+def test_deny_runs_first_without_auth_calls(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url), "deny all;")
+    r = nginx.get("/p/index.html", token_for(devserver, "insight"))
+    assert r.status == 403
+    assert r.header("WWW-Authenticate") is None
+    assert validations(devserver) == 0
+
+
+def test_auth_basic_runs_first(tmp_path, devserver, nginx):
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("u:{PLAIN}p\n")
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              f'auth_basic "basic"; auth_basic_user_file {htpasswd};')
+    r = nginx.get("/p/index.html", token_for(devserver, "insight"))
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Basic realm="basic"'
+    assert validations(devserver) == 0
+
+
+def test_satisfy_any_with_allow(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /lan/ {{
+            alias {nginx.html}/;
+            satisfy any; allow 127.0.0.1; deny all; tokengate "api";
+        }}
+        location /wan/ {{
+            alias {nginx.html}/;
+            satisfy any; deny all; tokengate "api";
+        }}
+""")
+    nginx.start()
+    assert nginx.get("/lan/index.html").status == 200
+    assert validations(devserver) == 0
+    assert nginx.get("/wan/index.html",
+                     token_for(devserver, "insight")).status == 200
+    r = nginx.get("/wan/index.html")
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
+
+
+def test_error_page_401(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api"; tokengate_config {conf};
+            error_page 401 = @login;
+        }}
+        location @login {{ return 302 /login; }}
+""")
+    nginx.start()
+    r = nginx.get("/p/index.html")
+    assert r.status == 302
+    assert r.header("Location").endswith("/login")
+
+
+# ------------------------------------------------------- non-blocking
+
+def test_slow_auth_server_does_not_block_the_worker(tmp_path, devserver,
+                                                    nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    # distinct tokens: twenty transfers, not one coalesced call
+    toks = [token_for(devserver, "insight") for _ in range(20)]
+    devserver.fault(endpoint="validate", delay_ms=1000, count=100)
+    results = []
+
+    def one(tok):
+        results.append(nginx.get("/p/index.html", tok).status)
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in toks]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = nginx.get("/open.html")
+    unprotected = time.monotonic() - t0
+    for t in threads:
+        t.join(30)
+    total = time.monotonic() - start
+    assert r.status == 200
+    assert unprotected < 0.5, unprotected
+    assert results == [200] * 20
+    # all twenty ran concurrently, not one after another
+    assert total < 4, total
+    assert validations(devserver) == 20
+
+
+def test_client_disconnect_mid_auth(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    nginx.tokens.add(tok)
+    workers = nginx.worker_pids()
+    devserver.fault(endpoint="validate", delay_ms=800, count=5)
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", nginx.port))
+        s.sendall(f"GET /p/index.html HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {tok}\r\n\r\n".encode())
+        time.sleep(0.05)
+        s.close()
+    time.sleep(1.5)
+    assert nginx.worker_pids() == workers
+    devserver.clear_faults()
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/open.html").status == 200
+
+
+def test_client_disconnect_cancels_the_validation(tmp_path, devserver,
+                                                  nginx):
+    """A client that leaves mid-auth ends its request and cancels the
+    transfer well before the auth server would have answered (5 s), so
+    nothing is decided, logged or proxied for a departed client."""
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    nginx.tokens.add(tok)
+    devserver.fault(endpoint="validate", delay_ms=5000, count=1)
+    s = socket.create_connection(("127.0.0.1", nginx.port))
+    s.sendall(f"GET /p/index.html HTTP/1.1\r\nHost: x\r\n"
+              f"Authorization: Bearer {tok}\r\n\r\n".encode())
+    time.sleep(0.3)
+    s.close()
+    deadline = time.monotonic() + 3
+    while (time.monotonic() < deadline
+           and "validation cancelled" not in nginx.logs()):
+        time.sleep(0.05)
+    assert "validation cancelled" in nginx.logs()
+    devserver.clear_faults()
+    assert nginx.get("/p/index.html", tok).status == 200
+
+
+def test_realm_from_variables_cannot_split_headers(tmp_path, devserver,
+                                                   nginx):
+    """$uri is decoded: %0d%0a in it must not start a new header."""
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              realm="api$uri")
+    r = nginx.get("/p/%0d%0aSet-Cookie:%20injected=1")
+    assert r.status == 401
+    assert r.header("Set-Cookie") is None
+    challenge = r.header("WWW-Authenticate")
+    assert challenge.startswith('Bearer realm="api/p/??Set-Cookie: injected=1')
+
+
+def test_login_url_with_control_bytes_keeps_the_401(tmp_path, devserver,
+                                                    nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              extra="            tokengate_login_url /login?next=$uri;")
+    r = nginx.get("/p/%0d%0aX-Injected:%201",
+                  headers={"Accept": "text/html"})
+    assert r.status == 401
+    assert r.header("X-Injected") is None
+    r = nginx.get("/p/page", headers={"Accept": "text/html"})
+    assert r.status == 302
+    assert r.header("Location").endswith("/login?next=/p/page")
+
+
+def test_keepalive_to_auth_server(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    devserver.reset_counters()
+    for _ in range(10):
+        assert nginx.get("/p/index.html", tok).status == 200
+    c = devserver.counters()
+    assert c["validate"] == 10
+    assert c["connections"] <= 2, c
+
+
+# ------------------------------------------------------------ faults
+
+def test_server_refused_503(tmp_path, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight",
+                             f"http://127.0.0.1:{free_port()}"))
+    r = nginx.get("/p/index.html", "some-token-0123456789")
+    assert r.status == 503
+    assert r.header("WWW-Authenticate") is None
+
+
+@pytest.mark.parametrize("rule", [
+    {"status": 500}, {"status": 502}, {"malformed": True},
+    {"truncate": True}, {"close": True}, {"oversize": 1 << 20},
+    {"status": 200, "body": "{}"},
+])
+def test_server_faults_503(tmp_path, devserver, nginx, api, rule):
+    protected(nginx, tg_conf(tmp_path, api, devserver.url), IDENTITY_HEADERS)
+    tok = token_for(devserver, api)
+    devserver.fault(endpoint="validate", count=1, **rule)
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 503, (rule, r)
+    assert r.header("X-TG-User") is None
+    devserver.clear_faults()
+    assert nginx.get("/p/index.html", tok).status == 200
+
+
+def test_rate_limited_503_with_retry_after(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", status=429, retry_after=7, count=1)
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 503
+    assert r.header("Retry-After") == "7"
+
+
+def test_timeout_503(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              "tokengate_timeout 500ms;")
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", delay_ms=3000, count=1)
+    t0 = time.monotonic()
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 503
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_graceful_stop_waits_for_in_flight(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", delay_ms=700, count=1)
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        nginx.get("/p/index.html", tok).status))
+    t.start()
+    time.sleep(0.3)
+    nginx.stop()
+    t.join(10)
+    assert out == [200]
+
+
+# ------------------------------------------------------- HTTP/2, reload
+
+def curl(*args):
+    import subprocess
+    return subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-",
+                           "--noproxy", "*", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_http2_answers_and_abort(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.configure(f"""
+    server {{
+        listen 127.0.0.1:{nginx.port} http2;
+        root {nginx.html};
+        location / {{ }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api"; tokengate_config {conf};
+        }}
+    }}
+""")
+    nginx.start()
+    base = f"http://127.0.0.1:{nginx.port}"
+    tok = token_for(devserver, "insight")
+    nginx.tokens.add(tok)
+    r = curl("--http2-prior-knowledge", base + "/p/index.html")
+    assert r.stdout.startswith("HTTP/2 401"), r
+    assert 'www-authenticate: Bearer realm="api"' in r.stdout
+    r = curl("--http2-prior-knowledge", "-H", f"Authorization: Bearer {tok}",
+             base + "/p/index.html")
+    assert r.stdout.startswith("HTTP/2 200"), r
+    # the client gives up (RST_STREAM / close) while the auth call runs
+    devserver.fault(endpoint="validate", delay_ms=800, count=3)
+    workers = nginx.worker_pids()
+    for _ in range(3):
+        curl("--http2-prior-knowledge", "--max-time", "0.2", "-H",
+             f"Authorization: Bearer {tok}", base + "/p/index.html")
+    time.sleep(1.2)
+    assert nginx.worker_pids() == workers
+    devserver.clear_faults()
+    r = curl("--http2-prior-knowledge", "-H", f"Authorization: Bearer {tok}",
+             base + "/p/index.html")
+    assert r.stdout.startswith("HTTP/2 200"), r
+
+
+def test_reload_keeps_working(tmp_path, devserver, nginx):
+    import signal
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    old = nginx.worker_pids()
+    nginx.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and nginx.worker_pids() == old:
+        time.sleep(0.1)
+    assert nginx.worker_pids() != old
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/p/index.html").status == 401
+
+
+# ------------------------------------------------------- docs examples
+
+def doc_examples():
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "docs", "nginx.md")
+    text = open(path).read()
+    blocks = text.split("```nginx\n")[1:]
+    return [b.split("```", 1)[0] for b in blocks]
+
+
+def statements(text):
+    """Top-level statements of an nginx fragment."""
+    out, cur, depth = [], "", 0
+    for ch in text:
+        cur += ch
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(cur.strip())
+                cur = ""
+        elif ch == ";" and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+    return [s for s in out if s]
+
+
+@pytest.mark.parametrize("index", range(len(doc_examples())))
+def test_doc_examples_pass_nginx_t(tmp_path, devserver, nginx, index):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    block = doc_examples()[index]
+    block = block.replace("/etc/tokengate.conf", str(conf))
+    block = block.replace("listen 443 ssl;",
+                          f"listen 127.0.0.1:{nginx.port};")
+    block = block.replace("http://backend", "http://127.0.0.1:9")
+    if block.startswith("load_module"):
+        r = nginx.test_config() if nginx.configure("") is None else None
+        assert r.returncode == 0, r.stderr
+        return
+    if block.lstrip().startswith("http {"):
+        inner = block.strip()[len("http {"):-1]
+        nginx.configure(inner)
+    else:
+        http, server = [], []
+        for st in statements(block):
+            (http if st.split()[0] in ("map", "log_format") else
+             server).append(st)
+        nginx.configure("tokengate_config %s;\n%s\nserver {\n"
+                        "listen 127.0.0.1:%d;\n%s\n}\n" % (
+                            conf, "\n".join(http), nginx.port,
+                            "\n".join(server)))
+    r = nginx.test_config()
+    assert r.returncode == 0, (block, r.stderr)
+
+
+# ------------------------------------------------- cache and coalescing
+
+CACHE_HEADERS = IDENTITY_HEADERS + """
+            add_header X-Cache $tokengate_cache_status always;
+"""
+
+
+def cached(nginx, conf, cache="zone=tg:1m", extra=""):
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_cache {cache};
+        location / {{ }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+{CACHE_HEADERS}
+{extra}
+        }}
+        location /admin/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_require_group admins;
+{CACHE_HEADERS}
+        }}
+""")
+    return nginx.start()
+
+
+def test_cache_hit(tmp_path, devserver, nginx, api):
+    cached(nginx, tg_conf(tmp_path, api, devserver.url))
+    tok = token_for(devserver, api)
+    r1 = nginx.get("/p/index.html", tok)
+    r2 = nginx.get("/p/index.html", tok)
+    assert (r1.status, r2.status) == (200, 200)
+    assert r1.header("X-Cache") == "MISS"
+    assert r2.header("X-Cache") == "HIT"
+    # the cached entry holds the identity
+    assert r2.header("X-TG-Email") == r1.header("X-TG-Email")
+    assert r2.header("X-TG-Id") == r1.header("X-TG-Id")
+    assert r2.header("X-Remote-User") == r1.header("X-Remote-User")
+    assert validations(devserver) == 1
+
+
+def test_negative_cache(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    for _ in range(3):
+        r = nginx.get("/p/index.html", "never-issued-token-0123")
+        assert r.status == 401
+        assert r.header("WWW-Authenticate") == \
+            'Bearer realm="api", error="invalid_token"'
+        assert r.header("X-TG-User") is None
+    assert validations(devserver) == 1
+
+
+def test_negative_ttl_zero_caches_nothing(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+           "zone=tg:1m negative_ttl=0")
+    for _ in range(2):
+        assert nginx.get("/p/index.html", "never-issued-0123").status == 401
+    assert validations(devserver) == 2
+
+
+def test_errors_are_not_cached(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", status=500, count=1)
+    assert nginx.get("/p/index.html", tok).status == 503
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 200 and r.header("X-Cache") == "MISS"
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "HIT"
+    assert validations(devserver) == 2
+
+
+def test_rules_apply_on_hits(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    bob = token_for(devserver, "insight", "bob")
+    alice = token_for(devserver, "insight", "alice")
+    # insight group rules need currentuser: the zone holds that identity
+    assert nginx.get("/admin/index.html", alice).status == 200
+    r = nginx.get("/admin/index.html", bob)
+    assert r.status == 403
+    r = nginx.get("/admin/index.html", bob)
+    assert r.status == 403 and r.header("X-Cache") == "HIT"
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="api", error="insufficient_scope"'
+    assert validations(devserver) == 2
+    # /p/ asks auth/user, /admin/ auth/currentuser: separate entries
+    assert nginx.get("/p/index.html", bob).header("X-Cache") == "MISS"
+    assert nginx.get("/admin/index.html", bob).header("X-Cache") == "HIT"
+    assert validations(devserver) == 3
+
+
+def test_cache_ttl(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+           "zone=tg:1m ttl=1s")
+    tok = token_for(devserver, "insight")
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "MISS"
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "HIT"
+    time.sleep(2.1)
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "MISS"
+    assert validations(devserver) == 2
+
+
+def test_small_zone_evicts_lru(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+           "zone=tg:32k negative_ttl=60s")
+    first = "distinct-token-00000"
+    assert nginx.get("/p/index.html", first).status == 401
+    for i in range(1, 600):
+        assert nginx.get("/p/index.html",
+                         f"distinct-token-{i:05d}").status == 401
+    calls = validations(devserver)
+    assert calls == 600
+    # the most recent is still there, the oldest was evicted
+    nginx.get("/p/index.html", "distinct-token-00599")
+    assert validations(devserver) == calls
+    nginx.get("/p/index.html", first)
+    assert validations(devserver) == calls + 1
+
+
+@pytest.mark.parametrize("cache", ["off", "zone=tg:1m"])
+def test_coalescing_one_call_for_100_requests(tmp_path, devserver, nginx,
+                                               cache):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url), cache)
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", delay_ms=500, count=100)
+    out = []
+
+    def one():
+        r = nginx.get("/p/index.html", tok)
+        out.append((r.status, r.header("X-Cache")))
+
+    threads = [threading.Thread(target=one) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [s for s, _ in out] == [200] * 100
+    assert validations(devserver) == 1
+    if cache != "off":
+        kinds = {c for _, c in out}
+        assert kinds <= {"MISS", "HIT", "COALESCED"}
+        assert sum(1 for _, c in out if c == "MISS") == 1
+
+
+def test_coalesced_failure_reaches_every_waiter(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    devserver.fault(endpoint="validate", delay_ms=300, status=429,
+                    retry_after=3, count=1)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(
+        nginx.get("/p/index.html", tok))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [r.status for r in out] == [503] * 10
+    assert all(r.header("Retry-After") == "3" for r in out)
+    assert validations(devserver) == 1
+
+
+def test_cache_survives_reload(tmp_path, devserver, nginx):
+    import signal
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "MISS"
+    old = nginx.worker_pids()
+    nginx.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and nginx.worker_pids() == old:
+        time.sleep(0.1)
+    assert nginx.get("/p/index.html", tok).header("X-Cache") == "HIT"
+    assert validations(devserver) == 1
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("ttl=5s", 'must have a "zone" parameter'),
+    ("zone=tg:1k", "is too small"),
+    ("zone=tg:1m foo=1", 'invalid parameter "foo=1"'),
+    ("zone=tg:1m ttl=0", 'invalid "ttl=0"'),
+    ("zone=tg:abc", "invalid zone size"),
+])
+def test_bad_cache_directive(tmp_path, devserver, nginx, value, needle):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /p/ {{ tokengate "api"; tokengate_cache {value}; }}
+""")
+    r = nginx.test_config()
+    assert r.returncode != 0
+    assert "[emerg]" in r.stderr and needle in r.stderr, r.stderr
+    assert "tokengate_cache" in r.stderr
+
+
+# ------------------------------------------------------------ login URL
+
+def test_login_url_only_for_browsers(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+              'tokengate_login_url "https://login.example/?next=$uri";')
+    html = {"Accept": "text/html,application/xhtml+xml;q=0.9"}
+    r = nginx.get("/p/index.html", headers=html)
+    assert r.status == 302
+    assert r.header("Location") == \
+        "https://login.example/?next=/p/index.html"
+    r = nginx.get("/p/index.html", "never-issued-0123", headers=html)
+    assert r.status == 302
+    # API clients, and browsers' non-GET requests, keep the 401
+    r = nginx.get("/p/index.html", headers={"Accept": "application/json"})
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
+    r = nginx.get("/p/index.html", headers=html, method="POST")
+    assert r.status == 401
+    # 400 and 403 are not redirected
+    r = nginx.request("/p/index.html", {"Authorization": "Basic eA==",
+                                        **html})
+    assert r.status == 400
+    tok = token_for(devserver, "insight")
+    assert nginx.get("/p/index.html", tok, headers=html).status == 200
+
+
+# ------------------------------------------------------- tokengate_require
+
+@pytest.mark.parametrize("error,status,code", [
+    ("", 403, "insufficient_scope"), ("error=401", 401, "invalid_token")])
+def test_require_variables(tmp_path, devserver, nginx, error, status, code):
+    protected(nginx, tg_conf(tmp_path, "looker", devserver.url),
+              f"tokengate_require $is_alice {error};" + IDENTITY_HEADERS,
+              http_extra="""
+    map $tokengate_email $is_alice { alice@example.com 1; default 0; }
+""")
+    assert nginx.get("/p/index.html",
+                     token_for(devserver, "looker")).status == 200
+    r = nginx.get("/p/index.html", token_for(devserver, "looker", "bob"))
+    assert r.status == status
+    assert r.header("WWW-Authenticate") == \
+        f'Bearer realm="api", error="{code}"'
+    assert r.header("X-TG-Email") is None
+    assert r.header("X-Remote-User") is None
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("$a error=500", '"error=500"'),
+    ("error=403", "needs at least one value"),
+])
+def test_bad_require_directive(tmp_path, devserver, nginx, value, needle):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /p/ {{ tokengate "api"; tokengate_require {value}; }}
+""")
+    r = nginx.test_config()
+    assert r.returncode != 0
+    assert "[emerg]" in r.stderr and needle in r.stderr, r.stderr
+
+
+# ------------------------------------------------------- tokengate_status
+
+def test_status_counters_json_and_prometheus(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_cache zone=tg:1m;
+        location = /status {{ tokengate_status; allow 127.0.0.1; deny all; }}
+        location /p/ {{ alias {nginx.html}/; tokengate "api"; }}
+""")
+    nginx.start()
+    tok = token_for(devserver, "insight")
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/p/index.html").status == 401
+    assert nginx.get("/p/index.html", "never-issued-0123").status == 401
+    r = nginx.get("/status")
+    assert r.status == 200 and r.header("Content-Type") == "application/json"
+    st = json.loads(r.body)
+    assert st["requests"] == {"valid": 2, "missing": 1, "malformed": 0,
+                              "invalid": 1, "forbidden": 0,
+                              "unavailable": 0}
+    assert st["cache"] == {"hit": 1, "miss": 2, "coalesced": 0, "stale": 0}
+    assert st["auth_calls"] == 2
+    r = nginx.get("/status?format=prometheus")
+    text = r.body.decode()
+    assert r.header("Content-Type").startswith("text/plain")
+    assert 'tokengate_requests_total{result="valid"} 2\n' in text
+    assert 'tokengate_cache_total{status="hit"} 1\n' in text
+    assert "tokengate_auth_calls_total 2\n" in text
+    assert "# TYPE tokengate_requests_total counter" in text
+
+
+
+# ------------------------------------------------- on_unavailable stale
+
+def test_stale_identity_when_the_server_is_down(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_cache zone=tg:1m ttl=1s negative_ttl=1s stale_ttl=60s;
+        location /stale/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_on_unavailable stale;
+{CACHE_HEADERS}
+        }}
+        location /deny/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+{CACHE_HEADERS}
+        }}
+""")
+    nginx.start()
+    tok = token_for(devserver, "insight")
+    r = nginx.get("/stale/index.html", tok)
+    assert r.status == 200 and r.header("X-Cache") == "MISS"
+    assert nginx.get("/stale/index.html",
+                     "never-valid-0123").status == 401
+    time.sleep(1.6)
+    devserver.fault(endpoint="validate", status=503, count=100)
+    r = nginx.get("/stale/index.html", tok)
+    assert r.status == 200, r
+    assert r.header("X-Cache") == "STALE"
+    assert r.header("X-TG-Email") == "alice@example.com"
+    # only where configured
+    assert nginx.get("/deny/index.html", tok).status == 503
+    # never for a token never seen valid, nor a rejected one
+    assert nginx.get("/stale/index.html",
+                     "never-valid-0123").status == 503
+    assert nginx.get("/stale/index.html", "other-token-0123").status == 503
+    devserver.clear_faults()
+    # a rejection is not overridden by a stale entry
+    r = nginx.get("/stale/index.html", tok)
+    assert r.status == 200 and r.header("X-Cache") == "MISS"
+
+
+def test_stale_needs_a_cache_with_stale_ttl(tmp_path, devserver, nginx):
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_cache zone=tg:1m;
+        location /p/ {{ tokengate "api"; tokengate_on_unavailable stale; }}
+""")
+    r = nginx.test_config()
+    assert r.returncode != 0 and "stale_ttl" in r.stderr, r.stderr
+    nginx.server(f"""
+        tokengate_config {conf};
+        location /p/ {{ tokengate "api"; tokengate_on_unavailable maybe; }}
+""")
+    r = nginx.test_config()
+    assert r.returncode != 0
+    assert 'invalid value "maybe" in "tokengate_on_unavailable"' in r.stderr
+
+
+# ------------------------------------------------------- tokengate_basic
+
+def basic(user, secret=None):
+    import base64
+    raw = f"{DEMO[user]['client_id']}:{secret or DEMO[user]['secret']}"
+    return {"Authorization": "Basic " + base64.b64encode(raw.encode())
+            .decode()}
+
+
+def test_basic_exchange(tmp_path, devserver, nginx, api):
+    cached(nginx, tg_conf(tmp_path, api, devserver.url),
+           extra="tokengate_basic on;")
+    r = nginx.request("/p/index.html", basic("alice"))
+    assert r.status == 200, r
+    assert r.header("X-TG-Email") == "alice@example.com"
+    assert r.header("X-Cache") == "MISS"
+    r = nginx.request("/p/index.html", basic("alice"))
+    assert r.status == 200 and r.header("X-Cache") == "HIT"
+    c = devserver.counters()
+    assert c["token"] == 1
+    r = nginx.request("/p/index.html", basic("alice", "wrong-secret"))
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="api", error="invalid_token"'
+    r = nginx.request("/p/index.html",
+                      {"Authorization": "Basic bm8tY29sb24="})  # no-colon
+    assert r.status == 400
+    # bearer tokens keep working next to Basic
+    assert nginx.get("/p/index.html", token_for(devserver, api)).status == 200
+
+
+def test_basic_off_by_default_is_400(tmp_path, devserver, nginx):
+    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    assert nginx.request("/p/index.html", basic("alice")).status == 400
+    assert devserver.counters()["token"] == 0
+
+
+def test_basic_token_server_down_503(tmp_path, devserver, nginx):
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+           extra="tokengate_basic on;")
+    devserver.fault(endpoint="token", status=500, count=1)
+    assert nginx.request("/p/index.html", basic("bob")).status == 503
+    assert nginx.request("/p/index.html", basic("bob")).status == 200
