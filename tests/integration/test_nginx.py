@@ -626,6 +626,66 @@ def test_reload_keeps_working(tmp_path, devserver, nginx):
     assert nginx.get("/p/index.html").status == 401
 
 
+def test_reload_under_traffic(tmp_path, devserver, nginx):
+    """nginx -s reload while clients keep asking: every request gets its
+    answer (200 with a token, 401 without), none is dropped or 5xx, and
+    the cache zone carries over (no new validation after the reload)."""
+    import signal
+    import threading
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    tok = token_for(devserver, "insight")
+    assert nginx.get("/p/index.html", tok).status == 200
+    stop = threading.Event()
+    seen = []
+
+    def client():
+        while not stop.is_set():
+            try:
+                seen.append(nginx.get("/p/index.html", tok, timeout=10).status)
+                seen.append(nginx.get("/p/index.html", timeout=10).status)
+            except OSError as e:
+                seen.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    old = nginx.worker_pids()
+    for _ in range(3):
+        nginx.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.4)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and nginx.worker_pids() == old:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    assert nginx.worker_pids() != old
+    assert len(seen) > 20
+    assert set(seen) <= {200, 401}, [x for x in seen if x not in (200, 401)]
+    assert validations(devserver) == 1
+
+
+def test_cache_ttl_ends_at_the_tokens_expiry(tmp_path, devserver_factory,
+                                             nginx):
+    """A cached identity lives ttl (300 s here) but never past the token's
+    own expiry (2 s): after it, the token is checked again and refused."""
+    srv = devserver_factory("--insight-max-age", "2")
+    cached(nginx, tg_conf(tmp_path, "insight", srv.url),
+           cache="zone=tg:1m ttl=300s")
+    tok = token_for(srv, "insight")
+    nginx.tokens.add(tok)
+    assert nginx.get("/p/index.html", tok).status == 200
+    r = nginx.get("/p/index.html", tok)
+    assert (r.status, r.header("X-Cache")) == (200, "HIT")
+    time.sleep(3)
+    r = nginx.get("/p/index.html", tok)
+    assert r.status == 401, r
+    assert 'error="invalid_token"' in r.header("WWW-Authenticate")
+    assert validations(srv) == 2
+
+
 # ------------------------------------------------------- docs examples
 
 def doc_examples():
