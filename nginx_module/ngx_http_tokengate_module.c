@@ -35,7 +35,8 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <tokengate.h>
@@ -54,6 +55,10 @@
 /* A connection is not reused after this many seconds, so that the server
  * certificate is checked again (SECURITY.md 3.4). */
 #define NGX_HTTP_TOKENGATE_MAXLIFETIME     300
+
+/* Keyed HMAC templates a worker keeps (one per cache zone key, plus the
+ * coalescing key). */
+#define NGX_HTTP_TOKENGATE_HMACS_MAX  16
 
 /* HMAC-SHA-256 sizes: the keys and the token MACs. */
 #define NGX_HTTP_TOKENGATE_MAC_LEN         32
@@ -233,6 +238,7 @@ static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
+static EVP_MAC_CTX *ngx_http_tokengate_hmac_dup(const u_char *key);
 static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
     const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_uint_t basic, u_char *out);
@@ -528,6 +534,16 @@ static ngx_connection_t   ngx_http_tokengate_timer_conn;
 static ngx_uint_t         ngx_http_tokengate_in_flight;
 static ngx_uint_t         ngx_http_tokengate_exiting;
 static ngx_uint_t         ngx_http_tokengate_curl_ready;
+
+typedef struct {
+    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    EVP_MAC_CTX               *ctx;
+} ngx_http_tokengate_hmac_t;
+
+static EVP_MAC            *ngx_http_tokengate_hmac_alg;
+static ngx_http_tokengate_hmac_t
+                           ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
+static ngx_uint_t         ngx_http_tokengate_nhmacs;
 static ngx_queue_t        ngx_http_tokengate_leaders;
 static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
 static ngx_uint_t         ngx_http_tokengate_ckey_ready;
@@ -746,9 +762,9 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
     u_char *out)
 {
     u_char        *buf, *p;
-    size_t         n, url_len, len;
+    size_t         n, url_len, len, mac_len;
     ngx_uint_t     i;
-    unsigned int   mac_len;
+    EVP_MAC_CTX   *hmac;
 
     if (token->len > TG_TOKEN_MAX) {
         return NGX_ERROR;
@@ -773,11 +789,20 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
     *p++ = (u_char) basic;
     ngx_memcpy(p, tlcf->tg->url, url_len);
 
-    mac_len = NGX_HTTP_TOKENGATE_MAC_LEN;
+    mac_len = 0;
+    p = NULL;
 
-    p = HMAC(EVP_sha256(), key, NGX_HTTP_TOKENGATE_MAC_LEN, buf, len, out,
-             &mac_len);
+    hmac = ngx_http_tokengate_hmac_dup(key);
 
+    if (hmac != NULL
+        && EVP_MAC_update(hmac, buf, len) == 1
+        && EVP_MAC_final(hmac, out, &mac_len, NGX_HTTP_TOKENGATE_MAC_LEN)
+           == 1)
+    {
+        p = out;
+    }
+
+    EVP_MAC_CTX_free(hmac);
     ngx_explicit_memzero(buf, len);
 
     if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
@@ -785,6 +810,62 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A keyed HMAC-SHA-256 context to use once.  OpenSSL 3's one-shot HMAC()
+ * fetches the MAC and the digest on every call (a provider lookup under a
+ * lock); a worker instead keeps one keyed context per key (the cache
+ * zones' keys and the coalescing key: a handful) and duplicates it.
+ */
+static EVP_MAC_CTX *
+ngx_http_tokengate_hmac_dup(const u_char *key)
+{
+    ngx_uint_t    i;
+    EVP_MAC_CTX  *ctx;
+    OSSL_PARAM    params[2];
+
+    for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
+        if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,
+                       NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
+        {
+            return EVP_MAC_CTX_dup(ngx_http_tokengate_hmacs[i].ctx);
+        }
+    }
+
+    if (ngx_http_tokengate_hmac_alg == NULL) {
+        ngx_http_tokengate_hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (ngx_http_tokengate_hmac_alg == NULL) {
+            return NULL;
+        }
+    }
+
+    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256",
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (EVP_MAC_init(ctx, key, NGX_HTTP_TOKENGATE_MAC_LEN, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+
+    /* Keep it as a template when there is room; else use it once. */
+    if (ngx_http_tokengate_nhmacs < NGX_HTTP_TOKENGATE_HMACS_MAX) {
+        i = ngx_http_tokengate_nhmacs++;
+        ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
+                   NGX_HTTP_TOKENGATE_MAC_LEN);
+        ngx_http_tokengate_hmacs[i].ctx = ctx;
+        return EVP_MAC_CTX_dup(ctx);
+    }
+
+    return ctx;
 }
 
 

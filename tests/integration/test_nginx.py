@@ -834,6 +834,19 @@ def test_rules_apply_on_hits(tmp_path, devserver, nginx):
     assert validations(devserver) == 3
 
 
+def test_cache_entries_belong_to_their_own_token(tmp_path, devserver, nginx,
+                                                 api):
+    """Many tokens of two users, interleaved: every hit carries the
+    identity of its own token (the key is a MAC of the whole token)."""
+    cached(nginx, tg_conf(tmp_path, api, devserver.url))
+    toks = [(u, token_for(devserver, api, u)) for u in ("alice", "bob") * 5]
+    for user, tok in toks * 3:
+        r = nginx.get("/p/index.html", tok)
+        assert r.status == 200
+        assert r.header("X-TG-Email") == f"{user}@example.com", (user, r)
+    assert validations(devserver) == len(toks)
+
+
 def test_cache_ttl(tmp_path, devserver, nginx):
     cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
            "zone=tg:1m ttl=1s")
