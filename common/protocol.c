@@ -164,10 +164,10 @@ static time_t parse_expiry(json_t *v);
 static tg_err_t identity_new(tg_identity_t **out, tg_diag_t *diag);
 static tg_err_t parse_insight_user(json_t *root, tg_identity_t *id,
                                    tg_diag_t *diag);
-static tg_err_t parse_insight_profile(json_t *root, tg_identity_t *id,
-                                      tg_diag_t *diag);
-static tg_err_t parse_looker_user(json_t *root, tg_identity_t *id,
-                                  tg_diag_t *diag);
+struct tg_profile_names;
+static tg_err_t parse_profile_fields(json_t *root,
+                                     const struct tg_profile_names *nm,
+                                     tg_identity_t *id, tg_diag_t *diag);
 static tg_err_t parse_identity(const tg_config_t *cfg,
                                const tg_response_t *resp, tg_call_t call,
                                int insight_user, tg_identity_t **out,
@@ -2022,28 +2022,54 @@ parse_insight_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
     return TG_OK;
 }
 
-/* insight GET auth/currentuser, UserProfileV1 (A.1). */
+/*
+ * How a flavor names its user profile's fields: insight GET
+ * auth/currentuser, UserProfileV1 (A.1), and looker GET /user, User (B).
+ */
+typedef struct tg_profile_names {
+    int numeric;              /* ids may be JSON integers (looker) */
+    const char *first_name;
+    const char *last_name;
+    const char *display_name;
+    const char *flag;         /* the evaluation or the disabled flag */
+    int flag_is_disabled;
+    const char *groups;       /* copied as they are */
+    const char *groups2;      /* copied with prefix2 */
+    const char *prefix2;
+} tg_profile_names_t;
+
+static const tg_profile_names_t tg_insight_profile = {
+    0, "firstName", "lastName", "displayName", "evaluationUser", 0,
+    "authorities", "authorityGroups", ""};
+static const tg_profile_names_t tg_looker_user = {
+    1, "first_name", "last_name", "display_name", "is_disabled", 1,
+    "group_ids", "role_ids", "role:"};
+
+/* A user profile of either flavor into id (has_profile set). */
 static tg_err_t
-parse_insight_profile(json_t *root, tg_identity_t *id, tg_diag_t *diag)
+parse_profile_fields(json_t *root, const tg_profile_names_t *nm,
+                     tg_identity_t *id, tg_diag_t *diag)
 {
     size_t n;
     tg_err_t err;
 
-    err = take_id(root, "id", 0, 1, &id->id, diag);
+    err = take_id(root, "id", nm->numeric, 1, &id->id, diag);
     if (err == TG_OK) {
-        err = take_string(root, "firstName", &id->first_name, diag);
+        err = take_string(root, nm->first_name, &id->first_name, diag);
     }
     if (err == TG_OK) {
-        err = take_string(root, "lastName", &id->last_name, diag);
+        err = take_string(root, nm->last_name, &id->last_name, diag);
     }
     if (err == TG_OK) {
-        err = take_string(root, "displayName", &id->display_name, diag);
+        err = take_string(root, nm->display_name, &id->display_name, diag);
     }
     if (err == TG_OK) {
         err = take_string(root, "email", &id->email, diag);
     }
     if (err == TG_OK) {
-        err = get_flag(root, "evaluationUser", &id->evaluation, diag);
+        err = get_flag(root, nm->flag,
+                       nm->flag_is_disabled ? &id->disabled : &id->evaluation,
+                       diag);
     }
     if (err != TG_OK) {
         return err;
@@ -2052,7 +2078,7 @@ parse_insight_profile(json_t *root, tg_identity_t *id, tg_diag_t *diag)
     if (id->name == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
-    n = array_size(root, "authorities") + array_size(root, "authorityGroups");
+    n = array_size(root, nm->groups) + array_size(root, nm->groups2);
     if (n > TG_GROUPS_MAX) {
         return tg__fail(diag, TG_PROTOCOL, "more than %d groups in the answer",
                         TG_GROUPS_MAX);
@@ -2063,58 +2089,10 @@ parse_insight_profile(json_t *root, tg_identity_t *id, tg_diag_t *diag)
             return tg__fail(diag, TG_NOMEM, "out of memory");
         }
     }
-    err = add_groups(id, root, "authorities", "", 0, diag);
+    err = add_groups(id, root, nm->groups, "", nm->numeric, diag);
     if (err == TG_OK) {
-        err = add_groups(id, root, "authorityGroups", "", 0, diag);
-    }
-    id->has_profile = 1;
-    return err;
-}
-
-/* looker GET /user, User (B; the current user). */
-static tg_err_t
-parse_looker_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
-{
-    size_t n;
-    tg_err_t err;
-
-    err = take_id(root, "id", 1, 1, &id->id, diag);
-    if (err == TG_OK) {
-        err = take_string(root, "first_name", &id->first_name, diag);
-    }
-    if (err == TG_OK) {
-        err = take_string(root, "last_name", &id->last_name, diag);
-    }
-    if (err == TG_OK) {
-        err = take_string(root, "display_name", &id->display_name, diag);
-    }
-    if (err == TG_OK) {
-        err = take_string(root, "email", &id->email, diag);
-    }
-    if (err == TG_OK) {
-        err = get_flag(root, "is_disabled", &id->disabled, diag);
-    }
-    if (err != TG_OK) {
-        return err;
-    }
-    id->name = tg__strdup(id->display_name);
-    if (id->name == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    n = array_size(root, "group_ids") + array_size(root, "role_ids");
-    if (n > TG_GROUPS_MAX) {
-        return tg__fail(diag, TG_PROTOCOL, "more than %d groups in the answer",
-                        TG_GROUPS_MAX);
-    }
-    if (n > 0) {
-        id->groups = calloc(n, sizeof(*id->groups));
-        if (id->groups == NULL) {
-            return tg__fail(diag, TG_NOMEM, "out of memory");
-        }
-    }
-    err = add_groups(id, root, "group_ids", "", 1, diag);
-    if (err == TG_OK) {
-        err = add_groups(id, root, "role_ids", "role:", 1, diag);
+        err = add_groups(id, root, nm->groups2, nm->prefix2, nm->numeric,
+                         diag);
     }
     id->has_profile = 1;
     return err;
@@ -2144,14 +2122,14 @@ parse_identity(const tg_config_t *cfg, const tg_response_t *resp,
      * evaluation: unknown (-1) until a profile is merged. */
     if (cfg->api == TG_API_LOOKER) {
         id->evaluation = 0;
-        err = parse_looker_user(root, id, diag);
+        err = parse_profile_fields(root, &tg_looker_user, id, diag);
     } else if (insight_user) {
         id->evaluation = -1;
         id->disabled = 0;
         err = parse_insight_user(root, id, diag);
     } else {
         id->disabled = 0;
-        err = parse_insight_profile(root, id, diag);
+        err = parse_profile_fields(root, &tg_insight_profile, id, diag);
     }
     if (err == TG_OK) {
         err = fill_empty(id, diag);
