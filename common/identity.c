@@ -126,6 +126,20 @@ tg__rules_need_profile(const tg_config_t *cfg)
     return cfg != NULL && (cfg->n_require_groups > 0 || cfg->deny_evaluation);
 }
 
+tg_insight_validate_t
+tg_validate_which(const tg_config_t *cfg, int extra_rules)
+{
+    if (cfg == NULL || cfg->api == TG_API_LOOKER) {
+        return TG_INSIGHT_VALIDATE_USER;
+    }
+    if (cfg->insight_validate != TG_INSIGHT_VALIDATE_AUTO) {
+        return cfg->insight_validate;
+    }
+    return extra_rules || tg__rules_need_profile(cfg)
+               ? TG_INSIGHT_VALIDATE_CURRENTUSER
+               : TG_INSIGHT_VALIDATE_USER;
+}
+
 static int
 has_group(const tg_identity_t *id, const char *group, int ci)
 {

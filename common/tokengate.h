@@ -277,6 +277,16 @@ typedef struct tg_identity {
 
 TG_API void tg_identity_free(tg_identity_t *id);
 
+/*
+ * Which validation call(s) cfg makes for a token: TG_INSIGHT_VALIDATE_USER,
+ * _CURRENTUSER or _BOTH, never _AUTO.  Looker: always USER (GET /user has
+ * the groups).  Insight auto: CURRENTUSER (which has the authorities and
+ * the evaluation flag) when a rule of cfg needs them or extra_rules says
+ * the caller has group rules of its own (nginx locations), else USER.
+ */
+TG_API tg_insight_validate_t tg_validate_which(const tg_config_t *cfg,
+                                               int extra_rules);
+
 /* Apply the authorization rules: deny disabled/evaluation users as
  * configured, then groups any/all.  TG_OK or TG_FORBIDDEN with the reason
  * (which group, which flag) in diag. */

@@ -772,14 +772,7 @@ tg_client_validate(tg_client_t *cl, const char *token, tg_identity_t **out)
         return tg__fail(&cl->diag, TG_INTERNAL, "validate: out is NULL");
     }
     *out = NULL;
-    which = cl->cfg->insight_validate;
-    if (cl->cfg->api == TG_API_LOOKER) {
-        which = TG_INSIGHT_VALIDATE_USER;
-    } else if (which == TG_INSIGHT_VALIDATE_AUTO) {
-        which = tg__rules_need_profile(cl->cfg)
-                    ? TG_INSIGHT_VALIDATE_CURRENTUSER
-                    : TG_INSIGHT_VALIDATE_USER;
-    }
+    which = tg_validate_which(cl->cfg, 0);
     if (which != TG_INSIGHT_VALIDATE_BOTH) {
         return tg_validate_one(cl, token, which, out);
     }

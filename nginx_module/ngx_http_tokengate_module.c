@@ -3398,7 +3398,6 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tokengate_loc_conf_t *conf = child;
 
     ngx_uint_t   own;
-    tg_config_t  *tg;
 
     own = (conf->config_file.data != NULL || conf->url.data != NULL
            || conf->api != NGX_CONF_UNSET_UINT);
@@ -3483,22 +3482,12 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    tg = conf->tg;
+    /* "both" is one auth/currentuser call here: it carries everything the
+     * rules need, and the cache bounds the entry's life by the TTL. */
+    conf->which = tg_validate_which(conf->tg, conf->groups != NULL
+                                              && conf->groups->nelts > 0);
 
-    if (tg == NULL || tg->api == TG_API_LOOKER) {
-        conf->which = TG_INSIGHT_VALIDATE_USER;
-
-    } else if (tg->insight_validate == TG_INSIGHT_VALIDATE_USER) {
-        conf->which = TG_INSIGHT_VALIDATE_USER;
-
-    } else if (tg->insight_validate == TG_INSIGHT_VALIDATE_AUTO
-               && tg->n_require_groups == 0 && !tg->deny_evaluation
-               && (conf->groups == NULL || conf->groups->nelts == 0))
-    {
-        conf->which = TG_INSIGHT_VALIDATE_USER;
-
-    } else {
-        /* currentuser carries the authorities the group rules need */
+    if (conf->which == TG_INSIGHT_VALIDATE_BOTH) {
         conf->which = TG_INSIGHT_VALIDATE_CURRENTUSER;
     }
 

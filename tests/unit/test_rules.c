@@ -986,6 +986,42 @@ email_domain_value_is_checked(void **state)
     tg_config_free(cfg);
 }
 
+/* Which validation call a config makes: looker always GET /user; insight
+ * explicit choices pass through; auto asks for the profile only when a
+ * rule (the config's or the caller's) needs it. */
+static void
+validate_which_follows_the_rules(void **state)
+{
+    tg_config_t *cfg = tg_config_new();
+    tg_diag_t d;
+
+    (void) state;
+    tg_diag_clear(&d);
+    assert_int_equal(tg_validate_which(NULL, 1), TG_INSIGHT_VALIDATE_USER);
+    assert_int_equal(tg_validate_which(cfg, 0), TG_INSIGHT_VALIDATE_USER);
+    assert_int_equal(tg_validate_which(cfg, 1),
+                     TG_INSIGHT_VALIDATE_CURRENTUSER);
+    assert_int_equal(tg_config_set(cfg, "deny_evaluation", "yes", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 0),
+                     TG_INSIGHT_VALIDATE_CURRENTUSER);
+    assert_int_equal(tg_config_set(cfg, "deny_evaluation", "no", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_config_set(cfg, "require_groups", "admins", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 0),
+                     TG_INSIGHT_VALIDATE_CURRENTUSER);
+    assert_int_equal(tg_config_set(cfg, "insight_validate", "user", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 1), TG_INSIGHT_VALIDATE_USER);
+    assert_int_equal(tg_config_set(cfg, "insight_validate", "both", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 0), TG_INSIGHT_VALIDATE_BOTH);
+    assert_int_equal(tg_config_set(cfg, "api", "looker", "t", &d), TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 1), TG_INSIGHT_VALIDATE_USER);
+    tg_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -1004,6 +1040,7 @@ main(void)
         cmocka_unit_test(merge_takes_groups_and_flags_and_fills_blanks),
         cmocka_unit_test(merge_refuses_a_profile_of_someone_else),
         cmocka_unit_test(merged_profile_feeds_the_rules),
+        cmocka_unit_test(validate_which_follows_the_rules),
     };
 
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
