@@ -49,7 +49,8 @@ static const char *attr_name(tg_bind_attr_t attr);
 static tg_err_t attr_value(const tg_config_t *cfg, const tg_identity_t *id,
                            const char *label, char **out, tg_diag_t *diag);
 static int local_name_ok(const char *name, size_t len);
-static tg_err_t map_lookup(const tg_config_t *cfg, const char *value,
+static tg_err_t map_lookup(const tg_config_t *cfg, int by_local,
+                           const char *value,
                            const char *label, char **out, tg_diag_t *diag);
 static tg_err_t check_not_uid0(const char *name, const char *label,
                                tg_diag_t *diag);
@@ -483,13 +484,15 @@ local_name_ok(const char *name, size_t len)
 
 /*
  * Find value in user_map_file ("identity-value local-user" lines, '#'
- * comments at line start or after a blank).  The whole file is checked,
- * not just up to the match, so a broken line is reported whoever logs in;
- * the first matching line wins.
+ * comments at line start or after a blank): in the first column (the
+ * configured attribute's value; *out gets the local user), or with by_local
+ * in the second, compared exactly (*out gets a copy of it).  The whole file
+ * is checked, not just up to the match, so a broken line is reported
+ * whoever logs in; the first matching line wins.  No match: TG_IDENTITY.
  */
 static tg_err_t
-map_lookup(const tg_config_t *cfg, const char *value, const char *label,
-           char **out, tg_diag_t *diag)
+map_lookup(const tg_config_t *cfg, int by_local, const char *value,
+           const char *label, char **out, tg_diag_t *diag)
 {
     char file[TG_LABEL_MAX * 4 + 1];
     char *text = NULL;
@@ -562,7 +565,9 @@ map_lookup(const tg_config_t *cfg, const char *value, const char *label,
             goto out;
         }
         if (match == NULL &&
-            name_eq(f[0], flen[0], value, cfg->case_insensitive)) {
+            (by_local ? flen[1] == strlen(value) &&
+                            memcmp(f[1], value, flen[1]) == 0
+                      : name_eq(f[0], flen[0], value, cfg->case_insensitive))) {
             match = f[1];
             match_len = flen[1];
         }
@@ -570,7 +575,7 @@ map_lookup(const tg_config_t *cfg, const char *value, const char *label,
     if (match == NULL) {
         err = tg__fail(diag, TG_IDENTITY,
                        "user %s: no entry for their %s in user_map_file", label,
-                       attr_name(cfg->user_attribute));
+                       by_local ? "local name" : attr_name(cfg->user_attribute));
         goto out;
     }
     *out = strndup(match, match_len);
@@ -656,7 +661,7 @@ tg_identity_bind(const tg_config_t *cfg, const tg_identity_t *id, char **local,
         }
     }
     if (cfg->user_map_file != NULL) {
-        err = map_lookup(cfg, value, label, &name, diag);
+        err = map_lookup(cfg, 0, value, label, &name, diag);
         if (err != TG_OK) {
             goto out;
         }
@@ -690,5 +695,25 @@ tg_identity_bind(const tg_config_t *cfg, const tg_identity_t *id, char **local,
 out:
     free(value);
     free(name);
+    return err;
+}
+
+tg_err_t
+tg_user_map_has_local(const tg_config_t *cfg, const char *local,
+                      tg_diag_t *diag)
+{
+    char label[TG_LABEL_MAX + 1];
+    char *found = NULL;
+    tg_err_t err;
+
+    if (cfg == NULL || local == NULL) {
+        return tg__fail(diag, TG_INTERNAL, "user map: no config or user");
+    }
+    if (cfg->user_map_file == NULL || cfg->user_map_file[0] == '\0') {
+        return tg__fail(diag, TG_IDENTITY, "no user_map_file is set");
+    }
+    tg__sanitize(label, sizeof(label), local, strlen(local));
+    err = map_lookup(cfg, 1, local, label, &found, diag);
+    free(found);
     return err;
 }

@@ -305,6 +305,15 @@ TG_API tg_err_t tg_identity_bind(const tg_config_t *cfg,
                                  const tg_identity_t *id, char **local,
                                  tg_diag_t *diag);
 
+/*
+ * Is local the local user of some line of user_map_file?  TG_OK yes,
+ * TG_IDENTITY no (or no map is set), TG_CONFIG when the file is unsafe or
+ * malformed (the message names the line), as tg_identity_bind reads it.
+ * PAM's account uses it to tell the users it manages.
+ */
+TG_API tg_err_t tg_user_map_has_local(const tg_config_t *cfg,
+                                      const char *local, tg_diag_t *diag);
+
 /* ---------------------------------------------------------------------- */
 /* Pure protocol: requests and responses                                  */
 /* ---------------------------------------------------------------------- */

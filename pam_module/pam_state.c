@@ -3,8 +3,8 @@
  * pam_state.c - the files pam_tokengate.so keeps between processes: the
  * per-user state file (identity + expiry, so "account" works when "auth"
  * ran in another process or not at all), the optional offline cache (a
- * yescrypt verifier + identity + failure counter), and the user_map_file
- * lookup that tells "a user we manage" from "not ours".
+ * yescrypt verifier + identity + failure counter).  Which users the module
+ * manages is libtokengate's tg_user_map_has_local().
  *
  * Trust rules, for every file read here: opened O_NOFOLLOW relative to a
  * directory that was itself opened O_NOFOLLOW|O_DIRECTORY and checked
@@ -37,8 +37,6 @@
 
 /* A state or cache file: an identity with its groups; far below this. */
 #define TG_PAM_FILE_MAX (1024 * 1024)
-/* user_map_file: as large as libtokengate accepts it. */
-#define TG_PAM_MAP_MAX (1024 * 1024)
 /* A local user name (useradd's limit), as tg_identity_bind() returns. */
 #define TG_PAM_USER_MAX 32
 /* The file format; a reader refuses any other version. */
@@ -1279,82 +1277,4 @@ tg_pam_offline_remove(const char *dir, const char *user, char *why,
                       size_t why_size)
 {
     return remove_file(dir, user, TG_PAM_CACHE_SUFFIX, why, why_size);
-}
-
-/* ---------------------------------------------------------------------- */
-/* user_map_file                                                          */
-/* ---------------------------------------------------------------------- */
-
-int
-tg_pam_map_has_user(const char *map_file, const char *user, char *why,
-                    size_t why_size)
-{
-    char *text = NULL;
-    size_t len = 0, off = 0, ulen;
-    unsigned long lineno = 0;
-    tg_pam_file_t res;
-    int found = 0, rc = -1;
-
-    if (map_file == NULL || user == NULL) {
-        return 0;
-    }
-    ulen = strlen(user);
-    /* Same rules as libtokengate: not group/world-writable. */
-    res = read_checked(AT_FDCWD, map_file, map_file, 022u, TG_PAM_MAP_MAX,
-                       &text, &len, why, why_size);
-    if (res != TG_PAM_FILE_OK) {
-        goto out;
-    }
-    while (off < len) {
-        const char *line = text + off;
-        const char *nl = memchr(line, '\n', len - off);
-        size_t n = nl != NULL ? (size_t) (nl - line) : len - off;
-        const char *f[2] = {NULL, NULL};
-        size_t flen[2] = {0, 0}, nf = 0, i = 0;
-
-        off += n + (nl != NULL ? 1 : 0);
-        lineno++;
-        if (n > 0 && line[n - 1] == '\r') {
-            n--;
-        }
-        if (memchr(line, '\0', n) != NULL) {
-            set_why(why, why_size, "%s:%lu: NUL byte", map_file, lineno);
-            goto out;
-        }
-        while (i < n) {
-            size_t start;
-            while (i < n && (line[i] == ' ' || line[i] == '\t')) {
-                i++;
-            }
-            if (i == n || line[i] == '#') {
-                break;
-            }
-            start = i;
-            while (i < n && line[i] != ' ' && line[i] != '\t') {
-                i++;
-            }
-            if (nf == 2) {
-                nf = 3;
-                break;
-            }
-            f[nf] = line + start;
-            flen[nf] = i - start;
-            nf++;
-        }
-        if (nf == 0) {
-            continue;
-        }
-        if (nf != 2) {
-            set_why(why, why_size, "%s:%lu: expected \"identity local-user\"",
-                    map_file, lineno);
-            goto out;
-        }
-        if (flen[1] == ulen && memcmp(f[1], user, ulen) == 0) {
-            found = 1;
-        }
-    }
-    rc = found;
-out:
-    free(text);
-    return rc;
 }

@@ -1468,17 +1468,18 @@ account_without_state(tg_pam_ctx_t *c, int managed, const char *why)
 {
     char mwhy[TG_PAM_WHY];
     char reason[2 * TG_PAM_WHY];
-    int m;
+    tg_diag_t diag;
+    tg_err_t err;
 
     if (!managed && c->opts.cfg->user_map_file != NULL) {
-        m = tg_pam_map_has_user(c->opts.cfg->user_map_file, c->user, mwhy,
-                                sizeof(mwhy));
-        if (m < 0) {
-            log_fail(c, LOG_ERR, PAM_SERVICE_ERR, TG_CONFIG, mwhy, NULL, NULL,
-                     NULL);
+        tg_diag_clear(&diag);
+        err = tg_user_map_has_local(c->opts.cfg, c->user, &diag);
+        if (err != TG_OK && err != TG_IDENTITY) {
+            tg_pam_sanitize(mwhy, sizeof(mwhy), diag.message);
+            log_fail(c, LOG_ERR, PAM_SERVICE_ERR, err, mwhy, NULL, NULL, NULL);
             return PAM_SERVICE_ERR;
         }
-        managed = m;
+        managed = err == TG_OK;
     }
     if (!managed) {
         tg_log(c, LOG_DEBUG,

@@ -2,8 +2,7 @@
 /*
  * pam_tokengate.h - what the two files of pam_tokengate.so share: the
  * per-user state file that lets "account" work without "auth" in the same
- * process, the offline cache, and the user_map_file lookup of the names the
- * module manages.
+ * process, and the offline cache.
  *
  * Nothing here is exported from the module (the version script exports only
  * pam_sm_*, and the module is built with -fvisibility=hidden).  Nothing here
@@ -150,12 +149,5 @@ int tg_pam_offline_remove_if(const char *dir, const char *user,
 int tg_pam_offline_remove(const char *dir, const char *user, char *why,
                           size_t why_size);
 
-/*
- * Is user the local name of some line of user_map_file ("identity
- * local-user")?  1 yes, 0 no, -1 the file is unsafe, unreadable or
- * malformed (why says which line).
- */
-int tg_pam_map_has_user(const char *map_file, const char *user, char *why,
-                        size_t why_size);
 
 #endif /* PAM_TOKENGATE_H */

@@ -1022,6 +1022,46 @@ validate_which_follows_the_rules(void **state)
     tg_config_free(cfg);
 }
 
+/* The users a map manages, by their local name (PAM's account uses it):
+ * exact second-column match, the same file checks as binding. */
+static void
+user_map_has_local_reads_the_second_column(void **state)
+{
+    char map[PATH_MAX];
+    const char *kv[] = {"user_map_file", map, NULL};
+    tg_config_t *cfg;
+    tg_diag_t d;
+
+    (void) state;
+    snprintf(map, sizeof(map), "%s/local.map", g_dir);
+    write_map(map, "# comment\nalice@x.example alice\nbob@x.example ops\n",
+              0644);
+    cfg = cfg_with(kv);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "alice", &d), TG_OK);
+    assert_int_equal(tg_user_map_has_local(cfg, "ops", &d), TG_OK);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "bob", &d), TG_IDENTITY);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "Alice", &d), TG_IDENTITY);
+
+    write_map(map, "alice@x.example alice\nbroken-line\n", 0644);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "alice", &d), TG_CONFIG);
+    assert_contains(d.message, ":2: expected");
+
+    assert_int_equal(chmod(map, 0666), 0);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "alice", &d), TG_CONFIG);
+    assert_contains(d.message, "must not be writable by group or others");
+    tg_config_free(cfg);
+
+    cfg = tg_config_new();
+    tg_diag_clear(&d);
+    assert_int_equal(tg_user_map_has_local(cfg, "alice", &d), TG_IDENTITY);
+    tg_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -1041,6 +1081,7 @@ main(void)
         cmocka_unit_test(merge_refuses_a_profile_of_someone_else),
         cmocka_unit_test(merged_profile_feeds_the_rules),
         cmocka_unit_test(validate_which_follows_the_rules),
+        cmocka_unit_test(user_map_has_local_reads_the_second_column),
     };
 
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
