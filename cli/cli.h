@@ -110,6 +110,7 @@ int cmd_logout(tg_cli_t *cli, int argc, char **argv);
 int cmd_credentials(tg_cli_t *cli, int argc, char **argv);
 int cmd_session(tg_cli_t *cli, int argc, char **argv);
 int cmd_sudo(tg_cli_t *cli, int argc, char **argv);
+int cmd_embed_url(tg_cli_t *cli, int argc, char **argv);
 int cmd_check(tg_cli_t *cli, int argc, char **argv);
 int cmd_help(tg_cli_t *cli, int argc, char **argv);
 int cmd_version(tg_cli_t *cli, int argc, char **argv);

@@ -46,6 +46,9 @@
 #define TG_WORKSPACE_MAX 64
 /* Decimal digits of a 64-bit integer plus sign, prefix and NUL. */
 #define TG_INT_TEXT_MAX 32
+/* Longest signed embed URL we take from the server: twice the 8 KiB a
+ * request line commonly gets, so a server's longer encoding still fits. */
+#define TG_EMBED_ANSWER_URL_MAX 16384
 /* Epoch values above this are milliseconds (1e11 s is the year 5138). */
 #define TG_EPOCH_MS_MIN 100000000000LL
 /* The last second we represent as an expiry: 9999-12-31T23:59:59Z. */
@@ -64,7 +67,8 @@ typedef enum tg_call {
     TG_CALL_CREDS_REVOKE,
     TG_CALL_LOGOUT,
     TG_CALL_SUDO,
-    TG_CALL_SESSION
+    TG_CALL_SESSION,
+    TG_CALL_EMBED_SSO_URL
 } tg_call_t;
 
 /* What a call accepts as success, and whether its answer holds a secret
@@ -89,7 +93,6 @@ static tg_err_t build_authed(const tg_config_t *cfg, const char *token,
                              const char *method, const char *path,
                              const char *tail, tg_request_t *req,
                              tg_diag_t *diag);
-static int utf8_valid(const char *s, size_t len);
 static void wipe_json_string(json_t *s);
 static tg_err_t dump_body(const json_t *json, tg_request_t *req,
                           tg_diag_t *diag);
@@ -97,8 +100,6 @@ static tg_err_t build_insight_token(const tg_config_t *cfg,
                                     const char *client_id, const char *secret,
                                     tg_request_t *req, tg_diag_t *diag);
 static int is_unreserved(unsigned char c);
-static size_t pct_encoded_len(const char *s);
-static char *pct_encode(char *dst, const char *s);
 static tg_err_t build_looker_token(const tg_config_t *cfg,
                                    const char *client_id, const char *secret,
                                    tg_request_t *req, tg_diag_t *diag);
@@ -177,6 +178,10 @@ static tg_err_t take_credential(json_t *root, const char *key, const char *what,
 static tg_err_t check_empty_answer(const tg_config_t *cfg,
                                    const tg_response_t *resp, tg_call_t call,
                                    tg_diag_t *diag);
+static json_t *string_list(const char *const *items, size_t n);
+static int put(json_t *obj, const char *key, json_t *value);
+static json_t *embed_sso_body(const tg_embed_params_t *p);
+static tg_err_t take_embed_url(json_t *v, char **url, tg_diag_t *diag);
 
 /* Indexed by tg_call_t: name, ok_status, alt_status, secret_answer. */
 static const tg_call_info_t tg_calls[] = {
@@ -189,6 +194,7 @@ static const tg_call_info_t tg_calls[] = {
     [TG_CALL_LOGOUT] = {"logout", 204, 200, 0},
     [TG_CALL_SUDO] = {"sudo", 200, 0, 1},
     [TG_CALL_SESSION] = {"session", 200, 0, 0},
+    [TG_CALL_EMBED_SSO_URL] = {"embed sso_url", 200, 0, 1},
 };
 
 /* ---------------------------------------------------------------------- */
@@ -375,8 +381,8 @@ build_authed(const tg_config_t *cfg, const char *token, const char *method,
 
 /* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF): jansson
  * refuses anything else, and we want TG_INPUT for it, not TG_NOMEM. */
-static int
-utf8_valid(const char *s, size_t len)
+int
+tg__utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *) s;
     size_t i = 0, n, k;
@@ -464,10 +470,10 @@ build_insight_token(const tg_config_t *cfg, const char *client_id,
     json_t *body = NULL, *jsecret = NULL;
     tg_err_t err;
 
-    if (!utf8_valid(client_id, strlen(client_id))) {
+    if (!tg__utf8_valid(client_id, strlen(client_id))) {
         return tg__fail(diag, TG_INPUT, "the client id is not valid UTF-8");
     }
-    if (!utf8_valid(secret, strlen(secret))) {
+    if (!tg__utf8_valid(secret, strlen(secret))) {
         return tg__fail(diag, TG_INPUT, "the client secret is not valid UTF-8");
     }
     if (cfg->token_max_age <= 0) {
@@ -513,8 +519,8 @@ is_unreserved(unsigned char c)
            c == '~';
 }
 
-static size_t
-pct_encoded_len(const char *s)
+size_t
+tg__pct_encoded_len(const char *s)
 {
     size_t n = 0;
 
@@ -525,8 +531,8 @@ pct_encoded_len(const char *s)
 }
 
 /* Write s percent-encoded at dst; returns the end (not NUL-terminated). */
-static char *
-pct_encode(char *dst, const char *s)
+char *
+tg__pct_encode(char *dst, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
 
@@ -558,17 +564,17 @@ build_looker_token(const tg_config_t *cfg, const char *client_id,
     if (err != TG_OK) {
         return err;
     }
-    len = strlen(k_id) + pct_encoded_len(client_id) + strlen(k_secret) +
-          pct_encoded_len(secret);
+    len = strlen(k_id) + tg__pct_encoded_len(client_id) + strlen(k_secret) +
+          tg__pct_encoded_len(secret);
     body = malloc(len + 1);
     if (body == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
     p = body;
     memcpy(p, k_id, strlen(k_id));
-    p = pct_encode(p + strlen(k_id), client_id);
+    p = tg__pct_encode(p + strlen(k_id), client_id);
     memcpy(p, k_secret, strlen(k_secret));
-    p = pct_encode(p + strlen(k_secret), secret);
+    p = tg__pct_encode(p + strlen(k_secret), secret);
     *p = '\0';
     req->body = body;
     req->body_len = len;
@@ -1148,6 +1154,11 @@ check_status(const tg_config_t *cfg, const tg_response_t *resp, tg_call_t call,
                             text);
         }
         return tg__fail(diag, TG_NOT_FOUND, "not found on the server (%s)",
+                        text);
+    case 409:
+        /* Looker's "Resource Already Exists" (api-spec B.6). */
+        return tg__fail(diag, TG_VALIDATION,
+                        "request refused by the server as a conflict (%s)",
                         text);
     case 422:
         return fail_validation(cfg, resp, text, diag);
@@ -2384,5 +2395,201 @@ out:
     if (err != TG_OK) {
         tg_session_clear(out);
     }
+    return err;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Looker signed embedding, signed by the server (B.6)                    */
+/* ---------------------------------------------------------------------- */
+
+/* A JSON array of strings; NULL on allocation failure. */
+static json_t *
+string_list(const char *const *items, size_t n)
+{
+    json_t *list = json_array();
+    size_t i;
+
+    for (i = 0; list != NULL && i < n; i++) {
+        if (json_array_append_new(list, json_string(items[i])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return list;
+}
+
+/* Set key to value (stolen, may be NULL); 0 on failure. */
+static int
+put(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) == 0;
+}
+
+/*
+ * EmbedSsoParams: target_url = SCHEME://HOST + embed_path, and the grants
+ * as given; the optional ones only when given, as in a local signature
+ * (tokengate.h).  NULL on allocation failure.
+ */
+static json_t *
+embed_sso_body(const tg_embed_params_t *p)
+{
+    const char *scheme = p->scheme != NULL ? p->scheme : "https";
+    json_t *body = json_object(), *attrs = NULL;
+    const tg_embed_attr_t *a = p->user_attributes;
+    char *target;
+    size_t len, i;
+    int ok;
+
+    len = strlen(scheme) + 3 + strlen(p->host) + strlen(p->embed_path);
+    target = malloc(len + 1);
+    ok = body != NULL && target != NULL;
+    if (ok) {
+        snprintf(target, len + 1, "%s://%s%s", scheme, p->host, p->embed_path);
+    }
+    ok = ok && put(body, "target_url", json_string(target));
+    ok = ok && put(body, "session_length", json_integer(p->session_length));
+    ok = ok &&
+         put(body, "force_logout_login", json_boolean(p->force_logout_login));
+    ok = ok && put(body, "external_user_id", json_string(p->external_user_id));
+    ok = ok && put(body, "permissions",
+                   string_list(p->permissions, p->n_permissions));
+    ok = ok && put(body, "models", string_list(p->models, p->n_models));
+    if (ok && p->first_name != NULL) {
+        ok = put(body, "first_name", json_string(p->first_name));
+    }
+    if (ok && p->last_name != NULL) {
+        ok = put(body, "last_name", json_string(p->last_name));
+    }
+    if (ok && p->user_timezone != NULL) {
+        ok = put(body, "user_timezone", json_string(p->user_timezone));
+    }
+    if (ok && p->n_group_ids > 0) {
+        ok = put(body, "group_ids", string_list(p->group_ids, p->n_group_ids));
+    }
+    if (ok && p->external_group_id != NULL) {
+        ok = put(body, "external_group_id", json_string(p->external_group_id));
+    }
+    if (ok && p->n_user_attributes > 0) {
+        attrs = json_object();
+        ok = put(body, "user_attributes", attrs);
+        for (i = 0; ok && i < p->n_user_attributes; i++) {
+            ok = put(attrs, a[i].key, json_string(a[i].value));
+        }
+    }
+    free(target);
+    if (!ok) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+tg_err_t
+tg_build_embed_sso_url(const tg_config_t *cfg, const char *token,
+                       const tg_embed_params_t *p, tg_request_t *req,
+                       tg_diag_t *diag)
+{
+    json_t *body = NULL;
+    tg_err_t err;
+
+    err = build_begin(cfg, req, diag);
+    if (err != TG_OK) {
+        return err;
+    }
+    err = require_api(cfg, TG_API_LOOKER, "signed embedding is", diag);
+    if (err == TG_OK) {
+        err = tg_token_check(token, diag);
+    }
+    if (err == TG_OK) {
+        err = tg_embed_params_check(p, diag);
+    }
+    if (err == TG_OK) {
+        err =
+            build_authed(cfg, token, "POST", "/embed/sso_url", NULL, req, diag);
+    }
+    if (err != TG_OK) {
+        goto out;
+    }
+    body = embed_sso_body(p);
+    if (body == NULL) {
+        err = tg__fail(diag, TG_NOMEM, "out of memory");
+        goto out;
+    }
+    err = dump_body(body, req, diag);
+
+out:
+    json_decref(body);
+    if (err != TG_OK) {
+        tg_request_clear(req);
+    }
+    return err;
+}
+
+/* The signed URL: an absolute http(s) URL of printable ASCII, bounded.
+ * It works once, like a password: never quoted, kept as a secret. */
+static tg_err_t
+take_embed_url(json_t *v, char **url, tg_diag_t *diag)
+{
+    const char *s;
+    size_t len, i;
+
+    if (v == NULL || json_is_null(v)) {
+        return tg__fail(diag, TG_PROTOCOL, "no url in the answer");
+    }
+    if (!json_is_string(v)) {
+        return tg__fail(diag, TG_PROTOCOL, "url in the answer is not a string");
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len > TG_EMBED_ANSWER_URL_MAX) {
+        return tg__fail(diag, TG_PROTOCOL,
+                        "url in the answer is longer than %d bytes",
+                        TG_EMBED_ANSWER_URL_MAX);
+    }
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f) {
+            return tg__fail(diag, TG_PROTOCOL,
+                            "url in the answer has a byte that is not "
+                            "printable ASCII at offset %zu",
+                            i);
+        }
+    }
+    if (strncasecmp(s, "https://", 8) != 0 &&
+        strncasecmp(s, "http://", 7) != 0) {
+        return tg__fail(diag, TG_PROTOCOL,
+                        "url in the answer is not an http(s) URL");
+    }
+    *url = tg_secret_dup(s);
+    if (*url == NULL) {
+        return tg__fail(diag, TG_NOMEM, "out of memory");
+    }
+    return TG_OK;
+}
+
+tg_err_t
+tg_parse_embed_sso_url(const tg_config_t *cfg, const tg_response_t *resp,
+                       char **url, tg_diag_t *diag)
+{
+    json_t *root = NULL;
+    tg_err_t err;
+
+    if (url != NULL) {
+        *url = NULL;
+    }
+    err = parse_begin(cfg, resp, url, diag);
+    if (err != TG_OK) {
+        return err;
+    }
+    err = require_api(cfg, TG_API_LOOKER, "signed embedding is", diag);
+    if (err == TG_OK) {
+        err = load_json_answer(cfg, resp, TG_CALL_EMBED_SSO_URL, &root, diag);
+    }
+    if (err == TG_OK) {
+        err = take_embed_url(json_object_get(root, "url"), url, diag);
+    }
+    if (root != NULL) {
+        wipe_json_string(json_object_get(root, "url"));
+    }
+    json_decref(root);
     return err;
 }

@@ -61,4 +61,27 @@ tg_err_t tg__file_read_checked(const char *path, const char *key,
 /* Does a rule in cfg need the profile (groups or the evaluation flag)? */
 int tg__rules_need_profile(const tg_config_t *cfg);
 
+/* Is s[0..len) strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+int tg__utf8_valid(const char *s, size_t len);
+
+/*
+ * Strict percent-encoding (protocol.c): every byte except the RFC 3986
+ * unreserved set A-Z a-z 0-9 - _ . ~ becomes %XX with upper-case hex.
+ * tg__pct_encoded_len() is the length of the encoding of s;
+ * tg__pct_encode() writes it at dst and returns its end (no NUL).
+ */
+size_t tg__pct_encoded_len(const char *s);
+char *tg__pct_encode(char *dst, const char *s);
+
+/*
+ * The embed signature primitive (embed.c): base64 (standard alphabet, '='
+ * padding) of HMAC-SHA1 with key's bytes as-is, written to out as 28
+ * characters and a NUL.  key_len at most TG_SECRET_MAX.  The unit tests
+ * check it against RFC 2202.
+ */
+#define TG__HMAC_SHA1_B64_SIZE 29
+tg_err_t tg__hmac_sha1_base64(const char *key, size_t key_len, const char *text,
+                              size_t text_len, char out[TG__HMAC_SHA1_B64_SIZE],
+                              tg_diag_t *diag);
+
 #endif /* TG_INTERNAL_H */

@@ -449,6 +449,107 @@ TG_API tg_err_t tg_parse_session(const tg_config_t *cfg,
                                  tg_diag_t *diag);
 
 /* ---------------------------------------------------------------------- */
+/* Looker signed embedding (api-spec.md C: local signing; B.6: server)    */
+/* ---------------------------------------------------------------------- */
+
+#define TG_EMBED_SESSION_DEFAULT 300     /* seconds, Looker's default */
+#define TG_EMBED_SESSION_MAX 2592000     /* 30 days, Looker's maximum */
+#define TG_EMBED_NONCE_BYTES 16          /* random bytes, hex-encoded */
+
+/* One user attribute: name and string value. */
+typedef struct tg_embed_attr {
+    const char *key;
+    const char *value;
+} tg_embed_attr_t;
+
+/*
+ * What an embed URL grants.  All strings are borrowed UTF-8.  The optional
+ * signed parameters are sent (and signed) exactly when given: group_ids
+ * when n_group_ids > 0, external_group_id when not NULL, user_attributes
+ * when n_user_attributes > 0.  Unsigned ones (first_name, last_name,
+ * user_timezone) are sent when not NULL; force_logout_login always.
+ */
+typedef struct tg_embed_params {
+    const char *scheme;            /* "https" (NULL) or "http" (loopback
+                                      hosts only: the devserver) */
+    const char *host;              /* authority the browser uses, no scheme:
+                                      "looker.example.com[:port]" */
+    const char *embed_path;        /* "/embed/dashboards/42", may carry its
+                                      own query (?embed_domain=...&sdk=2) */
+    const char *external_user_id;  /* required, non-empty */
+    const char *first_name;
+    const char *last_name;
+    const char *user_timezone;
+    const char *const *permissions; /* embed-allowed names only */
+    size_t n_permissions;
+    const char *const *models;
+    size_t n_models;
+    const char *const *group_ids;
+    size_t n_group_ids;
+    const char *external_group_id;
+    const tg_embed_attr_t *user_attributes;
+    size_t n_user_attributes;
+    long session_length;           /* 0..TG_EMBED_SESSION_MAX seconds */
+    int force_logout_login;        /* 1 true, 0 false */
+    /* For tests only: a fixed nonce (sent as a JSON string) and time.
+     * NULL / 0 mean fresh random bytes from getrandom() and time(NULL). */
+    const char *nonce;
+    time_t time;
+} tg_embed_params_t;
+
+/* Fill p with the defaults (session 300 s, force_logout_login true). */
+TG_API void tg_embed_params_init(tg_embed_params_t *p);
+
+/*
+ * Check p: every error names the parameter ("permissions: 'admin' is not
+ * allowed for embedding", "external_user_id: empty", "first_name: not
+ * UTF-8", "session_length: 2592001 is above 2592000").  TG_INPUT on error.
+ * The rules: host is HOST[:PORT] without a scheme, path or default port
+ * (the first signing line is the Host the browser sends); scheme http only
+ * for 127.0.0.0/8, localhost and [::1]; embed_path starts with /embed/ and
+ * is printable ASCII without space (percent-encode anything else);
+ * permissions are on Looker's embed list; group_ids, or else models and
+ * permissions, are given; every string is UTF-8 without control
+ * characters and at most 1024 bytes; lists have at most 256 entries;
+ * user attribute keys are non-empty and unique; external_group_id has at
+ * most 81 characters, a fixed nonce at most 254; and the signed URL,
+ * counting the signature at its longest, fits in 8192 bytes.
+ */
+TG_API tg_err_t tg_embed_params_check(const tg_embed_params_t *p,
+                                      tg_diag_t *diag);
+
+/*
+ * Sign p locally with the embed secret (its bytes as-is, 1..TG_SECRET_MAX
+ * of them) and return the URL
+ * "SCHEME://HOST/login/embed/PCT(PATH)?...&signature=..." in *url
+ * (caller owns; it works once, like a password: tg_secret_free it).
+ * string_to_sign, when not NULL, receives the exact signed text (caller
+ * owns, tg_secret_free) for --json and tests.  Runs the checks of
+ * tg_embed_params_check() first; on any error *url (and *string_to_sign)
+ * are NULL.
+ */
+TG_API tg_err_t tg_embed_sign(const tg_embed_params_t *p, const char *secret,
+                              size_t secret_len, char **url,
+                              char **string_to_sign, tg_diag_t *diag);
+
+/*
+ * Server signing (looker only): POST {api}/embed/sso_url with an admin
+ * token; target_url is SCHEME://HOST + embed_path, p is checked by
+ * tg_embed_params_check() and the optional fields are sent when given.
+ * The parser returns the single-use URL (an http(s) URL of printable
+ * ASCII, never quoted in messages) in *url (caller owns, tg_secret_free);
+ * 400, 403, 404, 422 and 429 map as for every parser, and 409 ("Resource
+ * Already Exists") to TG_VALIDATION.
+ */
+TG_API tg_err_t tg_build_embed_sso_url(const tg_config_t *cfg,
+                                       const char *token,
+                                       const tg_embed_params_t *p,
+                                       tg_request_t *req, tg_diag_t *diag);
+TG_API tg_err_t tg_parse_embed_sso_url(const tg_config_t *cfg,
+                                       const tg_response_t *resp, char **url,
+                                       tg_diag_t *diag);
+
+/* ---------------------------------------------------------------------- */
 /* The blocking client (curl easy, one kept-alive connection)             */
 /* ---------------------------------------------------------------------- */
 
@@ -493,6 +594,10 @@ TG_API tg_err_t tg_client_sudo(tg_client_t *cl, const char *token,
                                const char *user_id, tg_token_t *out);
 TG_API tg_err_t tg_client_session(tg_client_t *cl, const char *token,
                                   const char *workspace, tg_session_t *out);
+/* Ask Looker to sign an embed URL (tg_build/parse_embed_sso_url). */
+TG_API tg_err_t tg_client_embed_sso_url(tg_client_t *cl, const char *token,
+                                        const tg_embed_params_t *p,
+                                        char **url);
 
 #ifdef __cplusplus
 }

@@ -906,3 +906,26 @@ tg_client_session(tg_client_t *cl, const char *token, const char *workspace,
     }
     return tg_call_end(cl, &req, &resp, err);
 }
+
+tg_err_t
+tg_client_embed_sso_url(tg_client_t *cl, const char *token,
+                        const tg_embed_params_t *p, char **url)
+{
+    tg_request_t req;
+    tg_response_t resp;
+    time_t sent_at = 0;
+    tg_err_t err;
+
+    if (cl == NULL) {
+        return TG_INTERNAL;
+    }
+    tg_call_begin(cl, &req, &resp);
+    err = tg_build_embed_sso_url(cl->cfg, token, p, &req, &cl->diag);
+    if (err == TG_OK) {
+        err = tg_perform(cl, &req, &resp, &sent_at);
+    }
+    if (err == TG_OK) {
+        err = tg_parse_embed_sso_url(cl->cfg, &resp, url, &cl->diag);
+    }
+    return tg_call_end(cl, &req, &resp, err);
+}

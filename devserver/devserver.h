@@ -8,10 +8,10 @@
  *
  * Threads: libmicrohttpd calls the handlers from many threads at once.  All
  * shared state lives in store.c (users, credentials, tokens, sessions,
- * clock) and faults.c (rules, counters), each behind its own mutex; the
- * functions below take the lock themselves and return copies, never
- * pointers into locked state (ds_user records excepted: they are immutable
- * after ds__users_load()).
+ * clock), faults.c (rules, counters) and embed.c (embed users, sessions,
+ * used nonces), each behind its own mutex; the functions below take the
+ * lock themselves and return copies, never pointers into locked state
+ * (ds_user records excepted: they are immutable after ds__users_load()).
  */
 #ifndef DEVSERVER_H
 #define DEVSERVER_H
@@ -64,6 +64,9 @@ enum ds_endpoint {
     DS_EP_LOGOUT,
     DS_EP_SUDO,
     DS_EP_SESSION,
+    DS_EP_EMBED_LOGIN, /* counted by outcome, see ds__count_embed_login */
+    DS_EP_EMBED_PAGE,
+    DS_EP_EMBED_SSO_URL,
     DS_EP_OTHER,
     DS_EP_COUNT
 };
@@ -72,9 +75,10 @@ enum ds_flavor { DS_FLAVOR_INSIGHT, DS_FLAVOR_LOOKER };
 
 /* Command line, after parsing; read-only once the daemons run. */
 struct ds_options {
-    const char *listen;     /* ADDR:PORT */
-    const char *control;    /* ADDR:PORT, loopback only */
-    const char *users_file; /* NULL: the built-in demo users */
+    const char *listen;            /* ADDR:PORT */
+    const char *control;           /* ADDR:PORT, loopback only */
+    const char *users_file;        /* NULL: the built-in demo users */
+    const char *embed_secret_file; /* NULL: the built-in demo secret */
     const char *tls_cert;
     const char *tls_key;
     int insight_token_json; /* answer /auth/token with a JSON string */
@@ -137,8 +141,9 @@ enum ds_login_result {
 };
 
 /*
- * An answer being built.  body is malloc'd and owned by the reply until
- * ds__reply_send() takes it; body == NULL means no body at all.
+ * An answer being built.  body, own_location and set_cookie are malloc'd
+ * and owned by the reply (wiped when cleared) until ds__reply_send() takes
+ * them; body == NULL means no body at all.
  */
 struct ds_reply {
     unsigned int status;
@@ -147,6 +152,8 @@ struct ds_reply {
     const char *content_type; /* static string */
     const char *allow;        /* static string, for 405 */
     const char *location;     /* borrowed, for redirects */
+    char *own_location;       /* owned; location may point to it */
+    char *set_cookie;         /* owned Set-Cookie value, or NULL */
     const char *retry_after;  /* borrowed, sent verbatim */
     int no_store;             /* Cache-Control: no-store */
 };
@@ -174,6 +181,8 @@ struct ds_request {
     int hung;            /* a hang is under way */
     int64_t wake_ms;     /* pool mode: when to resume */
     struct ds_request *wait_next;
+    char *raw_uri; /* the request target as received (API listener) */
+    int started;   /* the first handler call has been seen */
     char method[16];
     char path[160]; /* sanitized, for the log line */
 };
@@ -225,6 +234,8 @@ enum MHD_Result ds__route_answer(struct ds_request *req, const char *url,
                                  const char *method);
 void ds__reply_flavor_error(struct ds_reply *r, enum ds_flavor flavor,
                             unsigned int status, const char *message);
+void ds__reply_validation(struct ds_reply *r, const char *field,
+                          const char *code, const char *message);
 
 /* faults.c */
 int ds__faults_init(void);
@@ -234,6 +245,7 @@ struct ds_rule *ds__fault_match(enum ds_endpoint ep, unsigned int *id);
 void ds__rule_unref(struct ds_rule *rule);
 void ds__count_request(enum ds_endpoint ep);
 void ds__count_connection(void);
+void ds__count_embed_login(int accepted);
 int ds__wait_start(void);
 void ds__wait_stop(void);
 
@@ -250,5 +262,15 @@ enum ds_fault_step ds__fault_before(struct ds_request *req,
 enum MHD_Result ds__fault_reply(struct ds_request *req, struct ds_reply *r);
 enum MHD_Result ds__control_answer(struct ds_request *req, const char *url,
                                    const char *method);
+
+/* embed.c */
+int ds__embed_init(const char *secret_file, char *err, size_t errlen);
+void ds__embed_free(void);
+void ds__embed_login(struct ds_request *req, const char *url,
+                     const char *method, struct ds_reply *r);
+void ds__embed_page(struct ds_request *req, const char *url, const char *method,
+                    struct ds_reply *r);
+void ds__embed_sso_url(struct ds_request *req, struct ds_reply *r);
+json_t *ds__embed_json(void);
 
 #endif /* DEVSERVER_H */

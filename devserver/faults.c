@@ -130,15 +130,19 @@ static void ctl_users(struct ds_request *req, const char *method,
                       struct ds_reply *r);
 static void ctl_tokens(struct ds_request *req, const char *method,
                        struct ds_reply *r);
+static void ctl_embed(struct ds_request *req, const char *method,
+                      struct ds_reply *r);
 static void ctl_error(struct ds_reply *r, unsigned int status, const char *fmt,
                       ...) __attribute__((format(printf, 3, 4)));
 static json_t *ctl_body(struct ds_request *req, struct ds_reply *r);
 
 static const char *const endpoint_names[DS_EP_COUNT] = {
-    [DS_EP_TOKEN] = "token",     [DS_EP_VALIDATE] = "validate",
-    [DS_EP_PROFILE] = "profile", [DS_EP_CREDENTIALS] = "credentials",
-    [DS_EP_LOGOUT] = "logout",   [DS_EP_SUDO] = "sudo",
-    [DS_EP_SESSION] = "session", [DS_EP_OTHER] = "other",
+    [DS_EP_TOKEN] = "token",           [DS_EP_VALIDATE] = "validate",
+    [DS_EP_PROFILE] = "profile",       [DS_EP_CREDENTIALS] = "credentials",
+    [DS_EP_LOGOUT] = "logout",         [DS_EP_SUDO] = "sudo",
+    [DS_EP_SESSION] = "session",       [DS_EP_EMBED_LOGIN] = "embed_login",
+    [DS_EP_EMBED_PAGE] = "embed_page", [DS_EP_EMBED_SSO_URL] = "embed_sso_url",
+    [DS_EP_OTHER] = "other",
 };
 
 static const struct {
@@ -171,6 +175,7 @@ static const struct control_route control_routes[] = {
     {"/clock", "GET, POST", ctl_clock},
     {"/users", "GET", ctl_users},
     {"/tokens", "GET, DELETE", ctl_tokens},
+    {"/embed", "GET", ctl_embed},
 };
 
 /* The body of the malformed fault: JSON cut off after a member. */
@@ -188,6 +193,7 @@ static struct {
     struct ds_rule *rules;
     unsigned int next_id;
     uint64_t counts[DS_EP_COUNT];
+    uint64_t embed_rejected;
     uint64_t connections;
 } fs = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 1};
 
@@ -359,7 +365,8 @@ rule_from_json(json_t *o, struct ds_rule **out, char *err, size_t errlen)
         switch (rule_keys[k].type) {
         case T_ENDPOINT:
             why = "must be one of token, validate, profile, credentials, "
-                  "logout, sudo, session, other, *";
+                  "logout, sudo, session, embed_login, embed_page, "
+                  "embed_sso_url, other, *";
             if (!json_is_string(v)) {
                 break;
             }
@@ -716,11 +723,31 @@ header_value_ok(const char *s, size_t len)
 
 /* ------------------------------------------------------------- counters */
 
+/*
+ * A request on ep, counted when its headers arrive.  embed_login is the
+ * exception: it counts successful verifications, ds__count_embed_login().
+ */
 void
 ds__count_request(enum ds_endpoint ep)
 {
+    if (ep == DS_EP_EMBED_LOGIN) {
+        return;
+    }
     pthread_mutex_lock(&fs.lock);
     fs.counts[ep]++;
+    pthread_mutex_unlock(&fs.lock);
+}
+
+/* The embed verifier's outcome: embed_login or embed_rejected. */
+void
+ds__count_embed_login(int accepted)
+{
+    pthread_mutex_lock(&fs.lock);
+    if (accepted) {
+        fs.counts[DS_EP_EMBED_LOGIN]++;
+    } else {
+        fs.embed_rejected++;
+    }
     pthread_mutex_unlock(&fs.lock);
 }
 
@@ -1233,6 +1260,7 @@ ctl_counters(struct ds_request *req, const char *method, struct ds_reply *r)
     if (strcmp(method, "DELETE") == 0) {
         pthread_mutex_lock(&fs.lock);
         memset(fs.counts, 0, sizeof(fs.counts));
+        fs.embed_rejected = 0;
         fs.connections = 0;
         pthread_mutex_unlock(&fs.lock);
         r->status = MHD_HTTP_NO_CONTENT;
@@ -1245,6 +1273,8 @@ ctl_counters(struct ds_request *req, const char *method, struct ds_reply *r)
                             json_integer((json_int_t) fs.counts[i]));
     }
     if (o != NULL) {
+        json_object_set_new(o, "embed_rejected",
+                            json_integer((json_int_t) fs.embed_rejected));
         json_object_set_new(o, "connections",
                             json_integer((json_int_t) fs.connections));
     }
@@ -1323,6 +1353,14 @@ ctl_tokens(struct ds_request *req, const char *method, struct ds_reply *r)
     }
     ds__reply_json(r, MHD_HTTP_OK,
                    json_pack("{sI}", "live", (json_int_t) ds__tokens_live()));
+}
+
+static void
+ctl_embed(struct ds_request *req, const char *method, struct ds_reply *r)
+{
+    (void) req;
+    (void) method;
+    ds__reply_json(r, MHD_HTTP_OK, ds__embed_json());
 }
 
 /* The request body as a JSON object, or NULL with r set to a 400. */

@@ -62,7 +62,8 @@ enum {
     OPT_LOOKER_LIFETIME,
     OPT_THREADS,
     OPT_ALLOW_REMOTE,
-    OPT_PRINT_USERS
+    OPT_PRINT_USERS,
+    OPT_EMBED_SECRET_FILE
 };
 
 struct listener {
@@ -94,8 +95,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls);
-static struct ds_request *request_new(struct MHD_Connection *conn, int control,
-                                      const char *url, const char *method);
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+static struct ds_request *request_new(struct MHD_Connection *conn, int control);
+static void request_start(struct ds_request *req, const char *url,
+                          const char *method);
 static void request_free(struct ds_request *req);
 static enum MHD_Result too_large(struct ds_request *req);
 static int body_append(struct ds_request *req, const char *data, size_t n);
@@ -134,6 +137,7 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
     {"print-demo-users", no_argument, NULL, OPT_PRINT_USERS},
+    {"embed-secret-file", required_argument, NULL, OPT_EMBED_SECRET_FILE},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -186,6 +190,12 @@ main(int argc, char **argv)
         rc = DS_EXIT_USAGE;
         goto out;
     }
+    rc = ds__embed_init(ds__opt.embed_secret_file, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, DS_PROG ": --embed-secret-file: %s\n", err);
+        goto out;
+    }
+    rc = DS_EXIT_FAILURE;
     for (i = 0; i < nfaults; i++) {
         if (ds__fault_add_spec(faults[i], err, sizeof(err)) != 0) {
             fprintf(stderr, DS_PROG ": --fault: %s\n", err);
@@ -285,6 +295,7 @@ out:
         close(control.fd);
     }
     ds__faults_free();
+    ds__embed_free();
     ds__store_free();
     if (key != NULL) {
         explicit_bzero(key, strlen(key));
@@ -325,6 +336,9 @@ usage(FILE *f)
         "  --insight-max-age SECONDS largest Insight maxAge (default 3600)\n"
         "  --looker-token-lifetime SECONDS\n"
         "                            Looker expires_in (default 3600)\n"
+        "  --embed-secret-file FILE  Looker signed-embed secret, owner-only "
+        "file\n"
+        "                            (default: the public demo secret)\n"
         "  --threads N               0: a thread per connection (default);\n"
         "                            N: a pool of N threads\n"
         "  -q, --quiet               no request log on stderr\n"
@@ -415,6 +429,9 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
             break;
         case OPT_ALLOW_REMOTE:
             ds__opt.allow_remote = 1;
+            break;
+        case OPT_EMBED_SECRET_FILE:
+            ds__opt.embed_secret_file = optarg;
             break;
         case OPT_PRINT_USERS:
             fputs(ds__demo_users_json, stdout);
@@ -713,6 +730,8 @@ start_api(struct listener *l, const char *cert, const char *key,
                                         IDLE_TIMEOUT, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
                                         (intptr_t) on_completed, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK,
+                                        (intptr_t) on_uri, NULL};
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                 (intptr_t) on_connection, (void *) &kind_api};
@@ -757,12 +776,15 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     size_t n;
 
     (void) version;
-    if (req == NULL) {
-        req = request_new(conn, *kind == LISTENER_CONTROL, url, method);
+    if (req == NULL || !req->started) {
         if (req == NULL) {
-            return MHD_NO;
+            req = request_new(conn, *kind == LISTENER_CONTROL);
+            if (req == NULL) {
+                return MHD_NO;
+            }
+            *req_cls = req;
         }
-        *req_cls = req;
+        request_start(req, url, method);
         if (!req->control) {
             ds__route_classify(req, url);
             ds__count_request(req->ep);
@@ -808,9 +830,27 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     return ds__route_answer(req, url, method);
 }
 
+/*
+ * The API listener's first look at a request, before libmicrohttpd splits
+ * off the query and decodes the path: keep the request target as it came
+ * (the embed verifier signs it as received).  The returned request becomes
+ * *req_cls; on_completed() frees it even if the handler never runs.
+ */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct ds_request *req;
+
+    (void) cls;
+    req = request_new(conn, 0);
+    if (req != NULL) {
+        req->raw_uri = strdup(uri); /* NULL: the embed verifier says 500 */
+    }
+    return req;
+}
+
 static struct ds_request *
-request_new(struct MHD_Connection *conn, int control, const char *url,
-            const char *method)
+request_new(struct MHD_Connection *conn, int control)
 {
     struct ds_request *req = calloc(1, sizeof(*req));
 
@@ -821,9 +861,16 @@ request_new(struct MHD_Connection *conn, int control, const char *url,
     req->control = control;
     req->start_us = mono_us();
     req->ep = DS_EP_OTHER;
+    return req;
+}
+
+/* The first handler call: method and (decoded) path, for the log line. */
+static void
+request_start(struct ds_request *req, const char *url, const char *method)
+{
+    req->started = 1;
     sanitize_into(req->method, sizeof(req->method), method);
     sanitize_into(req->path, sizeof(req->path), url);
-    return req;
 }
 
 static void
@@ -832,6 +879,10 @@ request_free(struct ds_request *req)
     if (req->body != NULL) {
         explicit_bzero(req->body, req->body_cap);
         free(req->body);
+    }
+    if (req->raw_uri != NULL) {
+        explicit_bzero(req->raw_uri, strlen(req->raw_uri));
+        free(req->raw_uri);
     }
     ds__rule_unref(req->rule);
     free(req);
@@ -900,7 +951,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         return;
     }
     *req_cls = NULL;
-    if (!ds__opt.quiet) {
+    /* Not started: libmicrohttpd refused the request before the handler. */
+    if (!ds__opt.quiet && req->started) {
         us = mono_us() - req->start_us;
         if (req->status != 0) {
             snprintf(status, sizeof(status), "%u", req->status);
@@ -974,6 +1026,14 @@ ds__reply_clear(struct ds_reply *r)
     if (r->body != NULL) {
         explicit_bzero(r->body, r->body_len);
         free(r->body);
+    }
+    if (r->own_location != NULL) {
+        explicit_bzero(r->own_location, strlen(r->own_location));
+        free(r->own_location);
+    }
+    if (r->set_cookie != NULL) {
+        explicit_bzero(r->set_cookie, strlen(r->set_cookie));
+        free(r->set_cookie);
     }
     memset(r, 0, sizeof(*r));
 }
@@ -1064,6 +1124,10 @@ ds__reply_send(struct ds_request *req, struct ds_reply *r,
     if (r->retry_after != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
                                 r->retry_after);
+    }
+    if (r->set_cookie != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE,
+                                r->set_cookie);
     }
     if (r->no_store) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,

@@ -2,7 +2,9 @@
 /*
  * routes.c - the two APIs as specified in docs/api-spec.md: FICO Xpress
  * Insight v1 under /insightservices/rest/v1 (sections A.1-A.6) and Looker
- * under /api/4.0 and /api/3.1 (sections B.1-B.5).  Each handler reads the
+ * under /api/4.0 and /api/3.1 (sections B.1-B.6), plus Looker's browser
+ * paths for signed embedding, /login/embed/ and /embed/ (section C; the
+ * handlers are in embed.c).  Each handler reads the
  * request and fills a ds_reply; faults.c decides whether a fault replaces
  * or alters it.
  */
@@ -31,15 +33,19 @@ enum route {
     R_LK_SUDO,
     R_LK_USER,
     R_LK_LOGOUT,
-    R_LK_SESSION
+    R_LK_SESSION,
+    R_LK_SSO_URL,
+    R_EMBED_LOGIN,
+    R_EMBED_PAGE
 };
 
 struct route_def {
     enum route route;
     enum ds_flavor flavor;
     enum ds_endpoint ep;
-    const char *path; /* after the base (and version) */
+    const char *path; /* after the base (and version); top: a prefix */
     const char *allow;
+    int top; /* a browser path outside the API bases */
 };
 
 struct auth_header {
@@ -61,6 +67,7 @@ static handler_fn lk_sudo;
 static handler_fn lk_user;
 static handler_fn lk_logout;
 static handler_fn lk_session;
+static handler_fn lk_sso_url;
 static int authenticate(struct ds_request *req, struct ds_reply *r,
                         struct ds_token_info *info, const char **token,
                         size_t *token_len);
@@ -81,17 +88,23 @@ static const char *looker_message(unsigned int status);
 static void secret_wipe(json_t *s);
 
 static const struct route_def routes[] = {
-    {R_INS_TOKEN, DS_FLAVOR_INSIGHT, DS_EP_TOKEN, "/auth/token", "POST"},
-    {R_INS_USER, DS_FLAVOR_INSIGHT, DS_EP_VALIDATE, "/auth/user", "GET"},
+    {R_INS_TOKEN, DS_FLAVOR_INSIGHT, DS_EP_TOKEN, "/auth/token", "POST", 0},
+    {R_INS_USER, DS_FLAVOR_INSIGHT, DS_EP_VALIDATE, "/auth/user", "GET", 0},
     {R_INS_CURRENTUSER, DS_FLAVOR_INSIGHT, DS_EP_PROFILE, "/auth/currentuser",
-     "GET"},
+     "GET", 0},
     {R_INS_CREDENTIALS, DS_FLAVOR_INSIGHT, DS_EP_CREDENTIALS,
-     "/auth/currentuser/credentials", "GET, POST, DELETE"},
-    {R_LK_LOGIN, DS_FLAVOR_LOOKER, DS_EP_TOKEN, "/login", "POST"},
-    {R_LK_SUDO, DS_FLAVOR_LOOKER, DS_EP_SUDO, "/login/", "POST"},
-    {R_LK_USER, DS_FLAVOR_LOOKER, DS_EP_VALIDATE, "/user", "GET"},
-    {R_LK_LOGOUT, DS_FLAVOR_LOOKER, DS_EP_LOGOUT, "/logout", "DELETE"},
-    {R_LK_SESSION, DS_FLAVOR_LOOKER, DS_EP_SESSION, "/session", "GET, PATCH"},
+     "/auth/currentuser/credentials", "GET, POST, DELETE", 0},
+    {R_LK_LOGIN, DS_FLAVOR_LOOKER, DS_EP_TOKEN, "/login", "POST", 0},
+    {R_LK_SUDO, DS_FLAVOR_LOOKER, DS_EP_SUDO, "/login/", "POST", 0},
+    {R_LK_USER, DS_FLAVOR_LOOKER, DS_EP_VALIDATE, "/user", "GET", 0},
+    {R_LK_LOGOUT, DS_FLAVOR_LOOKER, DS_EP_LOGOUT, "/logout", "DELETE", 0},
+    {R_LK_SESSION, DS_FLAVOR_LOOKER, DS_EP_SESSION, "/session", "GET, PATCH",
+     0},
+    {R_LK_SSO_URL, DS_FLAVOR_LOOKER, DS_EP_EMBED_SSO_URL, "/embed/sso_url",
+     "POST", 0},
+    {R_EMBED_LOGIN, DS_FLAVOR_LOOKER, DS_EP_EMBED_LOGIN, "/login/embed/", "GET",
+     1},
+    {R_EMBED_PAGE, DS_FLAVOR_LOOKER, DS_EP_EMBED_PAGE, "/embed/", "GET", 1},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -106,12 +119,15 @@ static handler_fn *const handlers[] = {
     [R_LK_USER] = lk_user,
     [R_LK_LOGOUT] = lk_logout,
     [R_LK_SESSION] = lk_session,
+    [R_LK_SSO_URL] = lk_sso_url,
+    [R_EMBED_LOGIN] = ds__embed_login,
+    [R_EMBED_PAGE] = ds__embed_page,
 };
 
 /*
  * Set req->route, ->ep and ->flavor from the path (already %-decoded by
- * libmicrohttpd, without the query).  Paths under neither base answer in
- * the Insight error format.
+ * libmicrohttpd, without the query).  Paths under neither base nor a
+ * browser path answer in the Insight error format.
  */
 void
 ds__route_classify(struct ds_request *req, const char *url)
@@ -122,6 +138,15 @@ ds__route_classify(struct ds_request *req, const char *url)
     req->route = R_NONE;
     req->ep = DS_EP_OTHER;
     req->flavor = DS_FLAVOR_INSIGHT;
+    for (i = 0; i < N_ROUTES; i++) {
+        if (routes[i].top &&
+            strncmp(url, routes[i].path, strlen(routes[i].path)) == 0) {
+            req->route = routes[i].route;
+            req->ep = routes[i].ep;
+            req->flavor = routes[i].flavor;
+            return;
+        }
+    }
     if (strncmp(url, INSIGHT_BASE "/", strlen(INSIGHT_BASE "/")) == 0) {
         rest = url + strlen(INSIGHT_BASE);
     } else if (strncmp(url, LOOKER_BASE, strlen(LOOKER_BASE)) == 0) {
@@ -138,7 +163,7 @@ ds__route_classify(struct ds_request *req, const char *url)
     for (i = 0; i < N_ROUTES; i++) {
         const struct route_def *d = &routes[i];
 
-        if (d->flavor != req->flavor) {
+        if (d->flavor != req->flavor || d->top) {
             continue;
         }
         if (d->route == R_LK_SUDO) {
@@ -646,6 +671,29 @@ out:
     json_decref(doc);
 }
 
+/*
+ * B.6: POST /embed/sso_url, admins only: a signed single-use embed URL
+ * (embed.c reads the EmbedSsoParams body).
+ */
+static void
+lk_sso_url(struct ds_request *req, const char *url, const char *method,
+           struct ds_reply *r)
+{
+    struct ds_token_info info;
+
+    (void) url;
+    (void) method;
+    if (authenticate(req, r, &info, NULL, NULL) != 0) {
+        return;
+    }
+    if (!info.user->admin) {
+        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_FORBIDDEN,
+                               "Permission Denied");
+        return;
+    }
+    ds__embed_sso_url(req, r);
+}
+
 static json_t *
 looker_access_token(const char *token, int64_t lifetime)
 {
@@ -676,13 +724,21 @@ static void
 looker_validation_error(struct ds_reply *r, const char *field,
                         const char *message)
 {
+    ds__reply_validation(r, field, "invalid", message);
+}
+
+/* A Looker 422 ValidationError with one detail (code: invalid, missing). */
+void
+ds__reply_validation(struct ds_reply *r, const char *field, const char *code,
+                     const char *message)
+{
     /* clang-format off */
     ds__reply_json(r, MHD_HTTP_UNPROCESSABLE_CONTENT,
                    json_pack("{ss s[{ssssssss}] ss}",
                              "message", "Validation Failed",
                              "errors",
                                  "field", field,
-                                 "code", "invalid",
+                                 "code", code,
                                  "message", message,
                                  "documentation_url", DS_LOOKER_DOC_URL,
                              "documentation_url", DS_LOOKER_DOC_URL));

@@ -2,8 +2,9 @@
 /*
  * fuzz_parsers.c - libFuzzer targets for everything libtokengate reads from
  * outside: the response parsers of common/protocol.c and the config text
- * parser.  One source, built once per target with -DFUZZ_TARGET=FUZZ_TOKEN,
- * FUZZ_VALIDATE, FUZZ_PROFILE, FUZZ_CREDENTIALS, FUZZ_SESSION or FUZZ_CONFIG
+ * parser, and the local signer of Looker embed URLs.  One source, built
+ * once per target with -DFUZZ_TARGET=FUZZ_TOKEN, FUZZ_VALIDATE,
+ * FUZZ_PROFILE, FUZZ_CREDENTIALS, FUZZ_SESSION, FUZZ_CONFIG or FUZZ_EMBED
  * (Makefile.am).
  *
  * Parser input: byte 0 picks the status (high nibble, from tg_statuses) and
@@ -17,6 +18,17 @@
  * bearer token); on failure the output is empty; the message is set exactly
  * on failure and is printable ASCII; Retry-After is clamped; and a 200
  * answer's token or secret is never quoted in the message.
+ *
+ * Embed input: byte 0 holds flags (bit 0 http, bit 1 force_logout_login,
+ * bits 2-7 which optional strings are given), byte 1 the session length
+ * (n * 11000 - 100000 s, so both ends of the range are crossed), byte 2
+ * the time (0: now, else a fixed time); the rest is NUL-separated fields:
+ * host, embed_path, external_user_id, first_name, last_name,
+ * user_timezone, external_group_id, nonce, then permissions, models,
+ * group_ids and user_attributes ("key=value") as lists split at 0x1e.
+ * When tg_embed_sign succeeds the URL must have the exact shape of a
+ * signed URL: every byte unreserved or %XX (upper-case hex), and ':', '/',
+ * '?', '=', '&' only where the shape puts them.
  */
 #include "tokengate.h"
 #include "tg_internal.h"
@@ -32,6 +44,7 @@
 #define FUZZ_CREDENTIALS 4
 #define FUZZ_SESSION 5
 #define FUZZ_CONFIG 6
+#define FUZZ_EMBED 7
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=FUZZ_TOKEN (or another FUZZ_* target)"
@@ -59,7 +72,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#if FUZZ_TARGET != FUZZ_CONFIG
+#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED
 static int printable(const char *s);
 static void check_diag(const tg_config_t *cfg, const tg_diag_t *diag,
                        tg_err_t err, long status);
@@ -83,8 +96,17 @@ static tg_err_t parse_secret_answer(const tg_config_t *cfg, tg_response_t *resp,
 static void check_not_quoted(const tg_config_t *cfg, tg_response_t *resp,
                              int variant, const char *message);
 #endif
+#if FUZZ_TARGET == FUZZ_EMBED
+static int embed_printable(const char *s);
+static int is_unreserved(unsigned char c);
+static int is_upper_hex(unsigned char c);
+static const char *pct_run(const char *p);
+static void check_embed_url(const tg_embed_params_t *p, const char *url);
+static void check_string_to_sign(const tg_embed_params_t *p, const char *sts);
+static size_t split(char *buf, size_t len, char sep, char **parts, size_t max);
+#endif
 
-#if FUZZ_TARGET != FUZZ_CONFIG
+#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED
 
 static const long tg_statuses[16] = {200, 200, 200, 204, 401, 404, 422, 429,
                                      500, 503, 302, 400, 403, 201, 100, 0};
@@ -259,7 +281,7 @@ body_copy(const uint8_t *data, size_t len)
     return p;
 }
 
-#endif /* FUZZ_TARGET != FUZZ_CONFIG */
+#endif /* FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED */
 
 #if FUZZ_TARGET == FUZZ_TOKEN || FUZZ_TARGET == FUZZ_CREDENTIALS
 
@@ -373,6 +395,253 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(memchr(diag.message, '\0', sizeof(diag.message)) != NULL);
     FUZZ_CHECK((err == TG_OK) == (diag.message[0] == '\0'));
     tg_config_free(cfg);
+    return 0;
+}
+
+#elif FUZZ_TARGET == FUZZ_EMBED
+
+/* The fixed secret of every run. */
+#define FUZZ_EMBED_SECRET "fuzz-embed-secret-0123456789abcdef"
+/* Fields before the lists, and list entries we build at most. */
+#define FUZZ_EMBED_FIELDS 12
+#define FUZZ_EMBED_ITEMS 300
+/* The URL cap embed.c promises (tokengate.h). */
+#define FUZZ_EMBED_URL_MAX 8192
+
+/* The parameters in URL order, and which of them must always be there. */
+static const struct {
+    const char *name;
+    int required;
+} fuzz_embed_names[] = {
+    {"nonce", 1},           {"time", 1},
+    {"session_length", 1},  {"external_user_id", 1},
+    {"permissions", 1},     {"models", 1},
+    {"group_ids", 0},       {"external_group_id", 0},
+    {"user_attributes", 0}, {"access_filters", 1},
+    {"first_name", 0},      {"last_name", 0},
+    {"user_timezone", 0},   {"force_logout_login", 1},
+    {"signature", 1},
+};
+
+static int
+embed_printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char) *s < 0x20 || (unsigned char) *s > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~';
+}
+
+static int
+is_upper_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+/* A non-empty run of unreserved bytes and %XX; returns its end. */
+static const char *
+pct_run(const char *p)
+{
+    const char *start = p;
+
+    for (;;) {
+        if (is_unreserved((unsigned char) *p)) {
+            p++;
+        } else if (*p == '%') {
+            FUZZ_CHECK(is_upper_hex((unsigned char) p[1]) &&
+                       is_upper_hex((unsigned char) p[2]));
+            p += 3;
+        } else {
+            break;
+        }
+    }
+    FUZZ_CHECK(p > start);
+    return p;
+}
+
+/* SCHEME://HOST/login/embed/RUN?name=RUN&...&signature=RUN, the names in
+ * order, each once, the required ones all there. */
+static void
+check_embed_url(const tg_embed_params_t *p, const char *url)
+{
+    const char *scheme = p->scheme != NULL ? p->scheme : "https";
+    size_t n = strlen(scheme), i, k = 0, names;
+    const char *u = url, *end;
+
+    FUZZ_CHECK(strlen(url) <= FUZZ_EMBED_URL_MAX);
+    FUZZ_CHECK(strncmp(u, scheme, n) == 0 && strncmp(u + n, "://", 3) == 0);
+    u += n + 3;
+    /* The authority is the host as given: unreserved bytes, and ':' '['
+     * ']' of a port and an IPv6 literal. */
+    n = strlen(p->host);
+    FUZZ_CHECK(n > 0 && strncmp(u, p->host, n) == 0);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) u[i];
+        FUZZ_CHECK(is_unreserved(c) || c == ':' || c == '[' || c == ']');
+    }
+    u += n;
+    FUZZ_CHECK(strncmp(u, "/login/embed/", 13) == 0);
+    u = pct_run(u + 13);
+    FUZZ_CHECK(*u == '?');
+    u++;
+    names = sizeof(fuzz_embed_names) / sizeof(fuzz_embed_names[0]);
+    for (;;) {
+        end = strchr(u, '=');
+        FUZZ_CHECK(end != NULL);
+        while (
+            k < names &&
+            (strlen(fuzz_embed_names[k].name) != (size_t) (end - u) ||
+             strncmp(u, fuzz_embed_names[k].name, (size_t) (end - u)) != 0)) {
+            FUZZ_CHECK(!fuzz_embed_names[k].required);
+            k++;
+        }
+        FUZZ_CHECK(k < names);
+        u = pct_run(end + 1);
+        k++;
+        if (*u == '\0') {
+            break;
+        }
+        FUZZ_CHECK(*u == '&');
+        u++;
+    }
+    FUZZ_CHECK(k == names); /* the signature came last */
+}
+
+/* HOST LF /login/embed/... LF values, no trailing LF. */
+static void
+check_string_to_sign(const tg_embed_params_t *p, const char *sts)
+{
+    size_t n = strlen(p->host), len = strlen(sts);
+
+    FUZZ_CHECK(strncmp(sts, p->host, n) == 0 &&
+               strncmp(sts + n, "\n/login/embed/", 14) == 0);
+    FUZZ_CHECK(len > 0 && sts[len - 1] != '\n');
+    FUZZ_CHECK(strchr(sts, '\r') == NULL);
+}
+
+/* Split buf[0..len) at sep in place; parts[] get NUL-terminated pieces. */
+static size_t
+split(char *buf, size_t len, char sep, char **parts, size_t max)
+{
+    size_t n = 0, i, start = 0;
+
+    for (i = 0; i <= len && n < max; i++) {
+        if (i == len || buf[i] == sep) {
+            buf[i] = '\0';
+            parts[n++] = buf + start;
+            start = i + 1;
+        }
+    }
+    return n;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *fields[FUZZ_EMBED_FIELDS] = {NULL};
+    char *perms[FUZZ_EMBED_ITEMS], *models[FUZZ_EMBED_ITEMS];
+    char *groups[FUZZ_EMBED_ITEMS], *attr_text[FUZZ_EMBED_ITEMS];
+    tg_embed_attr_t attrs[FUZZ_EMBED_ITEMS];
+    tg_embed_params_t p;
+    tg_diag_t diag, cdiag;
+    char *buf, *url = NULL, *sts = NULL, *eq;
+    size_t n, i;
+    tg_err_t err, cerr;
+    int flags;
+
+    if (size < 3) {
+        return 0;
+    }
+    flags = data[0];
+    /* One byte more than the input: split() may write a NUL at its end. */
+    buf = malloc(size - 3 + 1);
+    FUZZ_CHECK(buf != NULL);
+    memcpy(buf, data + 3, size - 3);
+    n = split(buf, size - 3, '\0', fields, FUZZ_EMBED_FIELDS);
+
+    tg_embed_params_init(&p);
+    p.scheme = (flags & 1) != 0 ? "http" : NULL;
+    p.force_logout_login = (flags & 2) != 0;
+    p.session_length = (long) data[1] * 11000 - 100000;
+    p.time = data[2] == 0 ? 0 : 1700000000 + (time_t) data[2] * 1000;
+    p.host = n > 0 ? fields[0] : NULL;
+    p.embed_path = n > 1 ? fields[1] : NULL;
+    p.external_user_id = n > 2 ? fields[2] : NULL;
+    p.first_name = (flags & 4) != 0 && n > 3 ? fields[3] : NULL;
+    p.last_name = (flags & 8) != 0 && n > 4 ? fields[4] : NULL;
+    p.user_timezone = (flags & 16) != 0 && n > 5 ? fields[5] : NULL;
+    p.external_group_id = (flags & 32) != 0 && n > 6 ? fields[6] : NULL;
+    p.nonce = (flags & 64) != 0 && n > 7 ? fields[7] : NULL;
+    if (n > 8) {
+        p.n_permissions = split(fields[8], strlen(fields[8]), '\x1e', perms,
+                                FUZZ_EMBED_ITEMS);
+        p.permissions = (const char *const *) perms;
+    }
+    if (n > 9) {
+        p.n_models = split(fields[9], strlen(fields[9]), '\x1e', models,
+                           FUZZ_EMBED_ITEMS);
+        p.models = (const char *const *) models;
+    }
+    if (n > 10 && fields[10][0] != '\0') {
+        p.n_group_ids = split(fields[10], strlen(fields[10]), '\x1e', groups,
+                              FUZZ_EMBED_ITEMS);
+        p.group_ids = (const char *const *) groups;
+    }
+    if (n > 11 && fields[11][0] != '\0') {
+        p.n_user_attributes = split(fields[11], strlen(fields[11]), '\x1e',
+                                    attr_text, FUZZ_EMBED_ITEMS);
+        for (i = 0; i < p.n_user_attributes; i++) {
+            eq = strchr(attr_text[i], '=');
+            attrs[i].key = attr_text[i];
+            attrs[i].value = "";
+            if (eq != NULL) {
+                *eq = '\0';
+                attrs[i].value = eq + 1;
+            }
+        }
+        p.user_attributes = attrs;
+    }
+    /* A first byte with bit 7 set gives an empty permission list. */
+    if ((flags & 128) != 0) {
+        p.n_permissions = 0;
+    }
+
+    tg_diag_clear(&cdiag);
+    cerr = tg_embed_params_check(&p, &cdiag);
+    tg_diag_clear(&diag);
+    err = tg_embed_sign(&p, FUZZ_EMBED_SECRET, strlen(FUZZ_EMBED_SECRET), &url,
+                        &sts, &diag);
+    FUZZ_CHECK(memchr(diag.message, '\0', sizeof(diag.message)) != NULL);
+    FUZZ_CHECK((err == TG_OK) == (diag.message[0] == '\0'));
+    FUZZ_CHECK(embed_printable(diag.message) && embed_printable(cdiag.message));
+    /* The secret is never quoted (unless the input carries it as a value,
+     * which messages may quote). */
+    FUZZ_CHECK(strstr(diag.message, FUZZ_EMBED_SECRET) == NULL ||
+               memmem(data, size, FUZZ_EMBED_SECRET,
+                      strlen(FUZZ_EMBED_SECRET)) != NULL);
+    /* The check promises what signing needs, length included. */
+    FUZZ_CHECK((cerr == TG_OK) == (err == TG_OK));
+    if (err == TG_OK) {
+        FUZZ_CHECK(url != NULL && sts != NULL);
+        check_embed_url(&p, url);
+        check_string_to_sign(&p, sts);
+    } else {
+        FUZZ_CHECK(err == TG_INPUT);
+        FUZZ_CHECK(url == NULL && sts == NULL);
+    }
+    tg_secret_free(url);
+    tg_secret_free(sts);
+    free(buf);
     return 0;
 }
 

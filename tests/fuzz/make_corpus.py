@@ -7,7 +7,16 @@ Parser seeds follow the input format of fuzz_parsers.c:
   byte 1: Retry-After nibble (high, seconds = n * 100 - 100) | content type
           index (low 3 bits, into tg_content_types)
   rest:   the body
-Config seeds are plain config text.  Run from anywhere:
+Config seeds are plain config text.  Embed seeds follow fuzz_embed's format:
+  byte 0: flags (1 http, 2 force_logout_login, 4 first_name, 8 last_name,
+          16 user_timezone, 32 external_group_id, 64 fixed nonce,
+          128 no permissions)
+  byte 1: session length (n * 11000 - 100000 s); byte 2: time (0: now)
+  rest:   NUL-separated fields: host, embed_path, external_user_id,
+          first_name, last_name, user_timezone, external_group_id, nonce,
+          permissions, models, group_ids, user_attributes (key=value),
+          the lists split at 0x1e
+Run from anywhere:
   python3 tests/fuzz/make_corpus.py
 """
 import json
@@ -153,6 +162,43 @@ SEEDS = {
         "crlf_comments.conf": "# comment\r\n\r\n  api=looker  \r\nurl=https://l.example.com\r\n",
     },
 }
+
+
+def embed_seed(flags, session_byte, time_byte, *fields):
+    return bytes([flags, session_byte, time_byte]) + b"\0".join(
+        f.encode() if isinstance(f, str) else f for f in fields)
+
+
+LIST = "\x1e".join
+VECTOR1 = ["looker.example.com", "/embed/dashboards/42", "user-57", "Alice",
+           "Jones", "", "acme", "0123456789abcdef0123456789abcdef",
+           LIST(["access_data", "see_looks", "see_user_dashboards"]),
+           "thelook", LIST(["4", "3"]), "vendor_id=17"]
+
+SEEDS_EMBED = {
+    "vector1": embed_seed(2 | 4 | 8 | 32 | 64, 10, 1, *VECTOR1),
+    "fresh_nonce_now": embed_seed(2 | 4 | 8, 10, 0, *VECTOR1),
+    "devserver_http": embed_seed(
+        1 | 2, 10, 0, "127.0.0.1:8080",
+        "/embed/looks/4?embed_domain=https://app.example.com&sdk=2",
+        "user-57", "", "", "", "", "", "access_data", "thelook", "", ""),
+    "utf8_and_specials": embed_seed(
+        2 | 4 | 8 | 16, 9 + 1, 3, "looker.example.com:9999",
+        "/embed/dashboards/model::dash", "a&b+c d", "Zo\u00eb",
+        "M\u00fcller-\u0141ukasz", "US/Pacific", "", "",
+        LIST(["access_data", "see_looks"]), "the look&co", "",
+        LIST(["locale=fr_FR", 'company=A&B "Q" \\ / \u00fc=1'])),
+    "groups_only": embed_seed(2 | 32 | 128, 250, 2, "[::1]:8443",
+                              "/embed/explore/m/e", "u", "", "", "", "", "",
+                              "", "", "17", ""),
+    "bad_scheme_in_host": embed_seed(2, 10, 1, "https://looker.example.com",
+                                     "/embed/dashboards/1", "u", "", "", "",
+                                     "", "", "access_data", "m", "", ""),
+    "bad_permission": embed_seed(2, 10, 1, "looker.example.com",
+                                 "/embed/dashboards/1", "u", "", "", "", "",
+                                 "", "admin", "m", "", ""),
+}
+SEEDS["embed"] = SEEDS_EMBED
 
 
 def main():

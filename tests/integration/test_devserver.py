@@ -1687,7 +1687,8 @@ def test_counters_per_endpoint(devserver, client):
     devserver.reset_counters()
     assert devserver.counters() == dict.fromkeys(
         ["token", "validate", "profile", "credentials", "logout", "sudo",
-         "session", "other", "connections"], 0)
+         "session", "other", "embed_login", "embed_rejected",
+         "embed_page", "embed_sso_url", "connections"], 0)
     client.insight_token()
     client.looker_token()
     client.looker_login("alice-client", "wrong")
@@ -1707,7 +1708,8 @@ def test_counters_per_endpoint(devserver, client):
     assert devserver.counters() == {
         "token": 3, "validate": 4, "profile": 1, "credentials": 2,
         "logout": 1, "sudo": 1, "session": 1, "other": 1,
-        "connections": 14}
+        "embed_login": 0, "embed_rejected": 0, "embed_page": 0,
+        "embed_sso_url": 0, "connections": 14}
 
 
 def test_counters_prove_keep_alive(devserver, client):
