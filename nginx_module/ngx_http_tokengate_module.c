@@ -41,6 +41,8 @@
 
 #include <tokengate.h>
 
+#include "ngx_http_tokengate.h"
+
 
 /* The first allocation for a response body; it doubles up to the cap. */
 #define NGX_HTTP_TOKENGATE_BODY_INITIAL    2048
@@ -121,6 +123,7 @@ typedef struct {
     ngx_atomic_t               results[6];
     ngx_atomic_t               cache[4];
     ngx_atomic_t               calls;
+    ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
 } ngx_http_tokengate_stats_t;
 
 
@@ -132,7 +135,7 @@ typedef struct {
 } ngx_http_tokengate_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_tokengate_loc_conf_s {
     ngx_http_complex_value_t  *realm;
     ngx_http_complex_value_t  *token;
     ngx_http_complex_value_t  *login_url;
@@ -159,7 +162,7 @@ typedef struct {
 
     tg_config_t               *tg;
     tg_insight_validate_t      which;
-} ngx_http_tokengate_loc_conf_t;
+};
 
 
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
@@ -214,6 +217,12 @@ struct ngx_http_tokengate_ctx_s {
     ngx_str_t                  user_id;
     ngx_str_t                  email;
     ngx_str_t                  groups;
+
+    /* a call for another part of the module (ngx_http_tokengate_call):
+     * its handler gets the answer instead of the validation logic */
+    ngx_http_tokengate_call_pt  call_handler;
+    void                       *call_data;
+    CURLcode                    call_rc;
 
     unsigned                   done:1;
     unsigned                   woken:1;
@@ -306,6 +315,7 @@ static void ngx_http_tokengate_event_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_timer_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_drain(void);
 static void ngx_http_tokengate_active(ngx_int_t delta);
+static void ngx_http_tokengate_call_wake(ngx_event_t *ev);
 
 static void ngx_http_tokengate_count(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
@@ -572,6 +582,11 @@ static ngx_str_t  *ngx_http_tokengate_results[] = {
 
 static char  *ngx_http_tokengate_cache_names[] = {
     "hit", "miss", "coalesced", "stale"
+};
+
+/* The order of NGX_HTTP_TOKENGATE_EMBED_*. */
+static char  *ngx_http_tokengate_embed_names[] = {
+    "local", "server", "refused", "failed"
 };
 
 
@@ -2962,6 +2977,14 @@ ngx_http_tokengate_drain(void)
             continue;
         }
 
+        if (ctx->call_handler != NULL) {
+            /* the answer goes to the call's handler, from a posted event */
+            ctx->call_rc = rc;
+            ctx->done = 1;
+            ngx_post_event(&ctx->wake, &ngx_posted_events);
+            continue;
+        }
+
         ngx_http_tokengate_done(ctx, rc);
     }
 }
@@ -2974,6 +2997,206 @@ ngx_http_tokengate_active(ngx_int_t delta)
 {
     ngx_http_tokengate_in_flight += delta;
     ngx_http_tokengate_timer.cancelable = (ngx_http_tokengate_in_flight == 0);
+}
+
+
+/*
+ * Calls for other parts of the module (ngx_http_tokengate.h): the same
+ * easy handle options, response caps and multi handle as a validation,
+ * with the caller's handler instead of the validation logic.  A call lives
+ * on the heap, not in a request's pool: its owner cancels it when it goes
+ * away first.
+ */
+ngx_http_tokengate_call_t *
+ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
+    tg_request_t *req, ngx_log_t *log, ngx_http_tokengate_call_pt handler,
+    void *data)
+{
+    CURLMcode                  mrc;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    if (ngx_http_tokengate_multi == NULL || tlcf->tg == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: no curl multi handle in this process");
+        tg_request_clear(req);
+        return NULL;
+    }
+
+    ctx = ngx_calloc(sizeof(ngx_http_tokengate_ctx_t), log);
+    if (ctx == NULL) {
+        tg_request_clear(req);
+        return NULL;
+    }
+
+    /* the request is ours now: release() wipes it */
+
+    ctx->req = *req;
+    ngx_memzero(req, sizeof(tg_request_t));
+
+    ctx->tg = tlcf->tg;
+    ctx->call_handler = handler;
+    ctx->call_data = data;
+
+    ctx->wake.handler = ngx_http_tokengate_call_wake;
+    ctx->wake.data = ctx;
+    ctx->wake.log = log;
+
+    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: cannot set up the transfer");
+        goto failed;
+    }
+
+    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
+    if (mrc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(mrc));
+        goto failed;
+    }
+
+    ctx->sent_at = ngx_time();
+
+    ngx_http_tokengate_active(1);
+
+    return ctx;
+
+failed:
+
+    ngx_http_tokengate_release(ctx);
+    ngx_free(ctx);
+
+    return NULL;
+}
+
+
+/* The posted event of a finished call: hand the answer to its handler,
+ * then free the call. */
+static void
+ngx_http_tokengate_call_wake(ngx_event_t *ev)
+{
+    long                       status;
+    char                      *ctype;
+    u_char                    *p, reason[CURL_ERROR_SIZE + 32];
+    tg_err_t                   err;
+    curl_off_t                 retry;
+    tg_response_t              resp;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    ctx = ev->data;
+
+    if (ctx->call_rc != CURLE_OK) {
+        err = ctx->call_rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT
+              : (ctx->overflow ? TG_PROTOCOL : TG_UNAVAILABLE);
+
+        p = ngx_snprintf(reason, sizeof(reason) - 1, "%s%s",
+                         ctx->errbuf[0] != '\0'
+                         ? ctx->errbuf : curl_easy_strerror(ctx->call_rc),
+                         ctx->overflow ? " (response too large)" : "");
+        *p = '\0';
+
+        ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
+                          (char *) reason);
+
+    } else {
+        status = 0;
+        ctype = NULL;
+        retry = 0;
+
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_CONTENT_TYPE, &ctype);
+        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RETRY_AFTER, &retry);
+
+        ngx_memzero(&resp, sizeof(tg_response_t));
+
+        resp.status = status;
+        resp.content_type = ctype;
+        resp.body = (const char *) ctx->body;
+        resp.body_len = ctx->body_len;
+        resp.retry_after = -1;
+        resp.server_date = 0;
+
+        if (retry > 0) {
+            if (ctx->tg->retry_after_max > 0
+                && retry > (curl_off_t) ctx->tg->retry_after_max)
+            {
+                retry = (curl_off_t) ctx->tg->retry_after_max;
+            }
+
+            resp.retry_after = (long) retry;
+        }
+
+        ctx->call_handler(ctx->call_data, TG_OK, &resp, ctx->sent_at, "");
+    }
+
+    ngx_http_tokengate_release(ctx);
+    ngx_http_tokengate_active(-1);
+    ngx_free(ctx);
+}
+
+
+void
+ngx_http_tokengate_call_cancel(ngx_http_tokengate_call_t *call)
+{
+    if (call->wake.posted) {
+        ngx_delete_posted_event(&call->wake);
+    }
+
+    if (!call->done && call->easy != NULL
+        && ngx_http_tokengate_multi != NULL)
+    {
+        (void) curl_multi_remove_handle(ngx_http_tokengate_multi, call->easy);
+    }
+
+    ngx_http_tokengate_release(call);
+    ngx_http_tokengate_active(-1);
+    ngx_free(call);
+}
+
+
+ngx_uint_t
+ngx_http_tokengate_allowed(ngx_http_request_t *r)
+{
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_tokengate_module);
+
+    return ctx != NULL && ctx->allowed && ctx->status == NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_tokengate_conf_on(ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    if (tlcf->realm == NULL || tlcf->realm == NGX_CONF_UNSET_PTR
+        || tlcf->tg == NULL)
+    {
+        return 0;
+    }
+
+    return !(tlcf->realm->lengths == NULL
+             && tlcf->realm->value.len == 3
+             && ngx_strncmp(tlcf->realm->value.data, "off", 3) == 0);
+}
+
+
+tg_config_t *
+ngx_http_tokengate_conf_tg(ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    return tlcf->tg;
+}
+
+
+void
+ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what)
+{
+    ngx_http_tokengate_stats_t  *st;
+
+    st = ngx_http_tokengate_get_stats(r);
+
+    if (st != NULL && what < NGX_HTTP_TOKENGATE_EMBED_N) {
+        (void) ngx_atomic_fetch_add(&st->embed[what], 1);
+    }
 }
 
 
@@ -3079,6 +3302,15 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "# TYPE tokengate_auth_calls_total counter\n"
                         "tokengate_auth_calls_total %uA\n", st->calls);
 
+        p = ngx_sprintf(p, "# HELP tokengate_embed_total tokengate_embed "
+                        "answers, by result.\n"
+                        "# TYPE tokengate_embed_total counter\n");
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_EMBED_N; i++) {
+            p = ngx_sprintf(p, "tokengate_embed_total{result=\"%s\"} %uA\n",
+                            ngx_http_tokengate_embed_names[i], st->embed[i]);
+        }
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
 
@@ -3097,7 +3329,14 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                             ngx_http_tokengate_cache_names[i], st->cache[i]);
         }
 
-        p = ngx_sprintf(p, "},\"auth_calls\":%uA}\n", st->calls);
+        p = ngx_sprintf(p, "},\"auth_calls\":%uA,\"embed\":{", st->calls);
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_EMBED_N; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
+                            ngx_http_tokengate_embed_names[i], st->embed[i]);
+        }
+
+        p = ngx_sprintf(p, "}}\n");
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }

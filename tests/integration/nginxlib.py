@@ -7,11 +7,14 @@ missing, scripts/build-nginx-module builds it.  stop() checks the error log:
 no [alert], no [emerg], no sanitizer report, no secret and no token.
 """
 import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -105,6 +108,9 @@ class Nginx:
         self.access_log = self.dir / "logs" / "access.log"
         self.proc = None
         self.tokens = set()
+        # Other values that must never reach the logs (embed secrets,
+        # signed URLs, signatures); check_log() checks the access log too.
+        self.secrets = set()
 
     def configure(self, http_body, main=""):
         d = self.dir
@@ -218,3 +224,57 @@ http {{
         for token in self.tokens:
             if len(token) >= 8:
                 assert token not in log, "a token in the nginx log"
+        if self.access_log.exists():
+            log += self.access_log.read_text(errors="replace")
+        for secret in self.secrets:
+            assert secret not in log, "a secret or signed URL in a log"
+
+
+# ------------------------------------------------------------ embedding
+
+# The devserver's built-in Looker embed secret (public, demo only).
+DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
+
+
+def looker_token(srv, user="alice"):
+    """A fresh Looker API token from the devserver's POST /login."""
+    from conftest import DEMO
+    form = urllib.parse.urlencode({"client_id": DEMO[user]["client_id"],
+                                   "client_secret": DEMO[user]["secret"]})
+    req = urllib.request.Request(srv.url + "/api/4.0/login",
+                                 data=form.encode(), method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def write_secret(path, value, mode=0o600):
+    """A secret file as tokengate wants it (owner-only by default)."""
+    path.write_text(value + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def write_tg_conf(tmp_path, api, url, **extra):
+    """A tokengate.conf (0600) with api, url and the extra keys."""
+    path = tmp_path / f"tokengate-{api}-{time.monotonic_ns()}.conf"
+    text = f"api = {api}\nurl = {url}\n"
+    text += "".join(f"{k} = {v}\n" for k, v in extra.items())
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def fetch(url, headers=None, method="GET", timeout=30):
+    """One request to an absolute http://127.0.0.1 URL, as a browser would
+    send it (Host is the URL's host:port); redirects are not followed."""
+    u = urllib.parse.urlsplit(url)
+    assert u.scheme == "http" and u.hostname == "127.0.0.1", url
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        target = u.path + ("?" + u.query if u.query else "")
+        c.request(method, target, headers=dict(headers or {}))
+        r = c.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        c.close()

@@ -718,6 +718,14 @@ def statements(text):
 def test_doc_examples_pass_nginx_t(tmp_path, devserver, nginx, index):
     conf = tg_conf(tmp_path, "insight", devserver.url)
     block = doc_examples()[index]
+    if "tokengate_embed" in block:
+        # Looker embedding: an embed secret and an API user in the config
+        secret = tmp_path / "embed.secret"
+        secret.write_text("doc-example-secret\n")
+        os.chmod(secret, 0o600)
+        conf = tg_conf(tmp_path, "looker", devserver.url,
+                       embed_secret_file=secret, client_id="alice-client",
+                       client_secret_file=secret)
     block = block.replace("/etc/tokengate.conf", str(conf))
     block = block.replace("listen 443 ssl;",
                           f"listen 127.0.0.1:{nginx.port};")
