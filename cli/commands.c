@@ -1672,7 +1672,7 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
     tg_diag_t diag;
     tg_err_t err;
     size_t i, n_attrs = 0;
-    int c, rc = 0, server = 0, secret_stdin = 0;
+    int c, rc = 0, server = 0, secret_stdin = 0, have_session_length = 0;
 
     tg_embed_params_init(&p);
     /* Each repeatable option occurs at most argc times. */
@@ -1714,9 +1714,14 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
             p.external_user_id = optarg;
             break;
         case 'f':
+            rc = p.first_name != NULL
+                     ? cli_usage(cli, "--first-name given twice")
+                     : 0;
             p.first_name = optarg;
             break;
         case 'l':
+            rc = p.last_name != NULL ? cli_usage(cli, "--last-name given twice")
+                                     : 0;
             p.last_name = optarg;
             break;
         case 'p':
@@ -1729,6 +1734,9 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
             groups[p.n_group_ids++] = optarg;
             break;
         case 'G':
+            rc = p.external_group_id != NULL
+                     ? cli_usage(cli, "--external-group-id given twice")
+                     : 0;
             p.external_group_id = optarg;
             break;
         case 'a':
@@ -1738,9 +1746,15 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
             }
             break;
         case 's':
-            rc = embed_session_length(cli, optarg, &p.session_length);
+            rc = have_session_length
+                     ? cli_usage(cli, "--session-length given twice")
+                     : embed_session_length(cli, optarg, &p.session_length);
+            have_session_length = 1;
             break;
         case 'z':
+            rc = p.user_timezone != NULL
+                     ? cli_usage(cli, "--timezone given twice")
+                     : 0;
             p.user_timezone = optarg;
             break;
         case 'n':

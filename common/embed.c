@@ -95,6 +95,8 @@ static size_t utf8_chars(const char *s);
 static tg_err_t check_text(const char *param, const char *s, int required,
                            tg_diag_t *diag);
 static int is_loopback(const char *name, size_t len);
+static int ends_in_number(const char *name, size_t len);
+static void ipv6_text(const struct in6_addr *a, char out[INET6_ADDRSTRLEN]);
 static tg_err_t check_port(const char *port, const char *scheme,
                            tg_diag_t *diag);
 static tg_err_t check_host(const char *host, const char *scheme,
@@ -306,16 +308,94 @@ check_port(const char *port, const char *scheme, tg_diag_t *diag)
 }
 
 /*
- * HOST[:PORT] as the browser sends it in Host: a DNS name or IPv4 address
- * (letters, digits, '-', '_', '.', no empty label) or a bracketed IPv6
- * literal.  No scheme, user, path or query: it is the first signing line
- * and the URL's authority.  http only for a loopback host.
+ * WHATWG URL's "ends in a number": a host whose last label is all digits,
+ * or 0x and hex digits, is parsed by browsers as an IPv4 address (and sent
+ * in dotted-quad form), not as a name.
+ */
+static int
+ends_in_number(const char *name, size_t len)
+{
+    size_t start = len, i;
+
+    while (start > 0 && name[start - 1] != '.') {
+        start--;
+    }
+    if (start == len) {
+        return 0;
+    }
+    if (len - start >= 2 && name[start] == '0' && name[start + 1] == 'x') {
+        for (i = start + 2; i < len; i++) {
+            if (!((name[i] >= '0' && name[i] <= '9') ||
+                  (name[i] >= 'a' && name[i] <= 'f'))) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    for (i = start; i < len; i++) {
+        if (name[i] < '0' || name[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * An IPv6 address as browsers write it in Host (WHATWG URL "IPv6
+ * serializer"): lower-case hex pieces without leading zeros, the first
+ * longest run of two or more zero pieces as "::", never a dotted quad.
+ */
+static void
+ipv6_text(const struct in6_addr *a, char out[INET6_ADDRSTRLEN])
+{
+    unsigned int piece[8];
+    int i, run, best = -1, best_len = 1, ignore0 = 0;
+    char *w = out;
+
+    for (i = 0; i < 8; i++) {
+        piece[i] =
+            (unsigned int) a->s6_addr[2 * i] << 8 | a->s6_addr[2 * i + 1];
+    }
+    for (i = 0; i < 8; i++) {
+        run = 0;
+        while (i + run < 8 && piece[i + run] == 0) {
+            run++;
+        }
+        if (run > best_len) {
+            best = i;
+            best_len = run;
+        }
+    }
+    for (i = 0; i < 8; i++) {
+        if (ignore0 && piece[i] == 0) {
+            continue;
+        }
+        ignore0 = 0;
+        if (i == best) {
+            w += sprintf(w, "%s", i == 0 ? "::" : ":");
+            ignore0 = 1;
+            continue;
+        }
+        w += sprintf(w, "%x%s", piece[i], i != 7 ? ":" : "");
+    }
+    *w = '\0';
+}
+
+/*
+ * HOST[:PORT] exactly as the browser sends it in Host: a lower-case DNS
+ * name (letters, digits, '-', '_', '.', no empty label), a dotted-quad
+ * IPv4 address, or a bracketed IPv6 literal in the browser's form.  No
+ * scheme, user, path or query: it is the first signing line and the URL's
+ * authority, so any other spelling of the same host (upper case, 0x7f.1,
+ * [0:0::1]) would be signed as one text and verified as another.  http
+ * only for a loopback host.
  */
 static tg_err_t
 check_host(const char *host, const char *scheme, tg_diag_t *diag)
 {
-    char buf[INET6_ADDRSTRLEN + 1];
+    char buf[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
     struct in6_addr a6;
+    struct in_addr a4;
     const char *port = NULL;
     size_t len, name_len, i;
 
@@ -346,6 +426,13 @@ check_host(const char *host, const char *scheme, tg_diag_t *diag)
             return tg__fail(diag, TG_INPUT,
                             "host: a bad IPv6 literal (want [ADDRESS])");
         }
+        ipv6_text(&a6, canon);
+        if (strcmp(buf, canon) != 0) {
+            return tg__fail(diag, TG_INPUT,
+                            "host: write the IPv6 literal as browsers send "
+                            "it: [%s]",
+                            canon);
+        }
     } else {
         name_len = strcspn(host, ":");
         for (i = 0; i < name_len; i++) {
@@ -361,6 +448,13 @@ check_host(const char *host, const char *scheme, tg_diag_t *diag)
             if (c == '.' && (i == 0 || host[i - 1] == '.')) {
                 return tg__fail(diag, TG_INPUT, "host: an empty label");
             }
+            if (c >= 'A' && c <= 'Z') {
+                return tg__fail(diag, TG_INPUT,
+                                "host: an upper-case letter at offset %zu "
+                                "(browsers send the host in lower case, and "
+                                "the signature covers it as they send it)",
+                                i);
+            }
         }
         if (name_len == 0) {
             return tg__fail(diag, TG_INPUT, "host: no name before the port");
@@ -368,10 +462,30 @@ check_host(const char *host, const char *scheme, tg_diag_t *diag)
         if (host[name_len - 1] == '.') {
             return tg__fail(diag, TG_INPUT, "host: an empty label");
         }
+        if (ends_in_number(host, name_len)) {
+            /* inet_pton takes a.b.c.d only, without leading zeros. */
+            int quad = name_len < sizeof(buf);
+            if (quad) {
+                memcpy(buf, host, name_len);
+                buf[name_len] = '\0';
+                quad = inet_pton(AF_INET, buf, &a4) == 1;
+            }
+            if (!quad) {
+                return tg__fail(diag, TG_INPUT,
+                                "host: a numeric host must be a dotted-quad "
+                                "IPv4 address (a.b.c.d in decimal, no "
+                                "leading zeros), as browsers send it");
+            }
+        }
     }
     if (host[name_len] == ':') {
         port = host + name_len + 1;
     } else if (host[name_len] != '\0') {
+        return tg__fail(diag, TG_INPUT,
+                        "host: want HOST or HOST:PORT without a scheme or "
+                        "path");
+    }
+    if (port != NULL && port[strcspn(port, "/?#")] != '\0') {
         return tg__fail(diag, TG_INPUT,
                         "host: want HOST or HOST:PORT without a scheme or "
                         "path");

@@ -692,6 +692,44 @@ def test_a_param_given_twice_is_400(embed):
                     "'models' param is given more than once")
 
 
+def test_signature_variants_never_pass(embed):
+    """The signature parameter fails closed in every spelling: empty, a
+    second (good or bad) copy, a name in another case or percent-encoded
+    (which is the same name), a NUL or junk after the 28 characters, and
+    the right signature with its '+', '/', '=' unencoded ('+' decodes to a
+    space).  None of them uses up the nonce."""
+    signed = embed.url()
+    bare = signed.with_values()
+    bare = bare[:bare.index("&signature=")]
+    good = pct(signed.signature)
+    for target, status, message in [
+        (bare + "&signature=", 401, SIG_FAIL),
+        (bare, 400, "'signature' param is required"),
+        (bare + "&Signature=" + good, 400, "'signature' param is required"),
+        (bare + "&signature=" + good + "&signature=" + good, 400,
+         "'signature' param is given more than once"),
+        (bare + "&signature=" + good + "&sig%6Eature=AAAA", 400,
+         "'signature' param is given more than once"),
+        (bare + "&signature=" + good + "%00", 401, SIG_FAIL),
+        (bare + "&signature=" + good + "A", 401, SIG_FAIL),
+        (bare + "&signature=" + good.lower(), 401, SIG_FAIL),
+    ]:
+        assert_rejected(embed.get(target), status, message)
+    embed.login(signed)
+    # A signature holding '+' sent unencoded: '+' is a space, so it fails
+    # ('/' and '=' unencoded decode to themselves and would pass).
+    for _ in range(200):
+        signed = embed.url()
+        if "+" in signed.signature:
+            break
+    assert "+" in signed.signature
+    bare = signed.with_values()
+    bare = bare[:bare.index("&signature=")]
+    assert_rejected(embed.get(bare + "&signature=" + signed.signature), 401,
+                    SIG_FAIL)
+    embed.login(signed)
+
+
 def test_bad_percent_encoding_is_400(embed):
     signed = embed.url()
     assert_rejected(embed.get(signed.target + "&user_timezone=%zz"), 400,

@@ -276,6 +276,18 @@ def test_server_signing_needs_a_login(embed, devserver):
     (BASIC + ["--attr", "k=1", "--attr", "k=2"], "INPUT", "user_attributes"),
     (BASIC + ["--first-name", "a\tb"], "INPUT", "first_name"),
     (BASIC + ["--timezone", ""], "INPUT", "user_timezone"),
+    # Regression: a repeated single-value option used to keep the last
+    # value silently; like --host, --path and --user-id it is refused.
+    (BASIC + ["--first-name", "a", "--first-name", "b"], "USAGE",
+     "--first-name given twice"),
+    (BASIC + ["--last-name", "a", "--last-name", "b"], "USAGE",
+     "--last-name given twice"),
+    (BASIC + ["--external-group-id", "a", "--external-group-id", "b"],
+     "USAGE", "--external-group-id given twice"),
+    (BASIC + ["--timezone", "UTC", "--timezone", "US/Pacific"], "USAGE",
+     "--timezone given twice"),
+    (BASIC + ["--session-length", "60", "--session-length", "3600"], "USAGE",
+     "--session-length given twice"),
 ])
 def test_bad_input_exits_naming_the_parameter(embed, args, rc, text):
     """Every bad option or parameter is refused with the usage (64) or
@@ -291,7 +303,14 @@ def test_bad_input_exits_naming_the_parameter(embed, args, rc, text):
 
 
 @pytest.mark.parametrize("host,text", [
-    ("https://looker.example.com/", "host"),
+    ("https://looker.example.com/", "host: want HOST or HOST:PORT without a "
+                                    "scheme or path"),
+    # Regression: hosts a browser rewrites before sending Host (line 1 of
+    # the string-to-sign) used to be signed as given, so the URL could
+    # never verify; they are refused with the spelling to use.
+    ("https://Looker.example.com", "host: an upper-case letter"),
+    ("[0:0:0:0:0:0:0:1]:8443", "as browsers send it: [::1]"),
+    ("http://127.000.0.1:8080", "dotted-quad"),
     ("ftp://looker.example.com", "--host"),
     ("http://looker.example.com", "scheme: http only for a loopback host"),
     ("looker.example.com:443", "default port"),

@@ -750,7 +750,7 @@ limits_are_inclusive_and_loopback_hosts_may_use_http(void **state)
 {
     static const char *const hosts[] = {"127.0.0.1:8080", "127.9.8.7",
                                         "localhost:9999", "[::1]:8080",
-                                        "LOCALHOST"};
+                                        "localhost"};
     char group[200], nonce[255];
     tg_embed_params_t p;
     tg_diag_t diag;
@@ -786,6 +786,84 @@ limits_are_inclusive_and_loopback_hosts_may_use_http(void **state)
     p.host = "128.0.0.1";
     assert_int_equal(tg_embed_params_check(&p, &diag), TG_INPUT);
     assert_starts_with(diag.message, "scheme: http only");
+}
+
+/*
+ * The host is line 1 of the string-to-sign and must be the text browsers
+ * put in Host: they lower-case names, rewrite numeric hosts as dotted quads
+ * and IPv6 literals in one canonical form.  Any other spelling would be
+ * signed as one text and verified as another, so it is refused with the
+ * form to use; the canonical forms pass.  (Regression: Looker.Example.com,
+ * [0:0:0:0:0:0:0:1] and 0x7f.1 used to be signed as given.)
+ */
+static void
+host_must_be_spelled_as_browsers_send_it(void **state)
+{
+    static const struct {
+        const char *host;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {"Looker.example.com", "host: an upper-case letter at offset 0"},
+        {"looker.EXAMPLE.com:9999", "host: an upper-case letter at offset 7"},
+        {"LOCALHOST", "host: an upper-case letter at offset 0"},
+        {"[0:0:0:0:0:0:0:1]", "host: write the IPv6 literal as browsers "
+                              "send it: [::1]"},
+        {"[2001:DB8::1]", "host: write the IPv6 literal as browsers send "
+                          "it: [2001:db8::1]"},
+        {"[2001:db8:0:0:1:0:0:1]:8443",
+         "host: write the IPv6 literal as "
+         "browsers send it: [2001:db8::1:0:0:1]"},
+        {"[::ffff:1.2.3.4]", "host: write the IPv6 literal as browsers send "
+                             "it: [::ffff:102:304]"},
+        {"[0:0:1:0:0:0:0:0]", "host: write the IPv6 literal as browsers "
+                              "send it: [0:0:1::]"},
+        {"127.000.0.1", "host: a numeric host must be a dotted-quad"},
+        {"0x7f.1", "host: a numeric host must be a dotted-quad"},
+        {"10.1.2", "host: a numeric host must be a dotted-quad"},
+        {"looker.09", "host: a numeric host must be a dotted-quad"},
+        {"looker.example.com:8443/", "host: want HOST or HOST:PORT without "
+                                     "a scheme or path"},
+        {"127.0.0.1:8080?x", "host: want HOST or HOST:PORT without a "
+                             "scheme or path"},
+        {"looker.example.com", NULL},
+        {"10.1.2.3:8443", NULL},
+        {"looker.b9", NULL},
+        {"[2001:db8::1:0:0:1]", NULL},
+        {"[1::2:0:0:3]", NULL},
+        {"[::ffff:102:304]", NULL},
+        {"[::]:8443", NULL},
+    };
+    tg_embed_params_t p;
+    tg_diag_t diag;
+    char *url, *sts;
+    size_t i;
+    tg_err_t err;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        vector1_params(&p);
+        p.host = cases[i].host;
+        tg_diag_clear(&diag);
+        err = tg_embed_params_check(&p, &diag);
+        if (cases[i].want == NULL) {
+            if (err != TG_OK) {
+                fail_msg("%s refused: %s", cases[i].host, diag.message);
+            }
+            continue;
+        }
+        if (err != TG_INPUT ||
+            strncmp(diag.message, cases[i].want, strlen(cases[i].want)) != 0) {
+            fail_msg("%s: %s \"%s\", want TG_INPUT \"%s...\"", cases[i].host,
+                     tg_err_name(err), diag.message, cases[i].want);
+        }
+        url = NULL;
+        sts = NULL;
+        assert_int_equal(
+            tg_embed_sign(&p, SECRET, strlen(SECRET), &url, &sts, &diag),
+            TG_INPUT);
+        assert_null(url);
+        assert_null(sts);
+    }
 }
 
 static void
@@ -1251,6 +1329,7 @@ main(void)
         cmocka_unit_test(user_attributes_with_quotes_backslash_slash_and_utf8),
         cmocka_unit_test(every_check_error_names_its_parameter),
         cmocka_unit_test(limits_are_inclusive_and_loopback_hosts_may_use_http),
+        cmocka_unit_test(host_must_be_spelled_as_browsers_send_it),
         cmocka_unit_test(the_url_has_a_length_cap_that_the_check_enforces),
         cmocka_unit_test(the_secret_must_be_given_and_is_never_quoted),
         cmocka_unit_test(fresh_nonces_are_32_hex_and_differ),
