@@ -466,7 +466,7 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
     char key[128];
     const char *eq;
     size_t n;
-    int i;
+    int i, skipped_default = 0;
 
     tg_diag_clear(&diag);
     cli->cfg = tg_config_new();
@@ -482,7 +482,13 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
         }
     }
     if (path == NULL && lstat(TG_CLI_DEFAULT_CONFIG, &st) == 0) {
-        path = TG_CLI_DEFAULT_CONFIG;
+        /* The packaged file is root-only (0600): other users run with
+         * their own file or options, and are told so if that falls short. */
+        if (access(TG_CLI_DEFAULT_CONFIG, R_OK) == 0) {
+            path = TG_CLI_DEFAULT_CONFIG;
+        } else {
+            skipped_default = 1;
+        }
     }
     if (path != NULL) {
         cli->config_path = path;
@@ -517,6 +523,13 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
         }
     }
     err = tg_config_validate(cli->cfg, &diag);
+    if (err != TG_OK && skipped_default) {
+        n = strlen(diag.message);
+        snprintf(diag.message + n, sizeof(diag.message) - n,
+                 " (" TG_CLI_DEFAULT_CONFIG " is not readable by you; "
+                 "give your own with --config FILE or TOKENGATE_CONFIG, "
+                 "or --url)");
+    }
 out:
     if (err != TG_OK) {
         if (diag.message[0] == '\0') {

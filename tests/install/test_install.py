@@ -553,6 +553,21 @@ def test_config_file(machine):
         assert res.returncode == 0, f"tokengate check with every default " \
             f"uncommented: {res.returncode}\n{res.stdout}\n{res.stderr}"
 
+        # A user other than root cannot read the root-only file: the CLI
+        # goes on without it, says so when that falls short, and works with
+        # options of the user's own.
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup",
+                  "--clear-groups", "--"]
+        env = dict(cli_env(machine.tmp), HOME="/nonexistent")
+        env.pop("TOKENGATE_CONFIG", None)
+        res = run(nobody + ["/usr/bin/tokengate", "whoami"], check=False,
+                  env=env)
+        assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
+        assert f"{CONF} is not readable by you" in res.stderr, res.stderr
+        res = run(nobody + ["/usr/bin/tokengate", "--url", dev.url, "check"],
+                  check=False, env=env)
+        assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+
 
 def test_working_product(machine):
     """The installed pieces work together: the devserver, a CLI login with
