@@ -62,6 +62,8 @@ EXAMPLES = "/usr/share/doc/libnginx-mod-http-tokengate/examples"
 # bob is not.
 DEMO = {name: (f"{name}-client", f"{name}-secret-DEMO-0001")
         for name in ("alice", "bob")}
+# The devserver's built-in demo embed secret (docs/devserver.md).
+DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
 # One install test per machine at a time (dpkg is machine-wide).
 LOCK = "/run/lock/tokengate-install-test.lock"
 # How long to wait for another dpkg/apt-get to release its lock.
@@ -174,11 +176,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(url, headers=None, timeout=10):
-    """(status, headers, body) of a GET, errors included."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def http_get(url, headers=None, timeout=10, follow=True):
+    """(status, headers, body) of a GET, errors included; follow=False
+    answers a redirect itself instead of following it."""
     req = urllib.request.Request(url, headers=headers or {})
+    opener = (urllib.request.build_opener() if follow else
+              urllib.request.build_opener(_NoRedirect))
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
@@ -608,6 +618,24 @@ def test_working_product(machine):
             status, _, _ = http_get(base + "/admin/x", {
                 "Authorization": "Bearer " + tokens["bob"]})
             assert status == 403, f"/admin/ for bob (not in admins): {status}"
+            # The packaged embed example signs a URL the devserver accepts.
+            status, headers, _ = http_get(
+                base + "/analytics/dashboard?id=42",
+                {"Authorization": "Bearer " + token}, follow=False)
+            assert status == 302, f"embed for alice: {status}"
+            assert headers["Cache-Control"] == "no-store", dict(headers)
+            location = headers["Location"]
+            assert location.startswith(
+                dev.url + "/login/embed/%2Fembed%2Fdashboards%2F42?"), \
+                "the Location is not the devserver's embed login"
+            status, headers, _ = http_get(location, follow=False)
+            assert status == 302, f"the devserver refused the URL: {status}"
+            status, _, _ = http_get(location, follow=False)
+            assert status == 401, f"replayed embed URL: {status}"
+            status, _, _ = http_get(base + "/analytics/dashboard?id=7",
+                                    {"Authorization": "Bearer " + token},
+                                    follow=False)
+            assert status == 403, f"dashboard outside the allow-list: {status}"
 
 
 # ---------------------------------------------------------------------------
@@ -749,12 +777,18 @@ class PrivateNginx:
             conf.write_text(f.read() + f"\nurl = {self.url}\n")
         os.chmod(conf, 0o600)
         closed = free_port()     # nothing listens there: the proxy says 502
+        secret = d / "embed.secret"
+        secret.write_text(DEMO_EMBED_SECRET + "\n")
+        os.chmod(secret, 0o600)
         for src in glob.glob(EXAMPLES + "/*.conf"):
             with open(src) as f:
                 text = f.read()
             text = text.replace("/etc/tokengate.conf", str(conf))
             text = text.replace("http://127.0.0.1:8080",
                                 f"http://127.0.0.1:{closed}")
+            # Embedding: the devserver plays Looker (loopback only).
+            text = text.replace("/etc/tokengate/embed.secret", str(secret))
+            text = text.replace("https://looker.example.com", self.url)
             (d / "examples" / os.path.basename(src)).write_text(text)
         self.port = free_port()
         temps = "\n".join(f"    {k}_temp_path {d}/tmp/{k};" for k in
