@@ -411,6 +411,15 @@ ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_embed_module);
 
+    if (elcf->mode == NGX_HTTP_TOKENGATE_EMBED_MODE_OFF
+        || elcf->tlcf == NULL)
+    {
+        /* a configuration this module did not check: never sign */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "tokengate_embed: no checked configuration here");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     /* Every answer, a signed URL or a refusal, is for this user only. */
     if (ngx_http_tokengate_embed_header(r, "Cache-Control", NULL) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1539,11 +1548,28 @@ ngx_http_tokengate_embed_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    /* tokengate_embed itself is not inherited: it makes this location's
-     * content handler, as proxy_pass does */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /*
+     * tokengate_embed itself is not inherited: it makes this location's
+     * content handler, as proxy_pass does.  An "if" or "limit_except"
+     * block (noname) keeps its location's content handler, though, so it
+     * keeps the location's tokengate_embed and what was made for it (the
+     * parent is merged and checked first; no embed directive is allowed
+     * in such a block).
+     */
 
     if (conf->mode == NGX_CONF_UNSET_UINT) {
-        conf->mode = NGX_HTTP_TOKENGATE_EMBED_MODE_OFF;
+        if (clcf->noname && prev->mode != NGX_CONF_UNSET_UINT) {
+            conf->mode = prev->mode;
+            conf->secret = prev->secret;
+            conf->secret_len = prev->secret_len;
+            conf->tlcf = prev->tlcf;
+            conf->admin = prev->admin;
+
+        } else {
+            conf->mode = NGX_HTTP_TOKENGATE_EMBED_MODE_OFF;
+        }
     }
 
     if (conf->host == NULL) {
@@ -1573,11 +1599,12 @@ ngx_http_tokengate_embed_merge_loc_conf(ngx_conf_t *cf, void *parent,
                          1);
     ngx_conf_merge_str_value(conf->secret_file, prev->secret_file, "");
 
-    if (conf->mode == NGX_HTTP_TOKENGATE_EMBED_MODE_OFF) {
+    if (conf->mode == NGX_HTTP_TOKENGATE_EMBED_MODE_OFF
+        || conf->tlcf != NULL)
+    {
+        /* off, or inherited by an "if" block, checked already */
         return NGX_CONF_OK;
     }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     return ngx_http_tokengate_embed_check(cf, conf, &clcf->name);
 }

@@ -220,6 +220,12 @@ def test_unauthenticated_never_reaches_the_handler(tmp_path, devserver,
     ("d=", 400),                          # /embed/dashboards/
     ("", 400),
     ("d=42%0d%0aX:1", 400),
+    ("d=42//43", 400),                    # empty segment
+    ("d=42/", 400),
+    ("d=./42", 400),
+    ("d=42%23x", 400),
+    ("d=42+x", 400),
+    ("d=44&d=42", 403),                   # the first d is the one checked
 ])
 def test_paths_outside_the_allow_list_are_refused(tmp_path, devserver, nginx,
                                                   query, code):
@@ -258,6 +264,30 @@ def test_rules_of_the_location_apply(tmp_path, devserver, nginx):
     assert nginx.get("/dash?d=42", looker_token(devserver, "bob")).status \
         == 403
     signed(nginx, nginx.get("/dash?d=42", looker_token(devserver)))
+
+
+@pytest.mark.parametrize("mode", ["local", "server"])
+def test_if_and_limit_except_blocks_keep_the_handler(tmp_path, devserver,
+                                                     nginx, mode):
+    """An "if" (or "limit_except") block keeps its location's content
+    handler, so it must keep tokengate_embed: a request that took the "if"
+    branch once crashed the worker (the block's conf had no secret and no
+    admin login)."""
+    embed_site(nginx, looker_conf(tmp_path, devserver), devserver, mode=mode,
+               extra="""
+            if ($arg_x) { add_header X-Branch if always; }
+            limit_except GET { deny all; }
+""")
+    tok = looker_token(devserver)
+    r = nginx.get("/dash?d=42&x=1", tok)
+    url = signed(nginx, r)
+    assert r.header("X-Branch") == "if"
+    assert open_embed(url)[1].status == 200
+    assert nginx.get("/dash?d=44&x=1", tok).status == 403
+    r = nginx.get("/dash?d=42", tok, method="POST")
+    assert r.status == 403 and r.header("Location") is None
+    signed(nginx, nginx.get("/dash?d=43", tok))
+    nginx.stop()          # check_log: no "[alert] ... exited on signal"
 
 
 def test_only_get(tmp_path, devserver, nginx):
@@ -428,6 +458,87 @@ def test_client_gone_cancels_server_signing(tmp_path, devserver, nginx):
         time.sleep(0.1)
     # the worker is fine
     signed(nginx, nginx.get("/dash?d=43", tok))
+
+
+def test_clients_gone_during_the_admin_login(tmp_path, devserver, nginx):
+    """Requests waiting for the worker's admin login go away (one, then
+    all but one): the login still ends and keeps its token, the one left
+    gets its URL, nothing hangs and the worker does not crash."""
+    embed_site(nginx, looker_conf(tmp_path, devserver), devserver,
+               mode="server")
+    tok = looker_token(devserver)
+    nginx.tokens.add(tok)
+    before = devserver.counters()["token"]
+    devserver.fault(endpoint="token", delay_ms=1500, count=1)
+    req = (b"GET /dash?d=42 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           b"Authorization: Bearer " + tok.encode() + b"\r\n\r\n")
+    socks = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", nginx.port))
+        s.sendall(req)
+        socks.append(s)
+    deadline = time.monotonic() + 5           # the login reached Looker
+    while devserver.counters()["token"] == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for s in socks[1:]:
+        s.close()
+    socks[0].settimeout(10)
+    data = b""
+    while True:
+        chunk = socks[0].recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    socks[0].close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 302"), head
+    loc = [ln.split(": ", 1)[1] for ln in head.split("\r\n")
+           if ln.lower().startswith("location: ")][0]
+    nginx.secrets.add(loc)
+    assert open_embed(loc)[1].status == 200
+    # one login for all of them, and its token is kept
+    signed(nginx, nginx.get("/dash?d=43", tok))
+    assert devserver.counters()["token"] == before + 1
+    log = nginx.logs()        # the three went while the login ran
+    assert log.count("client prematurely closed connection") == 3, log
+    assert log.rindex("client prematurely closed connection") \
+        < log.index("tokengate_embed: admin token ")
+    nginx.stop()
+
+
+def test_runtime_off_and_internal_redirect_never_sign(tmp_path, devserver,
+                                                      nginx):
+    """"tokengate $v" that evaluates to off for a request, and an internal
+    redirect (error_page) into the embed location from a location that let
+    the request through without tokengate, both give 403, never a URL."""
+    conf = looker_conf(tmp_path, devserver)
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate_embed_host http://127.0.0.1:{devserver.port};
+        tokengate_embed_path /embed/dashboards/42;
+        tokengate_embed_permissions access_data;
+        tokengate_embed_models thelook;
+        location = /dash {{
+            tokengate $realm;
+            tokengate_embed local;
+        }}
+        location = /open {{ error_page 404 = /dash; return 404; }}
+        location = /off {{ error_page 404 = /dash?off=1; return 404; }}
+""", http_extra="""
+    map $arg_off $realm { default "looker"; 1 off; }
+""")
+    nginx.secrets.add(DEMO_EMBED_SECRET)
+    nginx.start()
+    tok = looker_token(devserver)
+    r = nginx.get("/dash?off=1", tok)
+    assert r.status == 403 and r.header("Location") is None
+    r = nginx.get("/off", tok)
+    assert r.status == 403 and r.header("Location") is None
+    r = nginx.get("/open")
+    assert r.status == 401 and r.header("Location") is None
+    signed(nginx, nginx.get("/open", tok))      # tokengate ran in /dash
+    signed(nginx, nginx.get("/dash", tok))
 
 
 def test_url_on_another_host_is_not_followed(tmp_path, devserver, nginx):
