@@ -30,9 +30,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-/* Bytes of any one string we send (a name, a model, an attribute value):
- * far above real values, far below what a URL can carry. */
-#define TG_EMBED_FIELD_MAX 1024
+/* TG_EMBED_FIELD_MAX and TG_EMBED_PATH_MAX are public (tokengate.h). */
 /* Entries of one list (permissions, models, group_ids, user_attributes). */
 #define TG_EMBED_LIST_MAX 256
 /* Characters of external_group_id: Looker names the group's folder
@@ -40,8 +38,6 @@
 #define TG_EMBED_GROUP_ID_CHARS_MAX 81
 /* Characters of a nonce: Looker wants "less than 255". */
 #define TG_EMBED_NONCE_CHARS_MAX 254
-/* Bytes of an embed path (before percent-encoding). */
-#define TG_EMBED_PATH_MAX 1024
 /* Bytes of a host: a 253-byte DNS name (or a bracketed IPv6 literal) and
  * ":65535". */
 #define TG_EMBED_HOST_MAX 262
@@ -107,7 +103,6 @@ static tg_err_t check_list(const char *param, const char *const *items,
                            size_t n, int permissions, tg_diag_t *diag);
 static tg_err_t check_attributes(const tg_embed_params_t *p, tg_diag_t *diag);
 static tg_err_t check_fields(const tg_embed_params_t *p, tg_diag_t *diag);
-static tg_err_t dump_text(json_t *v, char **out, tg_diag_t *diag);
 static tg_err_t string_value(const char *s, char **out, tg_diag_t *diag);
 static tg_err_t list_value(const char *const *items, size_t n, char **out,
                            tg_diag_t *diag);
@@ -726,41 +721,13 @@ check_fields(const tg_embed_params_t *p, tg_diag_t *diag)
 /* Values: JSON text, produced once                                       */
 /* ---------------------------------------------------------------------- */
 
-/* Compact JSON text of v, in an exactly sized buffer of ours (json_dumpb,
- * so the text is never in memory from jansson's allocator). */
-static tg_err_t
-dump_text(json_t *v, char **out, tg_diag_t *diag)
-{
-    const size_t flags = JSON_ENCODE_ANY | JSON_COMPACT;
-    size_t len, n;
-    char *text;
-
-    if (v == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    len = json_dumpb(v, NULL, 0, flags);
-    if (len == 0) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    text = malloc(len + 1);
-    if (text == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    n = json_dumpb(v, text, len, flags);
-    if (n != len) {
-        free(text);
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    text[len] = '\0';
-    *out = text;
-    return TG_OK;
-}
-
+/* Each value is compact JSON text in an exactly sized buffer of ours
+ * (tg__json_dump), never in memory from jansson's allocator. */
 static tg_err_t
 string_value(const char *s, char **out, tg_diag_t *diag)
 {
     json_t *v = json_string(s);
-    tg_err_t err = dump_text(v, out, diag);
+    tg_err_t err = tg__json_dump(v, out, NULL, diag);
 
     json_decref(v);
     return err;
@@ -769,17 +736,9 @@ string_value(const char *s, char **out, tg_diag_t *diag)
 static tg_err_t
 list_value(const char *const *items, size_t n, char **out, tg_diag_t *diag)
 {
-    json_t *v = json_array();
-    size_t i;
-    tg_err_t err;
+    json_t *v = tg__json_string_list(items, n);
+    tg_err_t err = tg__json_dump(v, out, NULL, diag);
 
-    for (i = 0; v != NULL && i < n; i++) {
-        if (json_array_append_new(v, json_string(items[i])) != 0) {
-            json_decref(v);
-            v = NULL;
-        }
-    }
-    err = dump_text(v, out, diag);
     json_decref(v);
     return err;
 }
@@ -800,7 +759,7 @@ attributes_value(const tg_embed_params_t *p, char **out, tg_diag_t *diag)
             v = NULL;
         }
     }
-    err = dump_text(v, out, diag);
+    err = tg__json_dump(v, out, NULL, diag);
     json_decref(v);
     return err;
 }
@@ -980,14 +939,22 @@ fresh_nonce(char out[TG_EMBED_NONCE_HEX + 1], tg_diag_t *diag)
     int i;
 
     while (got < sizeof(rnd)) {
-        n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+        /* Never wait for the pool at early boot: an nginx worker signs
+         * here, and a URL can wait; the event loop cannot. */
+        n = getrandom(rnd + got, sizeof(rnd) - got, GRND_NONBLOCK);
         if (n < 0 && errno == EINTR) {
             continue;
         }
+        if (n < 0 && errno == EAGAIN) {
+            explicit_bzero(rnd, sizeof(rnd));
+            return tg__fail(diag, TG_UNAVAILABLE, "getrandom: the kernel's "
+                            "random pool is not ready yet, try again");
+        }
         if (n <= 0) {
+            /* 0 sets no errno: whatever it holds is not this call's. */
             explicit_bzero(rnd, sizeof(rnd));
             return tg__fail(diag, TG_INTERNAL, "getrandom failed: %s",
-                            strerror(errno));
+                            n < 0 ? strerror(errno) : "short read");
         }
         got += (size_t) n;
     }

@@ -178,7 +178,6 @@ static tg_err_t take_credential(json_t *root, const char *key, const char *what,
 static tg_err_t check_empty_answer(const tg_config_t *cfg,
                                    const tg_response_t *resp, tg_call_t call,
                                    tg_diag_t *diag);
-static json_t *string_list(const char *const *items, size_t n);
 static int put(json_t *obj, const char *key, json_t *value);
 static json_t *embed_sso_body(const tg_embed_params_t *p);
 static tg_err_t take_embed_url(json_t *v, char **url, tg_diag_t *diag);
@@ -434,31 +433,45 @@ wipe_json_string(json_t *s)
     }
 }
 
-/* Serialize into one exactly-sized buffer (json_dumpb, not json_dumps, so
- * that no reallocated copy of a secret is left behind in the heap). */
+/* The JSON body of a request. */
 static tg_err_t
 dump_body(const json_t *json, tg_request_t *req, tg_diag_t *diag)
 {
-    size_t len, n;
-    char *body;
+    tg_err_t err = tg__json_dump(json, &req->body, &req->body_len, diag);
 
-    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
-    if (len == 0) {
+    if (err == TG_OK) {
+        req->content_type = "application/json";
+    }
+    return err;
+}
+
+/* Serialize into one exactly-sized buffer (json_dumpb, not json_dumps, so
+ * that no reallocated copy of a secret is left behind in the heap). */
+tg_err_t
+tg__json_dump(const json_t *v, char **text, size_t *len, tg_diag_t *diag)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t size, n;
+    char *buf;
+
+    size = v != NULL ? json_dumpb(v, NULL, 0, flags) : 0;
+    if (size == 0) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
-    body = malloc(len + 1);
-    if (body == NULL) {
+    buf = malloc(size + 1);
+    if (buf == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
-    n = json_dumpb(json, body, len, JSON_COMPACT);
-    if (n != len) {
-        tg_secret_free_len(body, len);
+    n = json_dumpb(v, buf, size, flags);
+    if (n != size) {
+        tg_secret_free_len(buf, size);
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
-    body[len] = '\0';
-    req->body = body;
-    req->body_len = len;
-    req->content_type = "application/json";
+    buf[size] = '\0';
+    *text = buf;
+    if (len != NULL) {
+        *len = size;
+    }
     return TG_OK;
 }
 
@@ -2403,8 +2416,8 @@ out:
 /* ---------------------------------------------------------------------- */
 
 /* A JSON array of strings; NULL on allocation failure. */
-static json_t *
-string_list(const char *const *items, size_t n)
+json_t *
+tg__json_string_list(const char *const *items, size_t n)
 {
     json_t *list = json_array();
     size_t i;
@@ -2452,8 +2465,9 @@ embed_sso_body(const tg_embed_params_t *p)
          put(body, "force_logout_login", json_boolean(p->force_logout_login));
     ok = ok && put(body, "external_user_id", json_string(p->external_user_id));
     ok = ok && put(body, "permissions",
-                   string_list(p->permissions, p->n_permissions));
-    ok = ok && put(body, "models", string_list(p->models, p->n_models));
+                   tg__json_string_list(p->permissions, p->n_permissions));
+    ok =
+        ok && put(body, "models", tg__json_string_list(p->models, p->n_models));
     if (ok && p->first_name != NULL) {
         ok = put(body, "first_name", json_string(p->first_name));
     }
@@ -2464,7 +2478,8 @@ embed_sso_body(const tg_embed_params_t *p)
         ok = put(body, "user_timezone", json_string(p->user_timezone));
     }
     if (ok && p->n_group_ids > 0) {
-        ok = put(body, "group_ids", string_list(p->group_ids, p->n_group_ids));
+        ok = put(body, "group_ids",
+                 tg__json_string_list(p->group_ids, p->n_group_ids));
     }
     if (ok && p->external_group_id != NULL) {
         ok = put(body, "external_group_id", json_string(p->external_group_id));

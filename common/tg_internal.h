@@ -12,6 +12,8 @@
 
 #include "tokengate.h"
 
+struct json_t; /* jansson's, for the JSON helpers below */
+
 #if defined(__GNUC__)
 #define TG__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -72,6 +74,19 @@ int tg__utf8_valid(const char *s, size_t len);
  */
 size_t tg__pct_encoded_len(const char *s);
 char *tg__pct_encode(char *dst, const char *s);
+
+/*
+ * JSON helpers (protocol.c), for request bodies and embed values.
+ * tg__json_dump(): compact JSON text of v (any value; NULL fails as out of
+ * memory) in one exactly sized buffer (json_dumpb: no reallocated copy of
+ * a secret is left in the heap).  *text is caller-owned (tg_secret_free),
+ * NUL-terminated; *len (may be NULL) its length.  Set only on success.
+ * tg__json_string_list(): a new JSON array of the n strings (a new
+ * reference), NULL on allocation failure.
+ */
+tg_err_t tg__json_dump(const struct json_t *v, char **text, size_t *len,
+                       tg_diag_t *diag);
+struct json_t *tg__json_string_list(const char *const *items, size_t n);
 
 /*
  * The embed signature primitive (embed.c): base64 (standard alphabet, '='

@@ -455,6 +455,12 @@ TG_API tg_err_t tg_parse_session(const tg_config_t *cfg,
 #define TG_EMBED_SESSION_DEFAULT 300     /* seconds, Looker's default */
 #define TG_EMBED_SESSION_MAX 2592000     /* 30 days, Looker's maximum */
 #define TG_EMBED_NONCE_BYTES 16          /* random bytes, hex-encoded */
+/* Bytes of any one string the signer sends (an external user id, a name,
+ * a model, an attribute value): far above real values, far below what a
+ * URL can carry.  Looker's own limits are not documented. */
+#define TG_EMBED_FIELD_MAX 1024
+/* Bytes of an embed path, before percent-encoding. */
+#define TG_EMBED_PATH_MAX 1024
 
 /* One user attribute: name and string value. */
 typedef struct tg_embed_attr {
@@ -504,16 +510,18 @@ TG_API void tg_embed_params_init(tg_embed_params_t *p);
  * Check p: every error names the parameter ("permissions: 'admin' is not
  * allowed for embedding", "external_user_id: empty", "first_name: not
  * UTF-8", "session_length: 2592001 is above 2592000").  TG_INPUT on error.
- * The rules: host is HOST[:PORT] without a scheme, path or default port
- * (the first signing line is the Host the browser sends); scheme http only
- * for 127.0.0.0/8, localhost and [::1]; embed_path starts with /embed/ and
- * is printable ASCII without space (percent-encode anything else);
- * permissions are on Looker's embed list; group_ids, or else models and
- * permissions, are given; every string is UTF-8 without control
- * characters and at most 1024 bytes; lists have at most 256 entries;
- * user attribute keys are non-empty and unique; external_group_id has at
- * most 81 characters, a fixed nonce at most 254; and the signed URL,
- * counting the signature at its longest, fits in 8192 bytes.
+ * The rules: host is HOST[:PORT] without a scheme, path or default port,
+ * written in lower case (an IP address in its browser form), as browsers
+ * send it in Host: the first signing line is that Host; scheme http only
+ * for 127.0.0.0/8, localhost and [::1]; embed_path starts with /embed/, is
+ * printable ASCII without space (percent-encode anything else) and at most
+ * TG_EMBED_PATH_MAX bytes; permissions are on Looker's embed list;
+ * group_ids, or else models and permissions, are given; every string is
+ * UTF-8 without control characters and at most TG_EMBED_FIELD_MAX bytes;
+ * lists have at most 256 entries; user attribute keys are non-empty and
+ * unique; external_group_id has at most 81 characters, a fixed nonce at
+ * most 254; and the signed URL, counting the signature at its longest,
+ * fits in 8192 bytes.
  */
 TG_API tg_err_t tg_embed_params_check(const tg_embed_params_t *p,
                                       tg_diag_t *diag);

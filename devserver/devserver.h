@@ -50,6 +50,11 @@
 /* Looker's documentation_url in every Looker error body. */
 #define DS_LOOKER_DOC_URL "https://cloud.google.com/looker/docs/r/api/support"
 
+/* HMAC-SHA256: how tokens, secrets, nonces and cookies are kept (store.c). */
+#define DS_MAC_SIZE 32
+/* Longest form field name decoded; longer names match nothing. */
+#define DS_FORM_NAME_SIZE 32
+
 /* Exit codes. */
 #define DS_EXIT_OK 0
 #define DS_EXIT_FAILURE 1 /* could not start (bind, TLS, memory) */
@@ -158,6 +163,39 @@ struct ds_reply {
     int no_store;             /* Cache-Control: no-store */
 };
 
+/*
+ * A table of records keyed by MAC (store.c): hash chains for lookup, an age
+ * list (oldest first) for expiry and eviction.  The entry is the first
+ * member of the record, which is calloc'd by the caller and owned by the
+ * table once added; the caller holds its own lock around every call.
+ */
+struct ds_mac_entry {
+    unsigned char mac[DS_MAC_SIZE];
+    struct ds_mac_entry *hnext; /* bucket chain */
+    struct ds_mac_entry *older; /* age list */
+    struct ds_mac_entry *newer;
+};
+
+struct ds_mac_table {
+    struct ds_mac_entry **buckets;
+    size_t nbuckets;    /* a power of two */
+    size_t record_size; /* bytes wiped when a record is removed */
+    struct ds_mac_entry *oldest;
+    struct ds_mac_entry *newest;
+    size_t count;
+};
+
+/* One name=value pair of form-encoded text (a query or a form body). */
+struct ds_form_pair {
+    char name[DS_FORM_NAME_SIZE]; /* decoded; "" when too long or bad */
+    size_t name_len;
+    int name_bad;      /* the name has a bad %XX escape */
+    const char *value; /* still encoded; empty without '=' */
+    size_t value_len;
+};
+
+enum ds_form_result { DS_FORM_OK, DS_FORM_BAD, DS_FORM_NOMEM };
+
 struct ds_rule; /* a fault rule, faults.c */
 
 /* Per-request state (MHD's req_cls), created on the first handler call. */
@@ -198,6 +236,8 @@ int ds__reply_text(struct ds_reply *r, unsigned int status, const char *ctype,
                    const char *text, size_t len);
 enum MHD_Result ds__reply_send(struct ds_request *req, struct ds_reply *r,
                                const char *ctype_override);
+int ds__file_read(const char *path, size_t max, int owner_only, char **out,
+                  size_t *len, char *err, size_t errlen);
 
 /* store.c */
 extern const char ds__demo_users_json[];
@@ -227,6 +267,15 @@ int ds__cred_generate(const struct ds_user *user, struct ds_cred_info *info,
                       char *secret, size_t secret_size);
 int ds__cred_delete(const struct ds_user *user);
 json_t *ds__users_json(void);
+void ds__mac(const void *data, size_t len, unsigned char mac[DS_MAC_SIZE]);
+int ds__random_b64url(char out[DS_TOKEN_SIZE]);
+int ds__mac_table_init(struct ds_mac_table *t, size_t nbuckets,
+                       size_t record_size);
+struct ds_mac_entry *ds__mac_table_find(const struct ds_mac_table *t,
+                                        const unsigned char mac[DS_MAC_SIZE]);
+void ds__mac_table_add(struct ds_mac_table *t, struct ds_mac_entry *e);
+void ds__mac_table_remove(struct ds_mac_table *t, struct ds_mac_entry *e);
+void ds__mac_table_free(struct ds_mac_table *t);
 
 /* routes.c */
 void ds__route_classify(struct ds_request *req, const char *url);
@@ -236,6 +285,13 @@ void ds__reply_flavor_error(struct ds_reply *r, enum ds_flavor flavor,
                             unsigned int status, const char *message);
 void ds__reply_validation(struct ds_reply *r, const char *field,
                           const char *code, const char *message);
+json_t *ds__json_body(struct ds_request *req, enum ds_flavor flavor,
+                      struct ds_reply *r);
+int ds__pct_decode(const char *s, size_t len, int plus, char *out,
+                   size_t *out_len);
+int ds__form_next(const char **p, const char *end, struct ds_form_pair *pair);
+enum ds_form_result ds__form_value(const struct ds_form_pair *pair, char **out,
+                                   size_t *out_len);
 
 /* faults.c */
 int ds__faults_init(void);

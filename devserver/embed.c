@@ -15,21 +15,18 @@
  * (401), time (401), nonce (401).  Only a fully valid URL records its nonce.
  *
  * Nothing secret is kept: used nonces and session cookies are stored as
- * HMAC-SHA256(per-process random key, value), compared with CRYPTO_memcmp.
+ * HMAC-SHA256(per-process random key, value) (ds__mac, store.c; nonces in
+ * a ds_mac_table like the tokens), compared with CRYPTO_memcmp.
  * The embed secret, signatures, cookies and URLs are wiped after use and
  * never logged.  One mutex guards the users, sessions and nonces.
  */
 #include "devserver.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -51,22 +48,25 @@
 #define SESSION_LENGTH_DEFAULT 300
 /* external_group_id has at most 81 characters (C.2). */
 #define EXTERNAL_GROUP_ID_MAX 81
-/* Longest external_user_id, in bytes: bounds a user record. */
-#define EXTERNAL_USER_ID_MAX 255
+/* Longest external_user_id, in bytes: bounds a user record.  Looker's own
+ * limit is not documented: this is tokengate's signer's per-field limit
+ * (TG_EMBED_FIELD_MAX), so every id it signs is verified here. */
+#define EXTERNAL_USER_ID_MAX 1024
+/* The same as text, for messages. */
+#define EXTERNAL_USER_ID_MAX_TEXT TEXT(EXTERNAL_USER_ID_MAX)
+#define TEXT(x) TEXT_(x)
+#define TEXT_(x) #x
 /* Embed users kept (memory bound); a full table evicts the stalest. */
 #define USERS_MAX 4096
 /* Used nonces kept; when all are still replayable, logins answer 503. */
 #define NONCES_MAX 100000
 /* Nonce hash buckets: a power of two above NONCES_MAX. */
 #define NONCE_BUCKETS (1u << 17)
-/* HMAC-SHA256, the MAC of stored nonces and cookies. */
-#define MAC_SIZE 32
 /* HMAC-SHA1 digest and its base64 text (always 28 characters). */
 #define SHA1_SIZE 20
 #define SIGNATURE_LEN 28
-/* Random bytes in a session cookie; base64url of them plus the NUL. */
-#define COOKIE_RAW 32
-#define COOKIE_SIZE 44
+/* A session cookie: random bytes as base64url, made like a token. */
+#define COOKIE_SIZE DS_TOKEN_SIZE
 /* Random bytes in an sso_url nonce (hex, like tokengate's own signer). */
 #define SSO_NONCE_RAW 16
 /* Random bytes in a generated external_user_id (sso_url without one). */
@@ -149,19 +149,16 @@ struct euser {
     int64_t created;
     int64_t last_login;
     int has_session;
-    unsigned char session_mac[MAC_SIZE];
+    unsigned char session_mac[DS_MAC_SIZE];
     int64_t session_created;
     int64_t session_expires;
 };
 
 /* A used nonce, remembered by its MAC. */
 struct nonce {
-    unsigned char mac[MAC_SIZE];
-    int64_t expires;    /* forgotten after this (server clock) */
-    int64_t replayable; /* until then its URL would pass the time check */
-    struct nonce *hnext;
-    struct nonce *older;
-    struct nonce *newer;
+    struct ds_mac_entry e; /* first: the table's entry */
+    int64_t expires;       /* forgotten after this (server clock) */
+    int64_t replayable;    /* until then its URL would pass the time check */
 };
 
 /* The Host headers of a request: how many, and the last. */
@@ -181,9 +178,6 @@ static uint64_t first_user_id(void);
 static int query_parse(const char *qs, size_t len, struct query *q,
                        const char **bad);
 static int param_find(const char *name, size_t len);
-static int form_decode(const char *s, size_t len, int plus, char *out,
-                       size_t *out_len);
-static int hex_value(char c);
 static void query_free(struct query *q);
 static char *embed_path_decode(const char *seg, size_t len);
 static int embed_path_ok(const char *path, size_t len);
@@ -199,7 +193,6 @@ static int signature_of(const char *host, size_t host_len, const char *seg,
                         char out[SIGNATURE_LEN + 1]);
 static int nonce_use(const char *nonce, size_t len, int64_t t, int64_t now);
 static void nonces_forget(int64_t now, int thorough);
-static void nonce_unlink(struct nonce *n);
 static int session_start(const struct query *q, int64_t now,
                          char cookie[COOKIE_SIZE]);
 static size_t user_find(const char *external_user_id);
@@ -215,8 +208,6 @@ static const char *sso_fill(json_t *doc, char *vals[P_COUNT],
 static int json_text(json_t *v, char **out, size_t *len);
 static void reply_page(struct ds_reply *r, const struct session_view *view,
                        const char *url);
-static void mac_of(const void *data, size_t len, unsigned char mac[MAC_SIZE]);
-static int random_b64url(char out[COOKIE_SIZE]);
 static int random_hex(size_t raw, struct buf *out);
 static size_t utf8_chars(const char *s, size_t len);
 static void buf_add(struct buf *b, const char *s, size_t n);
@@ -259,16 +250,12 @@ static const char *const type_text[] = {
 
 static struct {
     pthread_mutex_t lock;
-    unsigned char key[MAC_SIZE];
     char *secret; /* immutable after ds__embed_init() */
     size_t secret_len;
     struct euser *users; /* USERS_MAX slots, nusers used */
     size_t nusers;
     uint64_t next_id;
-    struct nonce **buckets;
-    struct nonce *oldest;
-    struct nonce *newest;
-    size_t nnonces;
+    struct ds_mac_table nonces; /* of struct nonce */
 } es = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------ verifier */
@@ -461,49 +448,31 @@ out:
 static int
 query_parse(const char *qs, size_t len, struct query *q, const char **bad)
 {
-    char key[32];
-    size_t key_len;
+    struct ds_form_pair pair;
     const char *p = qs;
-    const char *end = qs + len;
-    const char *amp;
-    const char *eq;
-    const char *val;
     int idx;
 
-    while (p < end) {
-        amp = memchr(p, '&', (size_t) (end - p));
-        if (amp == NULL) {
-            amp = end;
+    while (ds__form_next(&p, qs + len, &pair)) {
+        if (pair.name_bad) {
+            return Q_MALFORMED;
         }
-        eq = memchr(p, '=', (size_t) (amp - p));
-        if (eq == NULL) {
-            eq = amp;
+        idx = param_find(pair.name, pair.name_len);
+        if (idx < 0) {
+            continue;
         }
-        if ((size_t) (eq - p) < sizeof(key)) {
-            if (form_decode(p, (size_t) (eq - p), 1, key, &key_len) != 0) {
-                return Q_MALFORMED;
-            }
-            idx = param_find(key, key_len);
-        } else {
-            idx = -1; /* longer than any parameter name */
+        if (q->val[idx] != NULL) {
+            *bad = params[idx].name;
+            return Q_TWICE;
         }
-        if (idx >= 0) {
-            if (q->val[idx] != NULL) {
-                *bad = params[idx].name;
-                return Q_TWICE;
-            }
-            val = eq < amp ? eq + 1 : amp;
-            q->val[idx] = malloc((size_t) (amp - val) + 1);
-            if (q->val[idx] == NULL) {
-                return Q_NOMEM;
-            }
-            if (form_decode(val, (size_t) (amp - val), 1, q->val[idx],
-                            &q->len[idx]) != 0) {
-                *bad = params[idx].name;
-                return Q_BAD_VALUE;
-            }
+        switch (ds__form_value(&pair, &q->val[idx], &q->len[idx])) {
+        case DS_FORM_OK:
+            break;
+        case DS_FORM_BAD:
+            *bad = params[idx].name;
+            return Q_BAD_VALUE;
+        case DS_FORM_NOMEM:
+            return Q_NOMEM;
         }
-        p = amp + 1;
     }
     return Q_OK;
 }
@@ -518,57 +487,6 @@ param_find(const char *name, size_t len)
             memcmp(params[p].name, name, len) == 0) {
             return p;
         }
-    }
-    return -1;
-}
-
-/*
- * Percent-decoding into out (len + 1 bytes, NUL-terminated); plus: '+' is
- * a space (query strings).  A '%' without two hex digits is an error.
- */
-static int
-form_decode(const char *s, size_t len, int plus, char *out, size_t *out_len)
-{
-    size_t i;
-    size_t n = 0;
-    int hi;
-    int lo;
-
-    for (i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            if (i + 2 >= len) {
-                return -1;
-            }
-            hi = hex_value(s[i + 1]);
-            lo = hex_value(s[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return -1;
-            }
-            out[n++] = (char) (hi << 4 | lo);
-            i += 2;
-        } else if (plus && s[i] == '+') {
-            out[n++] = ' ';
-        } else {
-            out[n++] = s[i];
-        }
-    }
-    out[n] = '\0';
-    *out_len = n;
-    return 0;
-}
-
-/* The value of a hex digit (either case), or -1. */
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
     }
     return -1;
 }
@@ -598,7 +516,7 @@ embed_path_decode(const char *seg, size_t len)
     if (path == NULL) {
         return NULL;
     }
-    if (form_decode(seg, len, 0, path, &n) != 0 || !embed_path_ok(path, n)) {
+    if (ds__pct_decode(seg, len, 0, path, &n) != 0 || !embed_path_ok(path, n)) {
         free(path);
         return NULL;
     }
@@ -701,7 +619,8 @@ range_check(enum param p, const json_t *v)
         n = json_string_length(v);
         return n >= 1 && n <= EXTERNAL_USER_ID_MAX
                    ? NULL
-                   : "a non-empty JSON string of at most 255 bytes";
+                   : "a non-empty JSON string of at "
+                     "most " EXTERNAL_USER_ID_MAX_TEXT " bytes";
     case P_EXTERNAL_GROUP_ID:
         n = utf8_chars(json_string_value(v), json_string_length(v));
         return n <= EXTERNAL_GROUP_ID_MAX
@@ -791,25 +710,20 @@ out:
 static int
 nonce_use(const char *nonce, size_t len, int64_t t, int64_t now)
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     struct nonce *n;
-    unsigned int b;
     int rc = -1;
 
-    mac_of(nonce, len, mac);
-    memcpy(&b, mac, sizeof(b));
-    b &= NONCE_BUCKETS - 1;
+    ds__mac(nonce, len, mac);
     pthread_mutex_lock(&es.lock);
     nonces_forget(now, 0);
-    for (n = es.buckets[b]; n != NULL; n = n->hnext) {
-        if (CRYPTO_memcmp(n->mac, mac, MAC_SIZE) == 0) {
-            rc = 1;
-            goto out;
-        }
+    if (ds__mac_table_find(&es.nonces, mac) != NULL) {
+        rc = 1;
+        goto out;
     }
-    if (es.nnonces >= NONCES_MAX) {
+    if (es.nonces.count >= NONCES_MAX) {
         nonces_forget(now, 1);
-        if (es.nnonces >= NONCES_MAX) {
+        if (es.nonces.count >= NONCES_MAX) {
             rc = 2;
             goto out;
         }
@@ -818,19 +732,10 @@ nonce_use(const char *nonce, size_t len, int64_t t, int64_t now)
     if (n == NULL) {
         goto out;
     }
-    memcpy(n->mac, mac, MAC_SIZE);
+    memcpy(n->e.mac, mac, DS_MAC_SIZE);
     n->expires = now + NONCE_TTL;
     n->replayable = t + TIME_WINDOW;
-    n->hnext = es.buckets[b];
-    es.buckets[b] = n;
-    n->older = es.newest;
-    if (es.newest != NULL) {
-        es.newest->newer = n;
-    } else {
-        es.oldest = n;
-    }
-    es.newest = n;
-    es.nnonces++;
+    ds__mac_table_add(&es.nonces, &n->e);
     rc = 0;
 
 out:
@@ -847,47 +752,25 @@ out:
 static void
 nonces_forget(int64_t now, int thorough)
 {
-    struct nonce *n;
-    struct nonce *newer;
+    struct ds_mac_entry *e;
+    struct ds_mac_entry *newer;
+    const struct nonce *n;
 
-    while (es.oldest != NULL && es.oldest->expires <= now) {
-        nonce_unlink(es.oldest);
+    /* The entry is the nonce's first member. */
+    while (es.nonces.oldest != NULL &&
+           ((const struct nonce *) es.nonces.oldest)->expires <= now) {
+        ds__mac_table_remove(&es.nonces, es.nonces.oldest);
     }
     if (!thorough) {
         return;
     }
-    for (n = es.oldest; n != NULL; n = newer) {
-        newer = n->newer;
+    for (e = es.nonces.oldest; e != NULL; e = newer) {
+        newer = e->newer;
+        n = (const struct nonce *) e;
         if (n->expires <= now || n->replayable < now) {
-            nonce_unlink(n);
+            ds__mac_table_remove(&es.nonces, e);
         }
     }
-}
-
-static void
-nonce_unlink(struct nonce *n)
-{
-    struct nonce **pp;
-    unsigned int b;
-
-    memcpy(&b, n->mac, sizeof(b));
-    b &= NONCE_BUCKETS - 1;
-    for (pp = &es.buckets[b]; *pp != n; pp = &(*pp)->hnext) {
-    }
-    *pp = n->hnext;
-    if (n->older != NULL) {
-        n->older->newer = n->newer;
-    } else {
-        es.oldest = n->newer;
-    }
-    if (n->newer != NULL) {
-        n->newer->older = n->older;
-    } else {
-        es.newest = n->older;
-    }
-    es.nnonces--;
-    explicit_bzero(n, sizeof(*n));
-    free(n);
 }
 
 /* ------------------------------------------------------------- sessions */
@@ -900,7 +783,7 @@ nonce_unlink(struct nonce *n)
 static int
 session_start(const struct query *q, int64_t now, char cookie[COOKIE_SIZE])
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     const char *ext = json_string_value(q->json[P_EXTERNAL_USER_ID]);
     char *ext_copy = NULL;
     json_t *grants = NULL;
@@ -908,10 +791,10 @@ session_start(const struct query *q, int64_t now, char cookie[COOKIE_SIZE])
     size_t i;
     int rc = -1;
 
-    if (random_b64url(cookie) != 0) {
+    if (ds__random_b64url(cookie) != 0) {
         return -1;
     }
-    mac_of(cookie, strlen(cookie), mac);
+    ds__mac(cookie, strlen(cookie), mac);
     grants = grants_of(q);
     ext_copy = strdup(ext);
     if (grants == NULL || ext_copy == NULL) {
@@ -938,7 +821,7 @@ session_start(const struct query *q, int64_t now, char cookie[COOKIE_SIZE])
     grants = NULL;
     u->last_login = now;
     u->has_session = 1;
-    memcpy(u->session_mac, mac, MAC_SIZE);
+    memcpy(u->session_mac, mac, DS_MAC_SIZE);
     u->session_created = now;
     u->session_expires =
         now + (int64_t) json_integer_value(q->json[P_SESSION_LENGTH]);
@@ -1010,7 +893,7 @@ user_clear(struct euser *u)
 static int
 session_find(const char *cookie, int64_t now, struct session_view *view)
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     struct euser *u;
     size_t i;
     int rc = -1;
@@ -1018,17 +901,17 @@ session_find(const char *cookie, int64_t now, struct session_view *view)
     if (strlen(cookie) != COOKIE_SIZE - 1) {
         return -1;
     }
-    mac_of(cookie, COOKIE_SIZE - 1, mac);
+    ds__mac(cookie, COOKIE_SIZE - 1, mac);
     pthread_mutex_lock(&es.lock);
     for (i = 0; i < es.nusers; i++) {
         u = &es.users[i];
         if (!u->has_session ||
-            CRYPTO_memcmp(u->session_mac, mac, MAC_SIZE) != 0) {
+            CRYPTO_memcmp(u->session_mac, mac, DS_MAC_SIZE) != 0) {
             continue;
         }
         if (u->session_expires <= now) {
             u->has_session = 0;
-            explicit_bzero(u->session_mac, MAC_SIZE);
+            explicit_bzero(u->session_mac, DS_MAC_SIZE);
             break;
         }
         view->external_user_id = strdup(u->external_user_id);
@@ -1139,7 +1022,6 @@ ds__embed_sso_url(struct ds_request *req, struct ds_reply *r)
     char *vals[P_COUNT] = {0};
     size_t lens[P_COUNT] = {0};
     char sig[SIGNATURE_LEN + 1] = "";
-    json_error_t jerr;
     json_t *doc = NULL;
     json_t *target;
     json_t *u = NULL;
@@ -1147,11 +1029,8 @@ ds__embed_sso_url(struct ds_request *req, struct ds_reply *r)
     const char *field = NULL;
     int p;
 
-    doc = json_loadb(req->body != NULL ? req->body : "", req->body_len,
-                     JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(doc)) {
-        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_BAD_REQUEST,
-                               "Malformed JSON request body");
+    doc = ds__json_body(req, DS_FLAVOR_LOOKER, r);
+    if (doc == NULL) {
         goto out;
     }
     target = json_object_get(doc, "target_url");
@@ -1344,7 +1223,8 @@ sso_fill(json_t *doc, char *vals[P_COUNT], size_t lens[P_COUNT],
         case P_EXTERNAL_USER_ID:
             if (!json_is_string(v) || json_string_length(v) == 0 ||
                 json_string_length(v) > EXTERNAL_USER_ID_MAX) {
-                why = "must be a non-empty string of at most 255 bytes";
+                why = "must be a non-empty string of at "
+                      "most " EXTERNAL_USER_ID_MAX_TEXT " bytes";
             }
             break;
         case P_EXTERNAL_GROUP_ID:
@@ -1491,7 +1371,7 @@ ds__embed_json(void)
         }
     }
     o = json_pack("{sOsOsI}", "users", users, "sessions", sessions, "nonces",
-                  (json_int_t) es.nnonces);
+                  (json_int_t) es.nonces.count);
     pthread_mutex_unlock(&es.lock);
 
 out:
@@ -1501,42 +1381,6 @@ out:
 }
 
 /* --------------------------------------------------------------- helpers */
-
-static void
-mac_of(const void *data, size_t len, unsigned char mac[MAC_SIZE])
-{
-    unsigned int n = MAC_SIZE;
-
-    if (HMAC(EVP_sha256(), es.key, sizeof(es.key), data, len, mac, &n) ==
-        NULL) {
-        memset(mac, 0, MAC_SIZE); /* cannot happen with a valid digest */
-    }
-}
-
-/* COOKIE_RAW random bytes as base64url without padding (43 characters). */
-static int
-random_b64url(char out[COOKIE_SIZE])
-{
-    unsigned char raw[COOKIE_RAW];
-    unsigned char b64[4 * ((COOKIE_RAW + 2) / 3) + 1];
-    size_t i;
-    int rc = -1;
-
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        goto out;
-    }
-    EVP_EncodeBlock(b64, raw, sizeof(raw));
-    for (i = 0; i < COOKIE_SIZE - 1; i++) {
-        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char) b64[i];
-    }
-    out[COOKIE_SIZE - 1] = '\0';
-    rc = 0;
-
-out:
-    explicit_bzero(raw, sizeof(raw));
-    explicit_bzero(b64, sizeof(b64));
-    return rc;
-}
 
 /* raw random bytes as lower-case hex, appended to out (NUL-terminated). */
 static int
@@ -1709,13 +1553,9 @@ wipe_free(char *p, size_t len)
 int
 ds__embed_init(const char *path, char *err, size_t errlen)
 {
-    if (RAND_bytes(es.key, sizeof(es.key)) != 1) {
-        snprintf(err, errlen, "RAND_bytes failed");
-        return DS_EXIT_FAILURE;
-    }
-    es.buckets = calloc(NONCE_BUCKETS, sizeof(*es.buckets));
     es.users = calloc(USERS_MAX, sizeof(*es.users));
-    if (es.buckets == NULL || es.users == NULL) {
+    if (es.users == NULL || ds__mac_table_init(&es.nonces, NONCE_BUCKETS,
+                                               sizeof(struct nonce)) != 0) {
         snprintf(err, errlen, "out of memory");
         return DS_EXIT_FAILURE;
     }
@@ -1735,8 +1575,6 @@ ds__embed_init(const char *path, char *err, size_t errlen)
 void
 ds__embed_free(void)
 {
-    struct nonce *n;
-    struct nonce *next;
     size_t i;
 
     pthread_mutex_lock(&es.lock);
@@ -1746,22 +1584,13 @@ ds__embed_free(void)
     free(es.users);
     es.users = NULL;
     es.nusers = 0;
-    for (n = es.oldest; n != NULL; n = next) {
-        next = n->newer;
-        explicit_bzero(n, sizeof(*n));
-        free(n);
-    }
-    es.oldest = es.newest = NULL;
-    es.nnonces = 0;
-    free(es.buckets);
-    es.buckets = NULL;
+    ds__mac_table_free(&es.nonces);
     pthread_mutex_unlock(&es.lock);
     if (es.secret != NULL) {
         wipe_free(es.secret, es.secret_len);
     }
     es.secret = NULL;
     es.secret_len = 0;
-    explicit_bzero(es.key, sizeof(es.key));
 }
 
 /*
@@ -1772,66 +1601,16 @@ ds__embed_free(void)
 static int
 secret_read(const char *path, char *err, size_t errlen)
 {
-    struct stat sb;
     char *buf = NULL;
+    size_t size = 0;
     size_t n = 0;
-    ssize_t got;
-    unsigned int mode;
-    int fd;
     int rc = -1;
 
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
-                 errno == ELOOP ? " (a symbolic link is refused)" : "");
+    if (ds__file_read(path, SECRET_FILE_MAX, 1, &buf, &size, err, errlen) !=
+        0) {
         goto out;
     }
-    if (fstat(fd, &sb) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto out;
-    }
-    if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
-        snprintf(err, errlen, "%s: must be owned by root or by uid %lu", path,
-                 (unsigned long) geteuid());
-        goto out;
-    }
-    mode = (unsigned int) sb.st_mode & 07777u;
-    if ((mode & 077u) != 0) {
-        snprintf(err, errlen,
-                 "%s: must be readable by its owner only (mode %04o); "
-                 "chmod 600 %s",
-                 path, mode, path);
-        goto out;
-    }
-    if (sb.st_size <= 0) {
-        snprintf(err, errlen, "%s: the secret is empty", path);
-        goto out;
-    }
-    if (sb.st_size > SECRET_FILE_MAX) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path,
-                 SECRET_FILE_MAX);
-        goto out;
-    }
-    buf = malloc((size_t) sb.st_size + 1);
-    if (buf == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    while (n < (size_t) sb.st_size) {
-        got = read(fd, buf + n, (size_t) sb.st_size - n);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            snprintf(err, errlen, "%s: short read", path);
-            goto out;
-        }
-        n += (size_t) got;
-    }
+    n = size;
     if (n > 0 && buf[n - 1] == '\n') {
         n--;
         if (n > 0 && buf[n - 1] == '\r') {
@@ -1854,10 +1633,7 @@ secret_read(const char *path, char *err, size_t errlen)
 
 out:
     if (buf != NULL) {
-        wipe_free(buf, (size_t) sb.st_size + 1);
-    }
-    if (fd >= 0) {
-        close(fd);
+        wipe_free(buf, size + 1);
     }
     return rc;
 }

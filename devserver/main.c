@@ -629,53 +629,110 @@ bad:
 static char *
 read_small_file(const char *path, const char *what)
 {
+    char err[PATH_MAX + 128];
+    char *text = NULL;
+    size_t len = 0;
+
+    if (ds__file_read(path, TLS_FILE_MAX, 0, &text, &len, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, DS_PROG ": %s %s\n", what, err);
+        return NULL;
+    }
+    if (len == 0) {
+        fprintf(stderr, DS_PROG ": %s %s: empty\n", what, path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/*
+ * Read a whole regular file of at most max bytes into *out (malloc'd,
+ * NUL-terminated after its *len bytes; the caller frees it, wiped when it
+ * holds a secret).  owner_only, for a file holding a secret: refuse a
+ * symbolic link, and want the file owned by root or by us and readable by
+ * its owner only.  -1 with err set ("PATH: why"), the buffer wiped.
+ */
+int
+ds__file_read(const char *path, size_t max, int owner_only, char **out,
+              size_t *len, char *err, size_t errlen)
+{
     struct stat sb;
     char *buf = NULL;
+    size_t size = 0;
     size_t n = 0;
-    ssize_t r;
+    ssize_t got;
+    unsigned int mode;
     int fd;
+    int rc = -1;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        fprintf(stderr, DS_PROG ": %s %s: %s\n", what, path, strerror(errno));
-        goto fail;
+    *out = NULL;
+    *len = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                        (owner_only ? O_NOFOLLOW : 0));
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
+                 owner_only && errno == ELOOP ? " (a symbolic link is refused)"
+                                              : "");
+        goto out;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size <= 0 || sb.st_size > TLS_FILE_MAX) {
-        fprintf(stderr,
-                DS_PROG ": %s %s: not a regular file of 1 byte to "
-                        "1 MiB\n",
-                what, path);
-        goto fail;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
     }
-    buf = malloc((size_t) sb.st_size + 1);
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    if (owner_only && sb.st_uid != 0 && sb.st_uid != geteuid()) {
+        snprintf(err, errlen, "%s: must be owned by root or by uid %lu", path,
+                 (unsigned long) geteuid());
+        goto out;
+    }
+    mode = (unsigned int) sb.st_mode & 07777u;
+    if (owner_only && (mode & 077u) != 0) {
+        snprintf(err, errlen,
+                 "%s: must be readable by its owner only (mode %04o); "
+                 "chmod 600 %s",
+                 path, mode, path);
+        goto out;
+    }
+    if (sb.st_size < 0 || (uintmax_t) sb.st_size > max) {
+        snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+        goto out;
+    }
+    size = (size_t) sb.st_size + 1;
+    buf = malloc(size);
     if (buf == NULL) {
-        fprintf(stderr, DS_PROG ": out of memory\n");
-        goto fail;
+        snprintf(err, errlen, "out of memory");
+        goto out;
     }
-    while (n < (size_t) sb.st_size) {
-        r = read(fd, buf + n, (size_t) sb.st_size - n);
-        if (r < 0 && errno == EINTR) {
+    while (n < size - 1) {
+        got = read(fd, buf + n, size - 1 - n);
+        if (got < 0 && errno == EINTR) {
             continue;
         }
-        if (r <= 0) {
-            fprintf(stderr, DS_PROG ": %s %s: short read\n", what, path);
-            goto fail;
+        if (got <= 0) {
+            snprintf(err, errlen, "%s: short read", path);
+            goto out;
         }
-        n += (size_t) r;
+        n += (size_t) got;
     }
     buf[n] = '\0';
-    close(fd);
-    return buf;
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
 
-fail:
+out:
+    if (buf != NULL) {
+        explicit_bzero(buf, size);
+        free(buf);
+    }
     if (fd >= 0) {
         close(fd);
     }
-    if (buf != NULL) {
-        explicit_bzero(buf, n);
-    }
-    free(buf);
-    return NULL;
+    return rc;
 }
 
 /* One descriptor per connection (and one thread): lift the soft limit. */

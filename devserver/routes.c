@@ -71,13 +71,15 @@ static handler_fn lk_sso_url;
 static int authenticate(struct ds_request *req, struct ds_reply *r,
                         struct ds_token_info *info, const char **token,
                         size_t *token_len);
+static int authenticate_admin(struct ds_request *req, struct ds_reply *r,
+                              struct ds_token_info *info);
 static enum MHD_Result count_auth(void *cls, enum MHD_ValueKind kind,
                                   const char *key, const char *value);
 static int is_b64token(const char *s, size_t len);
 static int media_type_is(struct MHD_Connection *conn, const char *want);
 static int form_get(const char *body, size_t len, const char *name, char **out,
                     size_t *out_len);
-static int url_decode(const char *s, size_t len, char *out, size_t *out_len);
+static int hex_value(char c);
 static void iso8601(int64_t t, char *buf, size_t size);
 static json_t *looker_access_token(const char *token, int64_t lifetime);
 static json_t *looker_session(const struct ds_token_info *info);
@@ -257,7 +259,6 @@ ins_token(struct ds_request *req, const char *url, const char *method,
 {
     const struct ds_user *user = NULL;
     char token[DS_TOKEN_SIZE] = "";
-    json_error_t jerr;
     json_t *doc = NULL;
     json_t *cid;
     json_t *secret = NULL;
@@ -274,11 +275,8 @@ ins_token(struct ds_request *req, const char *url, const char *method,
                                "Content-Type must be application/json");
         goto out;
     }
-    doc = json_loadb(req->body != NULL ? req->body : "", req->body_len,
-                     JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(doc)) {
-        ds__reply_flavor_error(r, DS_FLAVOR_INSIGHT, MHD_HTTP_BAD_REQUEST,
-                               "Malformed JSON request body");
+    doc = ds__json_body(req, DS_FLAVOR_INSIGHT, r);
+    if (doc == NULL) {
         goto out;
     }
     cid = json_object_get(doc, "clientId");
@@ -514,12 +512,7 @@ lk_sudo(struct ds_request *req, const char *url, const char *method,
     int64_t expires;
 
     (void) method;
-    if (authenticate(req, r, &info, NULL, NULL) != 0) {
-        return;
-    }
-    if (!info.user->admin) {
-        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_FORBIDDEN,
-                               "Permission Denied");
+    if (authenticate_admin(req, r, &info) != 0) {
         return;
     }
     target = NULL;
@@ -610,7 +603,6 @@ lk_session(struct ds_request *req, const char *url, const char *method,
            struct ds_reply *r)
 {
     struct ds_token_info info;
-    json_error_t jerr;
     json_t *doc = NULL;
     json_t *ws;
     json_t *sudo;
@@ -627,11 +619,8 @@ lk_session(struct ds_request *req, const char *url, const char *method,
         ds__reply_json(r, MHD_HTTP_OK, looker_session(&info));
         return;
     }
-    doc = json_loadb(req->body != NULL ? req->body : "", req->body_len,
-                     JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(doc)) {
-        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_BAD_REQUEST,
-                               "Malformed JSON request body");
+    doc = ds__json_body(req, DS_FLAVOR_LOOKER, r);
+    if (doc == NULL) {
         goto out;
     }
     /* sudo_user_id is read-only: only its current value may be echoed. */
@@ -683,12 +672,7 @@ lk_sso_url(struct ds_request *req, const char *url, const char *method,
 
     (void) url;
     (void) method;
-    if (authenticate(req, r, &info, NULL, NULL) != 0) {
-        return;
-    }
-    if (!info.user->admin) {
-        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_FORBIDDEN,
-                               "Permission Denied");
+    if (authenticate_admin(req, r, &info) != 0) {
         return;
     }
     ds__embed_sso_url(req, r);
@@ -804,6 +788,22 @@ authenticate(struct ds_request *req, struct ds_reply *r,
     return 0;
 }
 
+/* authenticate(), then a Looker admin only: else r is a 403. */
+static int
+authenticate_admin(struct ds_request *req, struct ds_reply *r,
+                   struct ds_token_info *info)
+{
+    if (authenticate(req, r, info, NULL, NULL) != 0) {
+        return -1;
+    }
+    if (!info->user->admin) {
+        ds__reply_flavor_error(r, DS_FLAVOR_LOOKER, MHD_HTTP_FORBIDDEN,
+                               "Permission Denied");
+        return -1;
+    }
+    return 0;
+}
+
 static enum MHD_Result
 count_auth(void *cls, enum MHD_ValueKind kind, const char *key,
            const char *value)
@@ -864,6 +864,27 @@ media_type_is(struct MHD_Connection *conn, const char *want)
 }
 
 /*
+ * The request body as a JSON object (a new reference), or NULL with r set
+ * to a 400 in the flavor's format.
+ */
+json_t *
+ds__json_body(struct ds_request *req, enum ds_flavor flavor, struct ds_reply *r)
+{
+    json_error_t jerr;
+    json_t *doc;
+
+    doc = json_loadb(req->body != NULL ? req->body : "", req->body_len,
+                     JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        ds__reply_flavor_error(r, flavor, MHD_HTTP_BAD_REQUEST,
+                               "Malformed JSON request body");
+        return NULL;
+    }
+    return doc;
+}
+
+/*
  * Find name in an application/x-www-form-urlencoded body.  0: found, *out
  * is a malloc'd decoded copy (NUL-terminated, may hold NULs); 1: absent;
  * -1: malformed or given twice.
@@ -872,78 +893,123 @@ static int
 form_get(const char *body, size_t len, const char *name, char **out,
          size_t *out_len)
 {
-    char key[32];
-    size_t key_len;
+    struct ds_form_pair pair;
     size_t name_len = strlen(name);
-    size_t size = 0;
     const char *p = body;
-    const char *end = body + len;
-    const char *amp;
-    const char *eq;
-    const char *val;
     int rc = 1;
 
     *out = NULL;
-    while (p != NULL && p < end) {
-        amp = memchr(p, '&', (size_t) (end - p));
-        if (amp == NULL) {
-            amp = end;
+    while (p != NULL && ds__form_next(&p, body + len, &pair)) {
+        if (pair.name_len != name_len ||
+            memcmp(pair.name, name, name_len) != 0) {
+            continue;
         }
-        eq = memchr(p, '=', (size_t) (amp - p));
-        if (eq == NULL) {
-            eq = amp;
+        if (*out != NULL) {
+            rc = -1; /* given twice */
+            goto out;
         }
-        if ((size_t) (eq - p) < sizeof(key) &&
-            url_decode(p, (size_t) (eq - p), key, &key_len) == 0 &&
-            key_len == name_len && memcmp(key, name, name_len) == 0) {
-            if (*out != NULL) {
-                rc = -1; /* given twice */
-                goto out;
-            }
-            val = eq < amp ? eq + 1 : amp;
-            size = (size_t) (amp - val) + 1;
-            *out = malloc(size);
-            if (*out == NULL ||
-                url_decode(val, (size_t) (amp - val), *out, out_len) != 0) {
-                rc = -1;
-                goto out;
-            }
-            rc = 0;
+        if (ds__form_value(&pair, out, out_len) != DS_FORM_OK) {
+            rc = -1;
+            goto out;
         }
-        p = amp + 1;
+        rc = 0;
     }
 
 out:
     if (rc < 0 && *out != NULL) {
-        explicit_bzero(*out, size);
+        explicit_bzero(*out, *out_len);
         free(*out);
         *out = NULL;
     }
     return rc;
 }
 
-/* Form decoding: '+' is a space, %XX a byte; out holds len + 1 bytes. */
-static int
-url_decode(const char *s, size_t len, char *out, size_t *out_len)
+/*
+ * Split the next name=value pair off form-encoded text at *p (up to end),
+ * decoding its name, and move *p past it.  0 when no pair is left.
+ */
+int
+ds__form_next(const char **p, const char *end, struct ds_form_pair *pair)
+{
+    const char *amp;
+    const char *eq;
+
+    if (*p >= end) {
+        return 0;
+    }
+    amp = memchr(*p, '&', (size_t) (end - *p));
+    if (amp == NULL) {
+        amp = end;
+    }
+    eq = memchr(*p, '=', (size_t) (amp - *p));
+    if (eq == NULL) {
+        eq = amp;
+    }
+    pair->name[0] = '\0';
+    pair->name_len = 0;
+    pair->name_bad = 0;
+    if ((size_t) (eq - *p) < sizeof(pair->name) &&
+        ds__pct_decode(*p, (size_t) (eq - *p), 1, pair->name,
+                       &pair->name_len) != 0) {
+        pair->name[0] = '\0';
+        pair->name_len = 0;
+        pair->name_bad = 1;
+    }
+    pair->value = eq < amp ? eq + 1 : amp;
+    pair->value_len = (size_t) (amp - pair->value);
+    *p = amp + 1;
+    return 1;
+}
+
+/*
+ * The decoded value of a pair: *out is malloc'd (NUL-terminated, may hold
+ * NULs; the caller wipes *out_len bytes and frees it).  On failure *out is
+ * NULL, and a partly decoded copy has been wiped whole and freed.
+ */
+enum ds_form_result
+ds__form_value(const struct ds_form_pair *pair, char **out, size_t *out_len)
+{
+    size_t size = pair->value_len + 1;
+
+    *out = malloc(size);
+    if (*out == NULL) {
+        return DS_FORM_NOMEM;
+    }
+    if (ds__pct_decode(pair->value, pair->value_len, 1, *out, out_len) != 0) {
+        explicit_bzero(*out, size);
+        free(*out);
+        *out = NULL;
+        return DS_FORM_BAD;
+    }
+    return DS_FORM_OK;
+}
+
+/*
+ * Percent-decoding into out (len + 1 bytes, NUL-terminated); plus: '+' is
+ * a space (form encoding).  A '%' without two hex digits is an error.
+ */
+int
+ds__pct_decode(const char *s, size_t len, int plus, char *out, size_t *out_len)
 {
     size_t i;
     size_t n = 0;
-    char hexbuf[3] = {0, 0, 0};
+    int hi;
+    int lo;
 
     for (i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            out[n++] = ' ';
-        } else if (s[i] == '%') {
+        if (s[i] == '%') {
             if (i + 2 >= len) {
                 return -1;
             }
-            hexbuf[0] = s[i + 1];
-            hexbuf[1] = s[i + 2];
-            if (strspn(hexbuf, "0123456789abcdefABCDEF") != 2) {
+            hi = hex_value(s[i + 1]);
+            lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0) {
                 return -1;
             }
-            out[n++] = (char) strtol(hexbuf, NULL, 16);
+            out[n++] = (char) (hi << 4 | lo);
             i += 2;
+        } else if (plus && s[i] == '+') {
+            out[n++] = ' ';
         } else {
             out[n++] = s[i];
         }
@@ -951,6 +1017,22 @@ url_decode(const char *s, size_t len, char *out, size_t *out_len)
     out[n] = '\0';
     *out_len = n;
     return 0;
+}
+
+/* The value of a hex digit (either case), or -1. */
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
 }
 
 static void

@@ -26,21 +26,15 @@
 #define TOKEN_BUCKETS (1u << 17)
 /* Tokens left after evicting live ones from a full table. */
 #define TOKENS_LOW (DS_TOKENS_MAX - DS_TOKENS_MAX / 10)
-/* Size of a MAC (HMAC-SHA256). */
-#define MAC_SIZE 32
 /* Longest looker_id: 19 digits always fit an int64. */
 #define LOOKER_ID_MAX 19
 /* Longest client_id (the credentials info keeps a copy). */
 #define CLIENT_ID_MAX 127
-/* Random bytes in a generated client id (hex encoded) and secret. */
+/* Random bytes in a generated client id (hex encoded). */
 #define GEN_CLIENT_ID_RAW 16
-#define GEN_SECRET_RAW 32
 
 struct token {
-    unsigned char mac[MAC_SIZE];
-    struct token *hnext; /* bucket chain */
-    struct token *older; /* age list, for eviction */
-    struct token *newer;
+    struct ds_mac_entry e; /* first: the table's entry */
     const struct ds_user *user;
     enum ds_flavor flavor;
     int64_t issued;
@@ -53,7 +47,7 @@ struct cred {
     int present;
     char client_id[CLIENT_ID_MAX + 1];
     size_t client_id_len;
-    unsigned char secret_mac[MAC_SIZE];
+    unsigned char secret_mac[DS_MAC_SIZE];
     int64_t id;
     int64_t created_ms;
 };
@@ -79,13 +73,11 @@ static int users_check_unique(json_t *list, const char *src, char *err,
 static json_t *default_display_name(json_t *first, json_t *last,
                                     json_t *username);
 static void sanitize(char *dst, size_t size, const char *src, size_t len);
-static void mac_of(const void *data, size_t len, unsigned char mac[MAC_SIZE]);
-static void b64url(const unsigned char *in, size_t len, char *out, size_t size);
 static void hex(const unsigned char *in, size_t len, char *out);
 static int64_t now_ms(void);
-static unsigned int bucket_of(const unsigned char mac[MAC_SIZE]);
-static struct token *token_find(const unsigned char mac[MAC_SIZE]);
-static void token_unlink(struct token *t);
+static struct token *token_find(const unsigned char mac[DS_MAC_SIZE]);
+static unsigned int bucket_of(const struct ds_mac_table *t,
+                              const unsigned char mac[DS_MAC_SIZE]);
 static void tokens_make_room(int64_t now);
 static int token_alive(const struct token *t, int64_t now);
 
@@ -113,16 +105,13 @@ static const struct user_key user_keys[] = {
 
 static struct {
     pthread_mutex_t lock;
-    unsigned char key[MAC_SIZE];
+    unsigned char key[DS_MAC_SIZE];
     json_t *users_list; /* array of normalized user objects */
     struct ds_user *users;
     struct cred *creds;
     size_t nusers;
-    struct token **buckets;
-    struct token *oldest;
-    struct token *newest;
-    size_t ntokens;
-    int64_t offset; /* clock offset, seconds; atomic access */
+    struct ds_mac_table tokens; /* of struct token */
+    int64_t offset;             /* clock offset, seconds; atomic access */
 } st = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 int
@@ -132,8 +121,8 @@ ds__store_init(char *err, size_t errlen)
         snprintf(err, errlen, "RAND_bytes failed");
         return -1;
     }
-    st.buckets = calloc(TOKEN_BUCKETS, sizeof(*st.buckets));
-    if (st.buckets == NULL) {
+    if (ds__mac_table_init(&st.tokens, TOKEN_BUCKETS, sizeof(struct token)) !=
+        0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -256,8 +245,8 @@ ds__users_load(const char *path, char *err, size_t errlen)
             c->present = 1;
             c->client_id_len = json_string_length(cid);
             memcpy(c->client_id, json_string_value(cid), c->client_id_len);
-            mac_of(json_string_value(secret), json_string_length(secret),
-                   c->secret_mac);
+            ds__mac(json_string_value(secret), json_string_length(secret),
+                    c->secret_mac);
             c->id = 1;
             c->created_ms = created;
         }
@@ -507,19 +496,7 @@ users_check_unique(json_t *list, const char *src, char *err, size_t errlen)
 void
 ds__store_free(void)
 {
-    struct token *t;
-    struct token *next;
-
-    for (t = st.oldest; t != NULL; t = next) {
-        next = t->newer;
-        explicit_bzero(t, sizeof(*t));
-        free(t);
-    }
-    st.oldest = NULL;
-    st.newest = NULL;
-    st.ntokens = 0;
-    free(st.buckets);
-    st.buckets = NULL;
+    ds__mac_table_free(&st.tokens);
     if (st.creds != NULL) {
         explicit_bzero(st.creds, st.nusers * sizeof(*st.creds));
     }
@@ -600,15 +577,15 @@ enum ds_login_result
 ds__login(const char *client_id, size_t client_id_len, const char *secret,
           size_t secret_len, const struct ds_user **user)
 {
-    unsigned char mac[MAC_SIZE];
-    static const unsigned char dummy[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
+    static const unsigned char dummy[DS_MAC_SIZE];
     const unsigned char *want = dummy;
     const struct ds_user *found = NULL;
     enum ds_login_result rc = DS_LOGIN_BAD;
     size_t i;
 
     *user = NULL;
-    mac_of(secret, secret_len, mac);
+    ds__mac(secret, secret_len, mac);
     pthread_mutex_lock(&st.lock);
     for (i = 0; i < st.nusers; i++) {
         const struct cred *c = &st.creds[i];
@@ -620,7 +597,7 @@ ds__login(const char *client_id, size_t client_id_len, const char *secret,
             break;
         }
     }
-    if (CRYPTO_memcmp(mac, want, MAC_SIZE) == 0 && found != NULL) {
+    if (CRYPTO_memcmp(mac, want, DS_MAC_SIZE) == 0 && found != NULL) {
         rc = found->disabled ? DS_LOGIN_DISABLED : DS_LOGIN_OK;
         *user = found;
     }
@@ -656,22 +633,21 @@ ds__cred_generate(const struct ds_user *user, struct ds_cred_info *info,
                   char *secret, size_t secret_size)
 {
     unsigned char raw_id[GEN_CLIENT_ID_RAW];
-    unsigned char raw_secret[GEN_SECRET_RAW];
     char id_text[2 * GEN_CLIENT_ID_RAW + 1];
     struct cred *c = &st.creds[user->index];
     int rc = -1;
 
-    if (RAND_bytes(raw_id, sizeof(raw_id)) != 1 ||
-        RAND_bytes(raw_secret, sizeof(raw_secret)) != 1) {
+    if (secret_size < DS_TOKEN_SIZE ||
+        RAND_bytes(raw_id, sizeof(raw_id)) != 1 ||
+        ds__random_b64url(secret) != 0) {
         goto out;
     }
     hex(raw_id, sizeof(raw_id), id_text);
-    b64url(raw_secret, sizeof(raw_secret), secret, secret_size);
     pthread_mutex_lock(&st.lock);
     c->present = 1;
     c->client_id_len = strlen(id_text);
     memcpy(c->client_id, id_text, c->client_id_len + 1);
-    mac_of(secret, strlen(secret), c->secret_mac);
+    ds__mac(secret, strlen(secret), c->secret_mac);
     c->id++;
     c->created_ms = now_ms();
     pthread_mutex_unlock(&st.lock);
@@ -679,7 +655,6 @@ ds__cred_generate(const struct ds_user *user, struct ds_cred_info *info,
     rc = 0;
 
 out:
-    explicit_bzero(raw_secret, sizeof(raw_secret));
     return rc;
 }
 
@@ -739,21 +714,18 @@ ds__token_issue(const struct ds_user *user, enum ds_flavor flavor,
                 int64_t lifetime, int sudo, char token[DS_TOKEN_SIZE],
                 int64_t *expires)
 {
-    unsigned char raw[DS_TOKEN_RAW];
     struct token *t = NULL;
-    unsigned int b;
     int64_t now;
     int rc = -1;
 
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    if (ds__random_b64url(token) != 0) {
         goto out;
     }
-    b64url(raw, sizeof(raw), token, DS_TOKEN_SIZE);
     t = calloc(1, sizeof(*t));
     if (t == NULL) {
         goto out;
     }
-    mac_of(token, strlen(token), t->mac);
+    ds__mac(token, strlen(token), t->e.mac);
     t->user = user;
     t->flavor = flavor;
     t->sudo = sudo;
@@ -763,76 +735,23 @@ ds__token_issue(const struct ds_user *user, enum ds_flavor flavor,
     t->issued = now;
     t->expires = now + lifetime;
     tokens_make_room(now);
-    b = bucket_of(t->mac);
-    t->hnext = st.buckets[b];
-    st.buckets[b] = t;
-    t->older = st.newest;
-    if (st.newest != NULL) {
-        st.newest->newer = t;
-    } else {
-        st.oldest = t;
-    }
-    st.newest = t;
-    st.ntokens++;
+    ds__mac_table_add(&st.tokens, &t->e);
     *expires = t->expires;
     pthread_mutex_unlock(&st.lock);
     t = NULL;
     rc = 0;
 
 out:
-    explicit_bzero(raw, sizeof(raw));
     free(t);
     return rc;
 }
 
-static unsigned int
-bucket_of(const unsigned char mac[MAC_SIZE])
-{
-    /* The MAC key is secret, so its bytes are as good as random. */
-    return ((unsigned int) mac[0] | (unsigned int) mac[1] << 8 |
-            (unsigned int) mac[2] << 16) &
-           (TOKEN_BUCKETS - 1);
-}
-
 /* Find a token by MAC; the caller holds the lock. */
 static struct token *
-token_find(const unsigned char mac[MAC_SIZE])
+token_find(const unsigned char mac[DS_MAC_SIZE])
 {
-    struct token *t;
-
-    for (t = st.buckets[bucket_of(mac)]; t != NULL; t = t->hnext) {
-        if (CRYPTO_memcmp(t->mac, mac, MAC_SIZE) == 0) {
-            return t;
-        }
-    }
-    return NULL;
-}
-
-/* Unlink and free a token; the caller holds the lock. */
-static void
-token_unlink(struct token *t)
-{
-    struct token **pp = &st.buckets[bucket_of(t->mac)];
-
-    while (*pp != NULL && *pp != t) {
-        pp = &(*pp)->hnext;
-    }
-    if (*pp == t) {
-        *pp = t->hnext;
-    }
-    if (t->older != NULL) {
-        t->older->newer = t->newer;
-    } else {
-        st.oldest = t->newer;
-    }
-    if (t->newer != NULL) {
-        t->newer->older = t->older;
-    } else {
-        st.newest = t->older;
-    }
-    st.ntokens--;
-    explicit_bzero(t, sizeof(*t));
-    free(t);
+    /* The entry is the token's first member. */
+    return (struct token *) ds__mac_table_find(&st.tokens, mac);
 }
 
 static int
@@ -849,20 +768,20 @@ token_alive(const struct token *t, int64_t now)
 static void
 tokens_make_room(int64_t now)
 {
-    struct token *t;
-    struct token *next;
+    struct ds_mac_entry *e;
+    struct ds_mac_entry *next;
 
-    if (st.ntokens < DS_TOKENS_MAX) {
+    if (st.tokens.count < DS_TOKENS_MAX) {
         return;
     }
-    for (t = st.oldest; t != NULL; t = next) {
-        next = t->newer;
-        if (!token_alive(t, now)) {
-            token_unlink(t);
+    for (e = st.tokens.oldest; e != NULL; e = next) {
+        next = e->newer;
+        if (!token_alive((const struct token *) e, now)) {
+            ds__mac_table_remove(&st.tokens, e);
         }
     }
-    while (st.ntokens > TOKENS_LOW && st.oldest != NULL) {
-        token_unlink(st.oldest);
+    while (st.tokens.count > TOKENS_LOW && st.tokens.oldest != NULL) {
+        ds__mac_table_remove(&st.tokens, st.tokens.oldest);
     }
 }
 
@@ -871,11 +790,11 @@ int
 ds__token_lookup(const char *token, size_t len, enum ds_flavor flavor,
                  struct ds_token_info *info)
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     struct token *t;
     int rc = -1;
 
-    mac_of(token, len, mac);
+    ds__mac(token, len, mac);
     pthread_mutex_lock(&st.lock);
     t = token_find(mac);
     if (t != NULL && t->flavor == flavor && token_alive(t, ds__clock_now())) {
@@ -895,15 +814,15 @@ ds__token_lookup(const char *token, size_t len, enum ds_flavor flavor,
 int
 ds__token_revoke(const char *token, size_t len)
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     struct token *t;
     int rc = -1;
 
-    mac_of(token, len, mac);
+    ds__mac(token, len, mac);
     pthread_mutex_lock(&st.lock);
     t = token_find(mac);
     if (t != NULL) {
-        token_unlink(t);
+        ds__mac_table_remove(&st.tokens, &t->e);
         rc = 0;
     }
     pthread_mutex_unlock(&st.lock);
@@ -914,11 +833,11 @@ ds__token_revoke(const char *token, size_t len)
 int
 ds__token_set_workspace(const char *token, size_t len, int dev)
 {
-    unsigned char mac[MAC_SIZE];
+    unsigned char mac[DS_MAC_SIZE];
     struct token *t;
     int rc = -1;
 
-    mac_of(token, len, mac);
+    ds__mac(token, len, mac);
     pthread_mutex_lock(&st.lock);
     t = token_find(mac);
     if (t != NULL) {
@@ -932,14 +851,14 @@ ds__token_set_workspace(const char *token, size_t len, int dev)
 size_t
 ds__tokens_live(void)
 {
-    const struct token *t;
+    const struct ds_mac_entry *e;
     size_t n = 0;
     int64_t now;
 
     pthread_mutex_lock(&st.lock);
     now = ds__clock_now();
-    for (t = st.oldest; t != NULL; t = t->newer) {
-        if (token_alive(t, now)) {
+    for (e = st.tokens.oldest; e != NULL; e = e->newer) {
+        if (token_alive((const struct token *) e, now)) {
             n++;
         }
     }
@@ -951,44 +870,158 @@ void
 ds__tokens_clear(void)
 {
     pthread_mutex_lock(&st.lock);
-    while (st.oldest != NULL) {
-        token_unlink(st.oldest);
+    while (st.tokens.oldest != NULL) {
+        ds__mac_table_remove(&st.tokens, st.tokens.oldest);
     }
     pthread_mutex_unlock(&st.lock);
 }
 
+/* ----------------------------------------------------------- MAC tables */
+
+/* Allocate nbuckets (a power of two) empty chains; 0 or -1. */
+int
+ds__mac_table_init(struct ds_mac_table *t, size_t nbuckets, size_t record_size)
+{
+    memset(t, 0, sizeof(*t));
+    t->buckets = calloc(nbuckets, sizeof(*t->buckets));
+    if (t->buckets == NULL) {
+        return -1;
+    }
+    t->nbuckets = nbuckets;
+    t->record_size = record_size;
+    return 0;
+}
+
+static unsigned int
+bucket_of(const struct ds_mac_table *t, const unsigned char mac[DS_MAC_SIZE])
+{
+    /* The MAC key is secret, so its bytes are as good as random. */
+    return ((unsigned int) mac[0] | (unsigned int) mac[1] << 8 |
+            (unsigned int) mac[2] << 16) &
+           (unsigned int) (t->nbuckets - 1);
+}
+
+/* The entry with this MAC (compared in constant time), or NULL. */
+struct ds_mac_entry *
+ds__mac_table_find(const struct ds_mac_table *t,
+                   const unsigned char mac[DS_MAC_SIZE])
+{
+    struct ds_mac_entry *e;
+
+    for (e = t->buckets[bucket_of(t, mac)]; e != NULL; e = e->hnext) {
+        if (CRYPTO_memcmp(e->mac, mac, DS_MAC_SIZE) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Add e (its mac set) as the newest entry; the table owns its record. */
+void
+ds__mac_table_add(struct ds_mac_table *t, struct ds_mac_entry *e)
+{
+    unsigned int b = bucket_of(t, e->mac);
+
+    e->hnext = t->buckets[b];
+    t->buckets[b] = e;
+    e->newer = NULL;
+    e->older = t->newest;
+    if (t->newest != NULL) {
+        t->newest->newer = e;
+    } else {
+        t->oldest = e;
+    }
+    t->newest = e;
+    t->count++;
+}
+
+/* Unlink e, then wipe and free its record. */
+void
+ds__mac_table_remove(struct ds_mac_table *t, struct ds_mac_entry *e)
+{
+    struct ds_mac_entry **pp = &t->buckets[bucket_of(t, e->mac)];
+
+    while (*pp != NULL && *pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == e) {
+        *pp = e->hnext;
+    }
+    if (e->older != NULL) {
+        e->older->newer = e->newer;
+    } else {
+        t->oldest = e->newer;
+    }
+    if (e->newer != NULL) {
+        e->newer->older = e->older;
+    } else {
+        t->newest = e->older;
+    }
+    t->count--;
+    explicit_bzero(e, t->record_size);
+    free(e);
+}
+
+/* Wipe and free every record and the chains; t is left empty. */
+void
+ds__mac_table_free(struct ds_mac_table *t)
+{
+    struct ds_mac_entry *e;
+    struct ds_mac_entry *next;
+
+    for (e = t->oldest; e != NULL; e = next) {
+        next = e->newer;
+        explicit_bzero(e, t->record_size);
+        free(e);
+    }
+    free(t->buckets);
+    memset(t, 0, sizeof(*t));
+}
+
 /* -------------------------------------------------------------- helpers */
 
-static void
-mac_of(const void *data, size_t len, unsigned char mac[MAC_SIZE])
+/*
+ * HMAC-SHA256 of data under the per-process random key: what the
+ * devserver keeps instead of a token, secret, nonce or cookie.
+ */
+void
+ds__mac(const void *data, size_t len, unsigned char mac[DS_MAC_SIZE])
 {
-    unsigned int mac_len = MAC_SIZE;
+    unsigned int mac_len = DS_MAC_SIZE;
 
     if (HMAC(EVP_sha256(), st.key, sizeof(st.key), data, len, mac, &mac_len) ==
         NULL) {
         /* Cannot happen with SHA-256; fail closed with an unusable MAC. */
-        RAND_bytes(mac, MAC_SIZE);
+        RAND_bytes(mac, DS_MAC_SIZE);
     }
 }
 
-/* Base64url without padding; out must hold (4 * len + 2) / 3 + 1 bytes. */
-static void
-b64url(const unsigned char *in, size_t len, char *out, size_t size)
+/*
+ * DS_TOKEN_RAW random bytes as base64url without padding (43 characters
+ * and a NUL): tokens, client secrets and embed session cookies.
+ */
+int
+ds__random_b64url(char out[DS_TOKEN_SIZE])
 {
-    unsigned char buf[4 * ((DS_TOKEN_RAW + 2) / 3) + 1];
+    unsigned char raw[DS_TOKEN_RAW];
+    unsigned char b64[4 * ((DS_TOKEN_RAW + 2) / 3) + 1];
     size_t i;
-    int n;
+    int rc = -1;
 
-    if (len > DS_TOKEN_RAW || size < (4 * len + 2) / 3 + 1) {
-        out[0] = '\0';
-        return;
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        goto out;
     }
-    n = EVP_EncodeBlock(buf, in, (int) len);
-    for (i = 0; i < (size_t) n && buf[i] != '='; i++) {
-        out[i] = buf[i] == '+' ? '-' : buf[i] == '/' ? '_' : (char) buf[i];
+    EVP_EncodeBlock(b64, raw, sizeof(raw));
+    for (i = 0; i < DS_TOKEN_SIZE - 1; i++) {
+        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char) b64[i];
     }
-    out[i] = '\0';
-    explicit_bzero(buf, sizeof(buf));
+    out[DS_TOKEN_SIZE - 1] = '\0';
+    rc = 0;
+
+out:
+    explicit_bzero(raw, sizeof(raw));
+    explicit_bzero(b64, sizeof(b64));
+    return rc;
 }
 
 static void

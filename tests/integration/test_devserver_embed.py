@@ -677,6 +677,20 @@ def test_nonce_length(embed, nonce, ok):
                                 "to 254 characters")
 
 
+def test_external_user_id_length(embed):
+    """Up to tokengate's signer's per-field limit (TG_EMBED_FIELD_MAX, 1024
+    bytes; Looker's own is not documented), so that every id the signer
+    signs is verified: bytes count, not characters."""
+    ext = "é" * 512
+    r = embed.get(embed.url(external_user_id=ext).target)
+    assert r.status == 302, r
+    assert any(u["external_user_id"] == ext
+               for u in embed.control("GET", "/embed")["users"])
+    assert_rejected(embed.get(embed.url(external_user_id=ext + "u").target),
+                    400, "'external_user_id' param must be a non-empty JSON "
+                         "string of at most 1024 bytes")
+
+
 def test_external_group_id_length(embed):
     assert embed.get(embed.url(external_group_id="g" * 81).target).status \
         == 302
@@ -1015,7 +1029,9 @@ def validation(field, code, message):
     ({"user_attributes": []}, "user_attributes", "invalid",
      "must be an object"),
     ({"external_user_id": ""}, "external_user_id", "invalid",
-     "must be a non-empty string of at most 255 bytes"),
+     "must be a non-empty string of at most 1024 bytes"),
+    ({"external_user_id": "u" * 1025}, "external_user_id", "invalid",
+     "must be a non-empty string of at most 1024 bytes"),
     ({"first_name": 1}, "first_name", "invalid", "must be a string"),
 ])
 def test_sso_url_validation_errors_are_422(embed, body, field, code,

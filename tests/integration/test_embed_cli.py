@@ -153,6 +153,31 @@ def test_embed_path_with_query_and_special_characters(embed, devserver):
     assert status == 200, body
 
 
+def test_longest_external_user_id_round_trips(embed, devserver):
+    """The devserver verifies every id the CLI signs: an external user id of
+    the signer's limit (1024 bytes, TG_EMBED_FIELD_MAX; Looker's own limit
+    is not documented) logs in and is the user on the page.  (Regression:
+    the verifier stopped at 255 bytes, so a 300-byte id signed by the CLI
+    was refused.)"""
+    ext = "é" * 500 + "u" * 24
+    assert len(ext.encode()) == 1024
+    args = ["--path", "/embed/dashboards/42", "--user-id", ext,
+            "--permission", "access_data", "--model", "thelook"]
+    url = embed.sign(*args)
+    status, headers, body = get(url)
+    assert status == 302, body
+    status, _, body = get(devserver.url + "/embed/dashboards/42",
+                          session_cookie(headers))
+    assert status == 200, body
+    assert f'<span id="external_user_id">{ext}</span>' in body
+
+    res = embed.cli("embed-url", "--host", devserver.url, "--path",
+                    "/embed/dashboards/42", "--user-id", ext + "u",
+                    "--permission", "access_data", "--model", "thelook")
+    assert res.rc == EXIT["INPUT"], res
+    assert "external_user_id: longer than 1024 bytes" in res.err, res
+
+
 @pytest.mark.parametrize("name,value", [
     ("external_user_id", '"user-58"'),
     ("permissions", '["access_data","see_user_dashboards","see_looks","explore"]'),

@@ -675,8 +675,8 @@ break_params(tg_embed_params_t *p, int which, char *buf, size_t size)
         p->n_group_ids = 1;
         break;
     case 33:
-        memset(buf, 'a', 1025);
-        buf[1025] = '\0';
+        memset(buf, 'a', TG_EMBED_FIELD_MAX + 1);
+        buf[TG_EMBED_FIELD_MAX + 1] = '\0';
         p->first_name = buf;
         break;
     case 34:
@@ -786,6 +786,52 @@ limits_are_inclusive_and_loopback_hosts_may_use_http(void **state)
     p.host = "128.0.0.1";
     assert_int_equal(tg_embed_params_check(&p, &diag), TG_INPUT);
     assert_starts_with(diag.message, "scheme: http only");
+}
+
+/*
+ * TG_EMBED_FIELD_MAX and TG_EMBED_PATH_MAX are public so that verifiers
+ * (the devserver, the nginx module) can accept everything the signer
+ * signs: they must be the signer's real edges, inclusive.
+ */
+static void
+field_and_path_limits_are_the_public_macros(void **state)
+{
+    static const struct {
+        const char *param;
+        const char *prefix;
+        size_t max;
+    } edges[] = {
+        {"external_user_id", "", TG_EMBED_FIELD_MAX},
+        {"embed_path", "/embed/", TG_EMBED_PATH_MAX},
+    };
+    char text[TG_EMBED_FIELD_MAX + TG_EMBED_PATH_MAX + 2];
+    tg_embed_params_t p;
+    tg_diag_t diag;
+    size_t i, n;
+
+    (void) state;
+    for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        vector1_params(&p);
+        n = strlen(edges[i].prefix);
+        memcpy(text, edges[i].prefix, n);
+        memset(text + n, 'x', edges[i].max + 1 - n);
+        text[edges[i].max] = '\0';
+        if (i == 0) {
+            p.external_user_id = text;
+        } else {
+            p.embed_path = text;
+        }
+        tg_diag_clear(&diag);
+        if (tg_embed_params_check(&p, &diag) != TG_OK) {
+            fail_msg("%s of %zu bytes refused: %s", edges[i].param,
+                     edges[i].max, diag.message);
+        }
+        text[edges[i].max] = 'x';
+        text[edges[i].max + 1] = '\0';
+        assert_int_equal(tg_embed_params_check(&p, &diag), TG_INPUT);
+        assert_starts_with(diag.message, edges[i].param);
+        assert_non_null(strstr(diag.message, ": longer than"));
+    }
 }
 
 /*
@@ -1329,6 +1375,7 @@ main(void)
         cmocka_unit_test(user_attributes_with_quotes_backslash_slash_and_utf8),
         cmocka_unit_test(every_check_error_names_its_parameter),
         cmocka_unit_test(limits_are_inclusive_and_loopback_hosts_may_use_http),
+        cmocka_unit_test(field_and_path_limits_are_the_public_macros),
         cmocka_unit_test(host_must_be_spelled_as_browsers_send_it),
         cmocka_unit_test(the_url_has_a_length_cap_that_the_check_enforces),
         cmocka_unit_test(the_secret_must_be_given_and_is_never_quoted),
