@@ -186,6 +186,7 @@ static int auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
                        const char *password, const char *fp);
 static int auth_once(tg_pam_ctx_t *c, const char *password);
 static int account_without_state(tg_pam_ctx_t *c, int managed, const char *why);
+static int account_config_broken(tg_pam_ctx_t *c);
 static int session_env(tg_pam_ctx_t *c, const tg_pam_login_t *login,
                        const char *fp);
 static int session_workspace(tg_pam_ctx_t *c, const tg_pam_login_t *login,
@@ -1503,6 +1504,38 @@ account_without_state(tg_pam_ctx_t *c, int managed, const char *why)
     return PAM_PERM_DENIED;
 }
 
+/*
+ * Account with a configuration that does not load (a typo, no url yet): no
+ * rule can be read, the user map included.  A user with a state file is
+ * one tokengate logged in, and stays refused (PAM_SERVICE_ERR).  Any other
+ * user is not known to be ours: PAM_USER_UNKNOWN, which the
+ * [user_unknown=ignore] stacks let through, so a broken tokengate.conf
+ * does not lock root and every key-based login out of the machine.
+ */
+static int
+account_config_broken(tg_pam_ctx_t *c)
+{
+    char why[TG_PAM_WHY];
+    tg_pam_state_t st;
+    tg_pam_file_t fr;
+
+    if (ctx_user(c, 0) != PAM_SUCCESS || !tg_pam_user_name_ok(c->user)) {
+        return PAM_SERVICE_ERR;
+    }
+    memset(&st, 0, sizeof(st));
+    fr = tg_pam_state_read(c->opts.state_dir, c->user, &st, why, sizeof(why));
+    tg_pam_state_clear(&st);
+    if (fr != TG_PAM_FILE_NONE) {
+        return PAM_SERVICE_ERR;
+    }
+    pam_syslog(c->pamh, LOG_ERR,
+               "account: user=%s service=%s: the configuration does not "
+               "load and tokengate has no login state for this user (%s); "
+               "PAM_USER_UNKNOWN",
+               c->ushown, c->sshown, why);
+    return PAM_USER_UNKNOWN;
+}
+
 TG_PAM_EXPORT int
 pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
@@ -1520,6 +1553,10 @@ pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
     memset(&st, 0, sizeof(st));
     why[0] = '\0';
     rc = ctx_open(&c, pamh, TG_PAM_ACCOUNT, flags, argc, argv);
+    if (rc == PAM_SERVICE_ERR) {
+        rc = account_config_broken(&c);
+        goto out;
+    }
     if (rc != PAM_SUCCESS) {
         goto out;
     }

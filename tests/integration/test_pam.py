@@ -419,6 +419,29 @@ def test_account_without_state_unmanaged_user(pam, devserver):
     assert res.rc() == PAM["USER_UNKNOWN"], res.why
 
 
+def test_account_with_broken_config(pam):
+    """A tokengate.conf that does not load (here: no url) must not lock out
+    the users tokengate never logged in (root, key-based logins): account
+    answers PAM_USER_UNKNOWN for them, which [user_unknown=ignore] stacks
+    skip; a user with a state file stays refused (PAM_SERVICE_ERR)."""
+    pam.service()
+    pam.service("broken", base=False,
+                args=[f"conf={pam.conf}", f"state_dir={pam.state_dir}"])
+    assert pam.run("alice", creds("alice")).rc() == PAM["SUCCESS"]
+    res = pam.run("bob", None, steps="acct", service="broken")
+    assert res.rc() == PAM["USER_UNKNOWN"], res.why
+    assert res.logged("configuration does not load", "PAM_USER_UNKNOWN"), \
+        res.why
+    res = pam.run("root", None, steps="acct", service="broken")
+    assert res.rc() == PAM["USER_UNKNOWN"], res.why
+    res = pam.run("alice", None, steps="acct", service="broken")
+    assert res.rc() == PAM["SERVICE_ERR"], res.why
+    assert res.logged("url"), res.why
+    # Auth with the same broken config still fails closed.
+    res = pam.run("bob", creds("bob"), service="broken")
+    assert res.rc() == PAM["SERVICE_ERR"], res.why
+
+
 def test_account_without_state_mapped_user(pam):
     mapf = pam.write_map({"bob@example.com": "bob"})
     common = ["user_attribute=email", f"user_map_file={mapf}"]
