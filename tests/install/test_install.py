@@ -22,8 +22,11 @@ The RPMs are inspected without installing them (rpm -qp, rpm2cpio).
 
 Packages come from scripts/package, or from $TG_PACKAGES_DIR when set (a
 folder scripts/package filled).  The machine is restored by a finalizer
-even when a test fails midway: our packages (and any dependency apt pulled
-for them) are purged.  The system nginx service is never started or
+even when a test fails midway or the run is stopped (Ctrl-C, SIGTERM,
+SIGHUP): our packages (and any dependency apt pulled for them) are purged,
+and dpkg is never interrupted halfway.  A run killed outright (SIGKILL)
+leaves /var/tmp/tokengate-install-test.pending; the next run purges what
+it names first.  The system nginx service is never started or
 reloaded (dpkg's nginx-reload trigger only reloads a running nginx); the
 nginx this test starts is private (its own prefix, a free loopback port).
 
@@ -33,6 +36,7 @@ import ctypes
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -66,17 +70,51 @@ DEMO = {name: (f"{name}-client", f"{name}-secret-DEMO-0001")
 DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
 # One install test per machine at a time (dpkg is machine-wide).
 LOCK = "/run/lock/tokengate-install-test.lock"
+# How long to wait for another install test to finish.
+LOCK_WAIT = 1800
+# Written before the first dpkg -i, removed once the packages are purged: a
+# run killed in between (SIGKILL, a crash) leaves it, and the next run
+# purges what it names before starting.  /var/tmp survives a reboot, as
+# dpkg's database does.
+PENDING = "/var/tmp/tokengate-install-test.pending"
 # How long to wait for another dpkg/apt-get to release its lock.
 DPKG_LOCK_WAIT = 300
 # Mentioned in the conffile prompt dpkg shows when a conffile conflicts.
 PROMPT_TEXT = "Configuration file '/etc/tokengate.conf'"
 
 
-def run(cmd, check=True, timeout=300, **kw):
-    """Run a command; on failure, say what it printed."""
+def run(cmd, check=True, timeout=300, shielded=False, **kw):
+    """Run a command; on failure, say what it printed.  shielded: the
+    command (dpkg, apt-get) runs in its own session, so a Ctrl-C at the
+    terminal does not reach it, and is waited for even when the test is
+    interrupted: killing dpkg halfway would leave packages half-installed
+    for the cleanup to deal with."""
     kw.setdefault("stdin", subprocess.DEVNULL)
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    if not shielded:
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=timeout, **kw)
+    else:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True, **kw)
+        interrupted = None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                out, err = child.communicate(
+                    timeout=max(1, deadline - time.monotonic()))
+                break
+            except KeyboardInterrupt as e:
+                interrupted = e     # let dpkg finish, then stop the test
+                print(f"interrupted: waiting for {cmd[0]} to finish")
+            except subprocess.TimeoutExpired:
+                child.kill()
+                out, err = child.communicate()
+                pytest.fail(f"{' '.join(cmd)} timed out after {timeout} s:"
+                            f"\n{out[-3000:]}\n{err[-3000:]}")
+        if interrupted is not None:
+            raise interrupted
+        proc = subprocess.CompletedProcess(cmd, child.returncode, out, err)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n"
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -88,7 +126,7 @@ def dpkg(*args, check=True):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     deadline = time.monotonic() + DPKG_LOCK_WAIT
     while True:
-        proc = run(["dpkg", *args], check=False, env=env)
+        proc = run(["dpkg", *args], check=False, env=env, shielded=True)
         locked = "lock" in proc.stderr and "locked" in proc.stderr
         if not locked or time.monotonic() > deadline:
             break
@@ -185,8 +223,11 @@ def http_get(url, headers=None, timeout=10, follow=True):
     """(status, headers, body) of a GET, errors included; follow=False
     answers a redirect itself instead of following it."""
     req = urllib.request.Request(url, headers=headers or {})
-    opener = (urllib.request.build_opener() if follow else
-              urllib.request.build_opener(_NoRedirect))
+    # No proxy from the environment (http_proxy): loopback stays loopback.
+    handlers = [urllib.request.ProxyHandler({})]
+    if not follow:
+        handlers.append(_NoRedirect)
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(req, timeout=timeout) as resp:
             return resp.status, resp.headers, resp.read()
@@ -244,27 +285,85 @@ class Machine:
         """dpkg -i our .debs; apt-get pulls dependencies if dpkg cannot."""
         debs = [self.debs[p] for p in PACKAGES]
         before = set(installed_packages())
+        self.write_pending()
         proc = dpkg(*extra, "-i", *debs, check=False)
         if proc.returncode != 0 and "dependency problems" in proc.stderr:
             # Missing runtime dependencies: let apt-get resolve them like an
             # administrator would, and remember what it added.
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            run(["apt-get", "-o", f"DPkg::Lock::Timeout={DPKG_LOCK_WAIT}",
-                 "install", "-y", "--no-install-recommends",
-                 *[os.path.abspath(d) for d in debs]], env=env, timeout=900)
+            try:
+                run(["apt-get", "-o",
+                     f"DPkg::Lock::Timeout={DPKG_LOCK_WAIT}",
+                     "install", "-y", "--no-install-recommends",
+                     *[os.path.abspath(d) for d in debs]],
+                    env=env, timeout=900, shielded=True)
+            finally:
+                self.note_pulled(before)
             proc = dpkg(*extra, "-i", *debs)
         elif proc.returncode != 0:
             pytest.fail(f"dpkg -i failed:\n{proc.stdout}\n{proc.stderr}")
-        added = set(installed_packages()) - before
-        self.pulled += sorted(p for p in added
-                              if p.split(":")[0] not in PACKAGES)
+        self.note_pulled(before)
         return proc
+
+    def note_pulled(self, before):
+        """Remember (here and in PENDING) what apt-get added for us."""
+        added = set(installed_packages()) - before
+        self.pulled = sorted(set(self.pulled) | {
+            p for p in added if p.split(":")[0] not in PACKAGES})
+        self.write_pending()
+
+    def write_pending(self):
+        tmp = PENDING + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "pulled": self.pulled}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, PENDING)
 
     def purge(self):
         proc = dpkg("--purge", *PACKAGES, check=False)
         if self.pulled:
             dpkg("--purge", *self.pulled, check=False)
         return proc
+
+
+def recover_killed_run():
+    """Purge what a killed earlier run (PENDING left behind) installed."""
+    if not os.path.exists(PENDING):
+        return
+    try:
+        with open(PENDING) as f:
+            pulled = json.load(f).get("pulled", [])
+    except (OSError, ValueError):
+        pulled = []
+    left = ours_installed()
+    print(f"an earlier install test was killed: purging {left + pulled}")
+    if left:
+        dpkg("--purge", *PACKAGES, check=False)
+    if pulled:
+        dpkg("--purge", *pulled, check=False)
+    left = ours_installed()
+    if left:
+        pytest.fail(f"could not purge {left}, left by a killed install "
+                    f"test ({PENDING})")
+    os.unlink(PENDING)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C, so pytest runs the cleanup."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated(f"signal {signum}")
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    """preexec_fn: SIGTERM this child when the test process dies (prctl
+    PR_SET_PDEATHSIG), so a killed test leaves no server running."""
+    _LIBC.prctl(1, signal.SIGTERM, 0, 0, 0)     # 1: PR_SET_PDEATHSIG
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +376,20 @@ def machine(tmp_path_factory):
             pytest.fail(f"{tool} is missing: run scripts/deps")
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     lock = open(LOCK, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"another install test has held {LOCK} for "
+                            f"{LOCK_WAIT} s")
+            time.sleep(1)
+    # From here on, SIGTERM/SIGHUP clean up like Ctrl-C does.
+    old_handlers = {s: signal.signal(s, _terminate)
+                    for s in (signal.SIGTERM, signal.SIGHUP)}
+    recover_killed_run()
 
     tmp = tmp_path_factory.mktemp("install")
     pkgdir = os.environ.get("TG_PACKAGES_DIR")
@@ -306,14 +418,34 @@ def machine(tmp_path_factory):
     m.before = m.snapshot()
     yield m
 
-    # Whatever happened above, leave no package of ours behind.
-    left = ours_installed()
-    if left or m.pulled:
-        print(f"cleanup: purging {left + m.pulled}")
-        m.purge()
-    left = ours_installed()
-    lock.close()
-    assert not left, f"cleanup could not purge {left}"
+    # Whatever happened above, leave no package of ours behind; a second
+    # SIGTERM does not stop that (a SIGKILL leaves PENDING for next time).
+    for s in old_handlers:
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        left = ours_installed()
+        if left or m.pulled:
+            print(f"cleanup: purging {left + m.pulled}")
+            m.purge()
+        left = ours_installed()
+        assert not left, f"cleanup could not purge {left}"
+        if os.path.exists(PENDING):
+            os.unlink(PENDING)
+        # What the packages touch is back as it was (the full comparison
+        # is test_purge_restores_machine's; this one also runs after a
+        # failure midway).
+        after = m.snapshot()
+        problems = [f"{k}: {line}" for k in ("pam.d", "var-lib-pam",
+                                             "pam-configs")
+                    for line in diff(m.before[k], after[k])]
+        problems += [f"{p} left behind" for p in (CONF, LOAD_LINK,
+                                                  LOAD_LINK + ".removed")
+                     if os.path.lexists(p)]
+        assert not problems, "after the cleanup:\n" + "\n".join(problems)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        lock.close()
 
 
 def require_installed(m):
@@ -466,6 +598,13 @@ def test_pam_not_enabled(machine):
     for f in glob.glob("/etc/pam.d/*"):
         with open(f, errors="replace") as fh:
             assert "pam_tokengate" not in fh.read(), f
+    # pam-auth-update's own record: the profile is known ("seen"), and the
+    # stacks it saved (auth, account, ...) are unchanged: not enabled.
+    changes = diff(machine.before["var-lib-pam"], tree("/var/lib/pam"))
+    assert [c.split()[:2] for c in changes] in ([], [["changed:", "seen"]]), \
+        "/var/lib/pam changed:\n" + "\n".join(changes)
+    with open("/var/lib/pam/seen") as f:
+        assert "tokengate" in f.read().split(), "profile not registered"
     # The module loads (its libraries resolve) and exports the PAM entry
     # points.
     unix = [p for p in run(["dpkg", "-L", "libpam-modules"]).stdout.split()
@@ -652,7 +791,10 @@ def test_upgrade_keeps_edited_config(machine):
         machine.edit = f.read()
     os.unlink(LOAD_LINK)        # nginx: the administrator disables us
 
-    proc = machine.install("--force-confold")
+    # No --force-confold: the packaged conffile did not change, so dpkg
+    # must keep the edit without asking (stdin is /dev/null: a prompt would
+    # fail the install).
+    proc = machine.install()
     out = proc.stdout + proc.stderr
     assert PROMPT_TEXT not in out, f"dpkg asked about {CONF}:\n{out}"
     with open(CONF, "rb") as f:
@@ -732,7 +874,8 @@ class Devserver:
         self.proc = subprocess.Popen(
             ["/usr/bin/tokengate-devserver", "--listen", "127.0.0.1:0",
              "--control", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
         self.url = None
         deadline = time.monotonic() + 15
         while self.url is None and time.monotonic() < deadline:
@@ -789,6 +932,11 @@ class PrivateNginx:
             # Embedding: the devserver plays Looker (loopback only).
             text = text.replace("/etc/tokengate/embed.secret", str(secret))
             text = text.replace("https://looker.example.com", self.url)
+            outside = [u for u in re.findall(r"\bhttps?://([^/\s;:\"]+)",
+                                             text)
+                       if u != "127.0.0.1"]
+            assert not outside, f"{src}: a non-loopback URL is left in " \
+                f"the private nginx's copy: {outside}"
             (d / "examples" / os.path.basename(src)).write_text(text)
         self.port = free_port()
         temps = "\n".join(f"    {k}_temp_path {d}/tmp/{k};" for k in
@@ -819,7 +967,8 @@ http {{
             f"nginx -t with the packaged examples:\n{test.stderr}"
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
