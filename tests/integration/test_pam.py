@@ -549,11 +549,18 @@ def test_setcred_and_chauthtok(pam):
 
 
 def test_unknown_argument(pam):
+    """Fails closed in every phase; account only for users tokengate
+    logged in (a state file), others are not known to be ours."""
     pam.service(args=["frobnicate=1"])
     res = pam.run("alice", creds("alice"), steps="auth,acct,open")
-    assert res.codes == {"auth": "SERVICE_ERR", "acct": "SERVICE_ERR",
+    assert res.codes == {"auth": "SERVICE_ERR", "acct": "USER_UNKNOWN",
                          "open": "SERVICE_ERR"}, res.why
     assert res.logged("frobnicate"), res.why
+    pam.service("good")
+    assert pam.run("alice", creds("alice"), service="good").rc() == \
+        PAM["SUCCESS"]
+    res = pam.run("alice", None, steps="acct")
+    assert res.rc() == PAM["SERVICE_ERR"], res.why
 
 
 def test_unknown_argument_in_setcred_and_chauthtok(pam):
