@@ -79,6 +79,9 @@ tg_config_t *ngx_http_tokengate_conf_tg(ngx_http_tokengate_loc_conf_t *tlcf);
 /* Count one tokengate_embed answer (NGX_HTTP_TOKENGATE_EMBED_*). */
 void ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what);
 
+/* Add "Retry-After: seconds" to the response headers. */
+ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds);
+
 #pragma GCC visibility pop
 
 

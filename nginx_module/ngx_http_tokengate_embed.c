@@ -23,12 +23,10 @@
 #include "ngx_http_tokengate.h"
 
 
-/* Bytes of an embed path with its query (libtokengate's limit too);
- * Looker's own are far shorter. */
-#define NGX_HTTP_TOKENGATE_EMBED_PATH_MAX     1024
-
 /* Entries of one list (permissions, models, group ids) after values are
- * split at commas, so that a variable cannot make the URL unbounded. */
+ * split at commas, so that a variable cannot make the URL unbounded
+ * (libtokengate's limit too; an embed path is held to its
+ * TG_EMBED_PATH_MAX). */
 #define NGX_HTTP_TOKENGATE_EMBED_LIST_MAX     256
 
 /* An admin token is replaced this many seconds before its expiry, so that
@@ -47,6 +45,15 @@ typedef struct {
 } ngx_http_tokengate_embed_attr_t;
 
 
+/* Local signing: an embed secret file, read once for all the locations
+ * that name it. */
+typedef struct {
+    char                             *path;
+    char                             *secret;
+    size_t                            len;
+} ngx_http_tokengate_embed_secret_t;
+
+
 /*
  * Server signing: the admin login of one tokengate.conf.  Created when the
  * configuration is read; after the fork each worker logs in on its own and
@@ -54,7 +61,6 @@ typedef struct {
  */
 typedef struct {
     tg_config_t                      *tg;
-    ngx_http_tokengate_loc_conf_t    *tlcf;       /* timeouts of the login */
     char                             *client_secret;
     tg_token_t                        token;
     ngx_uint_t                        generation; /* one per token */
@@ -64,7 +70,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_array_t                      *admins;     /* embed_admin_t * */
+    ngx_array_t                       secrets;    /* embed_secret_t */
+    ngx_array_t                       admins;     /* embed_admin_t * */
 } ngx_http_tokengate_embed_main_conf_t;
 
 
@@ -132,23 +139,31 @@ typedef struct {
 static ngx_int_t ngx_http_tokengate_embed_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tokengate_embed_params(ngx_http_request_t *r,
     ngx_http_tokengate_embed_ctx_t *ctx);
+static ngx_int_t ngx_http_tokengate_embed_build(ngx_http_request_t *r,
+    ngx_pool_t *pool, ngx_http_tokengate_embed_loc_conf_t *elcf,
+    tg_embed_params_t *p);
 static ngx_int_t ngx_http_tokengate_embed_path(ngx_http_request_t *r,
-    ngx_http_tokengate_embed_loc_conf_t *elcf, char **out);
+    ngx_pool_t *pool, ngx_http_tokengate_embed_loc_conf_t *elcf, char **out);
 static ngx_uint_t ngx_http_tokengate_embed_path_ok(u_char *p, size_t len);
 static ngx_uint_t ngx_http_tokengate_embed_allowed(ngx_array_t *allow,
     ngx_str_t *path);
+static ngx_int_t ngx_http_tokengate_embed_eval(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, char *sample, ngx_str_t *v);
 static ngx_int_t ngx_http_tokengate_embed_value(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, const char **out);
+    ngx_pool_t *pool, ngx_http_complex_value_t *cv, char *sample,
+    const char **out);
 static ngx_int_t ngx_http_tokengate_embed_list(ngx_http_request_t *r,
-    ngx_array_t *values, const char *const **out, size_t *n);
+    ngx_pool_t *pool, ngx_array_t *values, char *sample,
+    const char *const **out, size_t *n);
 static ngx_int_t ngx_http_tokengate_embed_attrs(ngx_http_request_t *r,
-    ngx_array_t *attributes, tg_embed_params_t *p);
+    ngx_pool_t *pool, ngx_array_t *attributes, tg_embed_params_t *p);
 static ngx_int_t ngx_http_tokengate_embed_local(ngx_http_request_t *r,
     ngx_http_tokengate_embed_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_embed_server(
     ngx_http_tokengate_embed_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_embed_login(
-    ngx_http_tokengate_embed_admin_t *admin);
+    ngx_http_tokengate_embed_admin_t *admin,
+    ngx_http_tokengate_loc_conf_t *tlcf);
 static void ngx_http_tokengate_embed_login_done(void *data, tg_err_t err,
     tg_response_t *resp, time_t sent_at, const char *reason);
 static ngx_int_t ngx_http_tokengate_embed_sso(
@@ -163,8 +178,8 @@ static void ngx_http_tokengate_embed_cleanup(void *data);
 static ngx_int_t ngx_http_tokengate_embed_redirect(ngx_http_request_t *r,
     const char *url, const char *path, ngx_uint_t what);
 static void ngx_http_tokengate_embed_wipe(void *data);
-static ngx_int_t ngx_http_tokengate_embed_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
+static ngx_table_elt_t *ngx_http_tokengate_embed_header(
+    ngx_http_request_t *r, char *key, ngx_str_t *value);
 static ngx_int_t ngx_http_tokengate_embed_answer(ngx_http_request_t *r,
     ngx_int_t rc);
 
@@ -176,16 +191,14 @@ static char *ngx_http_tokengate_embed_check(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, ngx_str_t *location);
 static char *ngx_http_tokengate_embed_check_params(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, ngx_str_t *location);
-static ngx_int_t ngx_http_tokengate_embed_static_list(ngx_conf_t *cf,
-    ngx_array_t *values, char *sample, const char *const **out, size_t *n);
-static const char *ngx_http_tokengate_embed_static(
-    ngx_http_complex_value_t *cv, const char *sample);
 static char *ngx_http_tokengate_embed_read_secret(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, tg_config_t *tg,
     ngx_str_t *location);
 static char *ngx_http_tokengate_embed_get_admin(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, tg_config_t *tg,
     ngx_str_t *location);
+static ngx_http_complex_value_t *ngx_http_tokengate_embed_compile(
+    ngx_conf_t *cf, ngx_str_t *value, ngx_http_complex_value_t *cv);
 static void ngx_http_tokengate_embed_secret_cleanup(void *data);
 static void ngx_http_tokengate_embed_admin_cleanup(void *data);
 static char *ngx_http_tokengate_embed(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -374,8 +387,16 @@ static ngx_str_t  ngx_http_tokengate_embed_default_user_id =
 static ngx_str_t  ngx_http_tokengate_embed_default_first_name =
     ngx_string("$tokengate_user");
 
-/* A placeholder path for checking the other parameters at load time. */
+static ngx_str_t  ngx_http_tokengate_embed_no_store = ngx_string("no-store");
+static ngx_str_t  ngx_http_tokengate_embed_get = ngx_string("GET");
+
+/* Valid samples for values with variables, to check the others at load
+ * time. */
 static char  ngx_http_tokengate_embed_sample_path[] = "/embed/dashboards/1";
+static char  ngx_http_tokengate_embed_sample_user[] = "tokengate";
+static char  ngx_http_tokengate_embed_sample_permission[] = "access_data";
+static char  ngx_http_tokengate_embed_sample_model[] = "model";
+static char  ngx_http_tokengate_embed_sample_group[] = "1";
 
 static ngx_http_tokengate_embed_name_t  ngx_http_tokengate_embed_dirs[] = {
     { "scheme", "tokengate_embed_host" },
@@ -404,7 +425,6 @@ static ngx_int_t
 ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
 {
     ngx_int_t                             rc;
-    ngx_str_t                             allow;
     ngx_http_cleanup_t                   *cln;
     ngx_http_tokengate_embed_ctx_t       *ctx;
     ngx_http_tokengate_embed_loc_conf_t  *elcf;
@@ -421,16 +441,20 @@ ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
     }
 
     /* Every answer, a signed URL or a refusal, is for this user only. */
-    if (ngx_http_tokengate_embed_header(r, "Cache-Control", NULL) != NGX_OK) {
+    if (ngx_http_tokengate_embed_header(r, "Cache-Control",
+                                        &ngx_http_tokengate_embed_no_store)
+        == NULL)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* A URL is minted for a navigation only: not for HEAD (link checkers,
      * prefetchers) and not for requests with bodies. */
     if (r->method != NGX_HTTP_GET) {
-        ngx_str_set(&allow, "GET");
-
-        if (ngx_http_tokengate_embed_header(r, "Allow", &allow) != NGX_OK) {
+        if (ngx_http_tokengate_embed_header(r, "Allow",
+                                            &ngx_http_tokengate_embed_get)
+            == NULL)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -511,22 +535,68 @@ ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
 }
 
 
-/* Everything the URL grants, from the configuration and the identity:
- * NGX_OK, an HTTP status to refuse with, or NGX_ERROR. */
+/* Everything the URL grants for this request, checked: NGX_OK, an HTTP
+ * status to refuse with, or NGX_ERROR. */
 static ngx_int_t
 ngx_http_tokengate_embed_params(ngx_http_request_t *r,
     ngx_http_tokengate_embed_ctx_t *ctx)
 {
-    char                                 *path;
-    ngx_int_t                             rc;
-    tg_diag_t                             diag;
-    tg_embed_params_t                    *p;
-    ngx_http_tokengate_embed_loc_conf_t  *elcf;
+    ngx_int_t           rc;
+    tg_diag_t           diag;
+    tg_embed_params_t  *p;
 
-    elcf = ctx->elcf;
     p = &ctx->params;
 
-    rc = ngx_http_tokengate_embed_path(r, elcf, &path);
+    rc = ngx_http_tokengate_embed_build(r, r->pool, ctx->elcf, p);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate_embed: a value for \"%V\" cannot be used "
+                      "(a NUL byte, or more than %d list entries), refused",
+                      &r->uri, NGX_HTTP_TOKENGATE_EMBED_LIST_MAX);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (p->external_user_id == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate_embed: no usable external user id for "
+                      "this identity (\"tokengate_embed_external_user_id\" "
+                      "is empty), refused");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    tg_diag_clear(&diag);
+
+    if (tg_embed_params_check(p, &diag) != TG_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate_embed: cannot embed \"%s\" for this "
+                      "identity: %s, refused", p->embed_path, diag.message);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The parameters, unchecked, their strings in pool: from the request r,
+ * or at load time (r is NULL) from the values without variables and a
+ * valid sample for each value with variables.  NGX_OK, NGX_DECLINED for
+ * a value that cannot be used, an HTTP status for the embed path, or
+ * NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_tokengate_embed_build(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_http_tokengate_embed_loc_conf_t *elcf, tg_embed_params_t *p)
+{
+    char       *path;
+    ngx_int_t   rc;
+
+    rc = ngx_http_tokengate_embed_path(r, pool, elcf, &path);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -539,93 +609,102 @@ ngx_http_tokengate_embed_params(ngx_http_request_t *r,
     p->session_length = (long) elcf->session_length;
     p->force_logout_login = elcf->force_logout_login ? 1 : 0;
 
-    rc = ngx_http_tokengate_embed_value(r, elcf->external_user_id,
-                                        &p->external_user_id);
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
+    rc = ngx_http_tokengate_embed_value(r, pool, elcf->external_user_id,
+                                    ngx_http_tokengate_embed_sample_user,
+                                    &p->external_user_id);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    if (rc != NGX_OK || p->external_user_id == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate_embed: no usable external user id for "
-                      "this identity (\"tokengate_embed_external_user_id\" "
-                      "is empty or has a NUL byte), refused");
-        return NGX_HTTP_FORBIDDEN;
+    rc = ngx_http_tokengate_embed_value(r, pool, elcf->first_name, NULL,
+                                        &p->first_name);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    if (ngx_http_tokengate_embed_value(r, elcf->first_name, &p->first_name)
-        != NGX_OK
-        || ngx_http_tokengate_embed_value(r, elcf->last_name, &p->last_name)
-           != NGX_OK
-        || ngx_http_tokengate_embed_value(r, elcf->timezone,
-                                          &p->user_timezone)
-           != NGX_OK
-        || ngx_http_tokengate_embed_value(r, elcf->external_group_id,
-                                          &p->external_group_id)
-           != NGX_OK
-        || ngx_http_tokengate_embed_list(r, elcf->permissions,
-                                         &p->permissions, &p->n_permissions)
-           != NGX_OK
-        || ngx_http_tokengate_embed_list(r, elcf->models, &p->models,
-                                         &p->n_models) != NGX_OK
-        || ngx_http_tokengate_embed_list(r, elcf->group_ids, &p->group_ids,
-                                         &p->n_group_ids) != NGX_OK
-        || ngx_http_tokengate_embed_attrs(r, elcf->attributes, p) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate_embed: a value for \"%V\" cannot be used "
-                      "(a NUL byte, or more than %d list entries), refused",
-                      &r->uri, NGX_HTTP_TOKENGATE_EMBED_LIST_MAX);
-        return NGX_HTTP_FORBIDDEN;
+    rc = ngx_http_tokengate_embed_value(r, pool, elcf->last_name, NULL,
+                                        &p->last_name);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    tg_diag_clear(&diag);
-
-    if (tg_embed_params_check(p, &diag) != TG_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate_embed: cannot embed \"%s\" for this "
-                      "identity: %s, refused", path, diag.message);
-        return NGX_HTTP_FORBIDDEN;
+    rc = ngx_http_tokengate_embed_value(r, pool, elcf->timezone, NULL,
+                                        &p->user_timezone);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    return NGX_OK;
+    rc = ngx_http_tokengate_embed_value(r, pool, elcf->external_group_id,
+                                        NULL, &p->external_group_id);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_tokengate_embed_list(r, pool, elcf->permissions,
+                                ngx_http_tokengate_embed_sample_permission,
+                                &p->permissions, &p->n_permissions);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_tokengate_embed_list(r, pool, elcf->models,
+                                       ngx_http_tokengate_embed_sample_model,
+                                       &p->models, &p->n_models);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_tokengate_embed_list(r, pool, elcf->group_ids,
+                                       ngx_http_tokengate_embed_sample_group,
+                                       &p->group_ids, &p->n_group_ids);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_tokengate_embed_attrs(r, pool, elcf->attributes, p);
 }
 
 
 /*
- * tokengate_embed_path, checked (400 when malformed) and held to
- * tokengate_embed_allow (403 outside it), then tokengate_embed_query;
- * NUL-terminated in r->pool.
+ * tokengate_embed_path, then tokengate_embed_query, NUL-terminated in
+ * pool.  For a request the path is checked (400 when malformed) and held
+ * to tokengate_embed_allow (403 outside it); at load time a static path
+ * was checked already (ngx_http_tokengate_embed_check) and the sample is
+ * valid.
  */
 static ngx_int_t
-ngx_http_tokengate_embed_path(ngx_http_request_t *r,
+ngx_http_tokengate_embed_path(ngx_http_request_t *r, ngx_pool_t *pool,
     ngx_http_tokengate_embed_loc_conf_t *elcf, char **out)
 {
     u_char     *p, *s;
     size_t      len;
     ngx_str_t   path;
 
-    if (ngx_http_complex_value(r, elcf->path, &path) != NGX_OK) {
+    if (ngx_http_tokengate_embed_eval(r, elcf->path,
+                                      ngx_http_tokengate_embed_sample_path,
+                                      &path)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (path.len == 0) {
+    if (r != NULL && path.len == 0) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate_embed: the embed path is empty");
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (!ngx_http_tokengate_embed_path_ok(path.data, path.len)) {
+    if (r != NULL && !ngx_http_tokengate_embed_path_ok(path.data, path.len)) {
         /* not quoted: it may hold anything the client sent */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate_embed: malformed embed path (it must be "
                       "/embed/..., at most %d bytes of letters, digits, "
                       "\"-._~:/\", with no \".\" or \"..\" segments)",
-                      NGX_HTTP_TOKENGATE_EMBED_PATH_MAX);
+                      TG_EMBED_PATH_MAX);
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (elcf->allow != NULL
+    if (r != NULL && elcf->allow != NULL
         && !ngx_http_tokengate_embed_allowed(elcf->allow, &path))
     {
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
@@ -636,7 +715,7 @@ ngx_http_tokengate_embed_path(ngx_http_request_t *r,
 
     len = path.len + (elcf->query.len ? 1 + elcf->query.len : 0);
 
-    s = ngx_pnalloc(r->pool, len + 1);
+    s = ngx_pnalloc(pool, len + 1);
     if (s == NULL) {
         return NGX_ERROR;
     }
@@ -668,7 +747,7 @@ ngx_http_tokengate_embed_path_ok(u_char *p, size_t len)
     u_char  *last, *seg;
 
     if (len <= sizeof("/embed/") - 1
-        || len > NGX_HTTP_TOKENGATE_EMBED_PATH_MAX
+        || len > TG_EMBED_PATH_MAX
         || ngx_strncmp(p, "/embed/", sizeof("/embed/") - 1) != 0)
     {
         return 0;
@@ -736,11 +815,33 @@ ngx_http_tokengate_embed_allowed(ngx_array_t *allow, ngx_str_t *path)
 }
 
 
-/* A complex value NUL-terminated in r->pool; *out NULL when cv is unset
- * or the value is empty.  NGX_DECLINED for a value with a NUL byte. */
+/* A complex value for request r; at load time (r is NULL) itself when it
+ * has no variables, else the sample (empty when NULL). */
 static ngx_int_t
-ngx_http_tokengate_embed_value(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, const char **out)
+ngx_http_tokengate_embed_eval(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, char *sample, ngx_str_t *v)
+{
+    if (r != NULL) {
+        return ngx_http_complex_value(r, cv, v);
+    }
+
+    if (cv->lengths == NULL) {
+        *v = cv->value;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) sample;
+    v->len = sample != NULL ? ngx_strlen(sample) : 0;
+
+    return NGX_OK;
+}
+
+
+/* A complex value NUL-terminated in pool; *out NULL when cv is unset or
+ * the value is empty.  NGX_DECLINED for a value with a NUL byte. */
+static ngx_int_t
+ngx_http_tokengate_embed_value(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_http_complex_value_t *cv, char *sample, const char **out)
 {
     u_char     *s;
     ngx_str_t   v;
@@ -751,7 +852,7 @@ ngx_http_tokengate_embed_value(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
+    if (ngx_http_tokengate_embed_eval(r, cv, sample, &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -763,7 +864,7 @@ ngx_http_tokengate_embed_value(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    s = ngx_pnalloc(r->pool, v.len + 1);
+    s = ngx_pnalloc(pool, v.len + 1);
     if (s == NULL) {
         return NGX_ERROR;
     }
@@ -777,11 +878,16 @@ ngx_http_tokengate_embed_value(ngx_http_request_t *r,
 }
 
 
-/* A list directive: each value split at commas, blanks around entries and
- * empty entries dropped (so "$tokengate_groups" through a map works). */
+/*
+ * A list directive: each value split at commas, blanks around entries and
+ * empty entries dropped (so "$tokengate_groups" through a map works).  A
+ * request's list may have NGX_HTTP_TOKENGATE_EMBED_LIST_MAX entries (else
+ * NGX_DECLINED); at load time libtokengate's check says which directive
+ * has too many.
+ */
 static ngx_int_t
-ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
-    const char *const **out, size_t *n)
+ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_array_t *values, char *sample, const char *const **out, size_t *n)
 {
     u_char                    *p, *last, *start, *end, *s;
     size_t                     count;
@@ -797,7 +903,7 @@ ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
         return NGX_OK;
     }
 
-    v = ngx_palloc(r->pool, values->nelts * sizeof(ngx_str_t));
+    v = ngx_palloc(pool, values->nelts * sizeof(ngx_str_t));
     if (v == NULL) {
         return NGX_ERROR;
     }
@@ -806,7 +912,9 @@ ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
     count = 0;
 
     for (i = 0; i < values->nelts; i++) {
-        if (ngx_http_complex_value(r, &cv[i], &v[i]) != NGX_OK) {
+        if (ngx_http_tokengate_embed_eval(r, &cv[i], sample, &v[i])
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -823,11 +931,11 @@ ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
         }
     }
 
-    if (count > NGX_HTTP_TOKENGATE_EMBED_LIST_MAX) {
+    if (r != NULL && count > NGX_HTTP_TOKENGATE_EMBED_LIST_MAX) {
         return NGX_DECLINED;
     }
 
-    list = ngx_palloc(r->pool, (count + 1) * sizeof(char *));
+    list = ngx_palloc(pool, (count + 1) * sizeof(char *));
     if (list == NULL) {
         return NGX_ERROR;
     }
@@ -860,7 +968,7 @@ ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
                 continue;
             }
 
-            s = ngx_pnalloc(r->pool, end - start + 1);
+            s = ngx_pnalloc(pool, end - start + 1);
             if (s == NULL) {
                 return NGX_ERROR;
             }
@@ -881,9 +989,10 @@ ngx_http_tokengate_embed_list(ngx_http_request_t *r, ngx_array_t *values,
 }
 
 
+/* The user attributes; one whose value is empty is sent as "". */
 static ngx_int_t
-ngx_http_tokengate_embed_attrs(ngx_http_request_t *r, ngx_array_t *attributes,
-    tg_embed_params_t *p)
+ngx_http_tokengate_embed_attrs(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_array_t *attributes, tg_embed_params_t *p)
 {
     ngx_int_t                         rc;
     ngx_uint_t                        i;
@@ -895,7 +1004,7 @@ ngx_http_tokengate_embed_attrs(ngx_http_request_t *r, ngx_array_t *attributes,
         return NGX_OK;
     }
 
-    ua = ngx_palloc(r->pool, attributes->nelts * sizeof(tg_embed_attr_t));
+    ua = ngx_palloc(pool, attributes->nelts * sizeof(tg_embed_attr_t));
     if (ua == NULL) {
         return NGX_ERROR;
     }
@@ -903,7 +1012,8 @@ ngx_http_tokengate_embed_attrs(ngx_http_request_t *r, ngx_array_t *attributes,
     a = attributes->elts;
 
     for (i = 0; i < attributes->nelts; i++) {
-        rc = ngx_http_tokengate_embed_value(r, &a[i].value, &value);
+        rc = ngx_http_tokengate_embed_value(r, pool, &a[i].value, NULL,
+                                            &value);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -960,7 +1070,8 @@ ngx_http_tokengate_embed_local(ngx_http_request_t *r,
 
 /*
  * Server signing: ask Looker with the worker's admin token, logging in
- * first (once for all the requests that wait) when there is none.
+ * first (once for all the requests that wait, with the timeouts of the
+ * location whose request starts the login) when there is none.
  * NGX_DONE while waiting, else a status to answer now.
  */
 static ngx_int_t
@@ -979,7 +1090,7 @@ ngx_http_tokengate_embed_server(ngx_http_tokengate_embed_ctx_t *ctx)
     }
 
     if (admin->login == NULL
-        && ngx_http_tokengate_embed_login(admin) != NGX_OK)
+        && ngx_http_tokengate_embed_login(admin, ctx->elcf->tlcf) != NGX_OK)
     {
         return ngx_http_tokengate_embed_failed(ctx->request, TG_INTERNAL, -1);
     }
@@ -992,7 +1103,8 @@ ngx_http_tokengate_embed_server(ngx_http_tokengate_embed_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_tokengate_embed_login(ngx_http_tokengate_embed_admin_t *admin)
+ngx_http_tokengate_embed_login(ngx_http_tokengate_embed_admin_t *admin,
+    ngx_http_tokengate_loc_conf_t *tlcf)
 {
     tg_diag_t     diag;
     tg_request_t  req;
@@ -1016,7 +1128,7 @@ ngx_http_tokengate_embed_login(ngx_http_tokengate_embed_admin_t *admin)
     /* the login belongs to no request: the requests waiting on it may all
      * go away, the token is kept for the next ones */
 
-    admin->login = ngx_http_tokengate_call(admin->tlcf, &req, ngx_cycle->log,
+    admin->login = ngx_http_tokengate_call(tlcf, &req, ngx_cycle->log,
                                            ngx_http_tokengate_embed_login_done,
                                            admin);
     if (admin->login == NULL) {
@@ -1255,9 +1367,6 @@ static ngx_int_t
 ngx_http_tokengate_embed_failed(ngx_http_request_t *r, tg_err_t err,
     long retry_after)
 {
-    u_char     buf[NGX_INT_T_LEN];
-    ngx_str_t  value;
-
     switch (err) {
 
     case TG_RATE_LIMITED:
@@ -1266,15 +1375,10 @@ ngx_http_tokengate_embed_failed(ngx_http_request_t *r, tg_err_t err,
     case TG_TLS:
     case TG_NOMEM:
     case TG_INTERNAL:
-        if (retry_after > 0) {
-            value.data = buf;
-            value.len = ngx_sprintf(buf, "%l", retry_after) - buf;
-
-            if (ngx_http_tokengate_embed_header(r, "Retry-After", &value)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+        if (retry_after > 0
+            && ngx_http_tokengate_retry_after(r, retry_after) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -1335,6 +1439,7 @@ ngx_http_tokengate_embed_redirect(ngx_http_request_t *r, const char *url,
     char                              fp[TG_FINGERPRINT_SIZE];
     size_t                            len, i;
     ngx_int_t                         rc;
+    ngx_str_t                         location;
     ngx_table_elt_t                  *h;
     ngx_pool_cleanup_t               *cln;
     ngx_http_tokengate_embed_wipe_t  *w;
@@ -1369,18 +1474,13 @@ ngx_http_tokengate_embed_redirect(ngx_http_request_t *r, const char *url,
     ngx_memcpy(w->data, url, len);
     w->len = len;
 
-    h = ngx_list_push(&r->headers_out.headers);
+    location.data = w->data;
+    location.len = len;
+
+    h = ngx_http_tokengate_embed_header(r, "Location", &location);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Location");
-    h->value.data = w->data;
-    h->value.len = len;
 
     ngx_http_clear_location(r);
     r->headers_out.location = h;
@@ -1420,17 +1520,16 @@ ngx_http_tokengate_embed_wipe(void *data)
 }
 
 
-/* Add a response header; Cache-Control is always "no-store". */
-static ngx_int_t
-ngx_http_tokengate_embed_header(ngx_http_request_t *r, const char *key,
+/* Add a response header; the value is not copied. */
+static ngx_table_elt_t *
+ngx_http_tokengate_embed_header(ngx_http_request_t *r, char *key,
     ngx_str_t *value)
 {
-    u_char           *p;
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
@@ -1439,23 +1538,9 @@ ngx_http_tokengate_embed_header(ngx_http_request_t *r, const char *key,
 #endif
     h->key.data = (u_char *) key;
     h->key.len = ngx_strlen(key);
+    h->value = *value;
 
-    if (value == NULL) {
-        ngx_str_set(&h->value, "no-store");
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, value->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, value->data, value->len);
-
-    h->value.data = p;
-    h->value.len = value->len;
-
-    return NGX_OK;
+    return h;
 }
 
 
@@ -1479,17 +1564,20 @@ ngx_http_tokengate_embed_create_main_conf(ngx_conf_t *cf)
 {
     ngx_http_tokengate_embed_main_conf_t  *emcf;
 
-    emcf = ngx_pcalloc(cf->pool,
-                       sizeof(ngx_http_tokengate_embed_main_conf_t));
+    emcf = ngx_palloc(cf->pool, sizeof(ngx_http_tokengate_embed_main_conf_t));
     if (emcf == NULL) {
         return NULL;
     }
 
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     emcf->admins = NULL;
-     */
+    if (ngx_array_init(&emcf->secrets, cf->pool, 1,
+                       sizeof(ngx_http_tokengate_embed_secret_t))
+        != NGX_OK
+        || ngx_array_init(&emcf->admins, cf->pool, 1,
+                          sizeof(ngx_http_tokengate_embed_admin_t *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
 
     return emcf;
 }
@@ -1618,10 +1706,9 @@ static char *
 ngx_http_tokengate_embed_check(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, ngx_str_t *location)
 {
-    char                              *rv;
-    tg_config_t                       *tg;
-    ngx_str_t                          path;
-    ngx_http_compile_complex_value_t   ccv;
+    char         *rv;
+    ngx_str_t     path;
+    tg_config_t  *tg;
 
     /*
      * ngx_http_tokengate_module comes before this module in the module
@@ -1703,35 +1790,20 @@ ngx_http_tokengate_embed_check(ngx_conf_t *cf,
 
     /* the identity: tokengate's own variables unless configured */
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-
     if (conf->external_user_id == NULL) {
-        conf->external_user_id = ngx_palloc(cf->pool,
-                                            sizeof(ngx_http_complex_value_t));
+        conf->external_user_id = ngx_http_tokengate_embed_compile(cf,
+                                &ngx_http_tokengate_embed_default_user_id,
+                                NULL);
         if (conf->external_user_id == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ccv.value = &ngx_http_tokengate_embed_default_user_id;
-        ccv.complex_value = conf->external_user_id;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
 
     if (conf->first_name == NULL) {
-        conf->first_name = ngx_palloc(cf->pool,
-                                      sizeof(ngx_http_complex_value_t));
+        conf->first_name = ngx_http_tokengate_embed_compile(cf,
+                                &ngx_http_tokengate_embed_default_first_name,
+                                NULL);
         if (conf->first_name == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ccv.value = &ngx_http_tokengate_embed_default_first_name;
-        ccv.complex_value = conf->first_name;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -1755,98 +1827,23 @@ static char *
 ngx_http_tokengate_embed_check_params(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, ngx_str_t *location)
 {
-    u_char                           *path, *p;
-    size_t                            len, n;
-    ngx_uint_t                        i, has;
+    size_t                            len;
+    ngx_int_t                         rc;
     tg_diag_t                         diag;
-    tg_embed_attr_t                  *ua;
     tg_embed_params_t                 params;
-    ngx_http_tokengate_embed_attr_t  *a;
     ngx_http_tokengate_embed_name_t  *name;
 
-    tg_embed_params_init(&params);
+    rc = ngx_http_tokengate_embed_build(NULL, cf->pool, conf, &params);
 
-    params.scheme = conf->scheme;
-    params.host = conf->host;
-    params.session_length = (long) conf->session_length;
-    params.force_logout_login = conf->force_logout_login ? 1 : 0;
-
-    /* the path: this one when it is static, else a placeholder */
-
-    if (conf->path->lengths == NULL) {
-        len = conf->path->value.len;
-        p = conf->path->value.data;
-
-    } else {
-        len = sizeof(ngx_http_tokengate_embed_sample_path) - 1;
-        p = (u_char *) ngx_http_tokengate_embed_sample_path;
-    }
-
-    path = ngx_pnalloc(cf->pool, len + 1 + conf->query.len + 1);
-    if (path == NULL) {
+    if (rc == NGX_DECLINED) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a \"tokengate_embed_*\" value in location "
+                           "\"%V\" has a NUL byte", location);
         return NGX_CONF_ERROR;
     }
 
-    p = ngx_cpymem(path, p, len);
-
-    if (conf->query.len) {
-        *p++ = '?';
-        p = ngx_cpymem(p, conf->query.data, conf->query.len);
-    }
-
-    *p = '\0';
-
-    params.embed_path = (char *) path;
-
-    /* the values without variables; a valid sample for the others */
-
-    if (ngx_http_tokengate_embed_static_list(cf, conf->permissions,
-                                             "access_data",
-                                             &params.permissions,
-                                             &params.n_permissions)
-        != NGX_OK
-        || ngx_http_tokengate_embed_static_list(cf, conf->models, "model",
-                                                &params.models,
-                                                &params.n_models)
-           != NGX_OK
-        || ngx_http_tokengate_embed_static_list(cf, conf->group_ids, "1",
-                                                &params.group_ids,
-                                                &params.n_group_ids)
-           != NGX_OK)
-    {
+    if (rc != NGX_OK) {
         return NGX_CONF_ERROR;
-    }
-
-    params.external_user_id =
-        ngx_http_tokengate_embed_static(conf->external_user_id, "tokengate");
-    params.first_name = ngx_http_tokengate_embed_static(conf->first_name,
-                                                        NULL);
-    params.last_name = ngx_http_tokengate_embed_static(conf->last_name, NULL);
-    params.user_timezone = ngx_http_tokengate_embed_static(conf->timezone,
-                                                           NULL);
-    params.external_group_id =
-        ngx_http_tokengate_embed_static(conf->external_group_id, NULL);
-
-    if (conf->attributes != NULL) {
-        ua = ngx_palloc(cf->pool,
-                        conf->attributes->nelts * sizeof(tg_embed_attr_t));
-        if (ua == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        a = conf->attributes->elts;
-        n = 0;
-
-        for (i = 0; i < conf->attributes->nelts; i++) {
-            if (a[i].value.lengths == NULL) {
-                ua[n].key = (char *) a[i].name.data;
-                ua[n].value = (char *) a[i].value.value.data;
-                n++;
-            }
-        }
-
-        params.user_attributes = ua;
-        params.n_user_attributes = n;
     }
 
     tg_diag_clear(&diag);
@@ -1855,150 +1852,40 @@ ngx_http_tokengate_embed_check_params(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
-    has = 0;
-
     for (name = ngx_http_tokengate_embed_dirs; name->param; name++) {
         len = ngx_strlen(name->param);
 
         if (ngx_strncmp(diag.message, name->param, len) == 0
             && diag.message[len] == ':')
         {
-            has = 1;
             break;
         }
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid \"%s\" in location \"%V\": %s",
-                       has ? name->directive : "tokengate_embed", location,
-                       diag.message);
+                       name->param ? name->directive : "tokengate_embed",
+                       location, diag.message);
 
     return NGX_CONF_ERROR;
 }
 
 
-/* A list directive's entries for the check at load time: values without
- * variables as a request would split them (the configuration parser
- * NUL-terminates them), the sample for each value with variables. */
-static ngx_int_t
-ngx_http_tokengate_embed_static_list(ngx_conf_t *cf, ngx_array_t *values,
-    char *sample, const char *const **out, size_t *n)
-{
-    u_char                    *p, *last, *start, *end, *s;
-    size_t                     count;
-    ngx_uint_t                 i;
-    const char               **list;
-    ngx_http_complex_value_t  *cv;
-
-    *out = NULL;
-    *n = 0;
-
-    if (values == NULL) {
-        return NGX_OK;
-    }
-
-    cv = values->elts;
-    count = 0;
-
-    for (i = 0; i < values->nelts; i++) {
-        count++;
-
-        for (p = cv[i].value.data; p < cv[i].value.data + cv[i].value.len;
-             p++)
-        {
-            count += (*p == ',');
-        }
-    }
-
-    list = ngx_palloc(cf->pool, (count + 1) * sizeof(char *));
-    if (list == NULL) {
-        return NGX_ERROR;
-    }
-
-    count = 0;
-
-    for (i = 0; i < values->nelts; i++) {
-
-        if (cv[i].lengths != NULL) {
-            list[count++] = sample;
-            continue;
-        }
-
-        p = cv[i].value.data;
-        last = p + cv[i].value.len;
-
-        while (p <= last) {
-            start = p;
-
-            while (p < last && *p != ',') {
-                p++;
-            }
-
-            end = p;
-            p++;
-
-            while (start < end && (*start == ' ' || *start == '\t')) {
-                start++;
-            }
-
-            while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
-                end--;
-            }
-
-            if (start == end) {
-                continue;
-            }
-
-            s = ngx_pnalloc(cf->pool, end - start + 1);
-            if (s == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(s, start, end - start);
-            s[end - start] = '\0';
-
-            list[count++] = (char *) s;
-        }
-    }
-
-    list[count] = NULL;
-
-    *out = (const char *const *) list;
-    *n = count;
-
-    return NGX_OK;
-}
-
-
-/* A value for the check at load time: itself when it has no variables
- * (NULL when empty, as a request would send it), else the sample. */
-static const char *
-ngx_http_tokengate_embed_static(ngx_http_complex_value_t *cv,
-    const char *sample)
-{
-    if (cv == NULL) {
-        return NULL;
-    }
-
-    if (cv->lengths != NULL) {
-        return sample;
-    }
-
-    return cv->value.len ? (const char *) cv->value.data : NULL;
-}
-
-
 /* Local signing: the embed secret, read now and kept in memory (wiped
- * when the configuration goes); the workers never open the file. */
+ * when the configuration goes), once per file for all the locations that
+ * name it; the workers never open the file. */
 static char *
 ngx_http_tokengate_embed_read_secret(ngx_conf_t *cf,
     ngx_http_tokengate_embed_loc_conf_t *conf, tg_config_t *tg,
     ngx_str_t *location)
 {
-    char                *path, *secret;
-    const char          *key;
-    tg_diag_t            diag;
-    ngx_pool_cleanup_t  *cln;
+    char                                  *path, *secret;
+    const char                            *key;
+    tg_diag_t                              diag;
+    ngx_uint_t                             i;
+    ngx_pool_cleanup_t                    *cln;
+    ngx_http_tokengate_embed_secret_t     *sec;
+    ngx_http_tokengate_embed_main_conf_t  *emcf;
 
     if (conf->secret_file.len != 0) {
         path = (char *) conf->secret_file.data;
@@ -2020,6 +1907,19 @@ ngx_http_tokengate_embed_read_secret(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    emcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_tokengate_embed_module);
+
+    sec = emcf->secrets.elts;
+
+    for (i = 0; i < emcf->secrets.nelts; i++) {
+        if (ngx_strcmp(sec[i].path, path) == 0) {
+            conf->secret = sec[i].secret;
+            conf->secret_len = sec[i].len;
+            return NGX_CONF_OK;
+        }
+    }
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         return NGX_CONF_ERROR;
@@ -2039,8 +1939,17 @@ ngx_http_tokengate_embed_read_secret(ngx_conf_t *cf,
     cln->handler = ngx_http_tokengate_embed_secret_cleanup;
     cln->data = secret;
 
-    conf->secret = secret;
-    conf->secret_len = ngx_strlen(secret);
+    sec = ngx_array_push(&emcf->secrets);
+    if (sec == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sec->path = path;
+    sec->secret = secret;
+    sec->len = ngx_strlen(secret);
+
+    conf->secret = sec->secret;
+    conf->secret_len = sec->len;
 
     return NGX_CONF_OK;
 }
@@ -2082,17 +1991,9 @@ ngx_http_tokengate_embed_get_admin(ngx_conf_t *cf,
     emcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_tokengate_embed_module);
 
-    if (emcf->admins == NULL) {
-        emcf->admins = ngx_array_create(cf->pool, 2,
-                                sizeof(ngx_http_tokengate_embed_admin_t *));
-        if (emcf->admins == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
+    admins = emcf->admins.elts;
 
-    admins = emcf->admins->elts;
-
-    for (i = 0; i < emcf->admins->nelts; i++) {
+    for (i = 0; i < emcf->admins.nelts; i++) {
         if (admins[i]->tg == tg) {
             conf->admin = admins[i];
             return NGX_CONF_OK;
@@ -2128,10 +2029,9 @@ ngx_http_tokengate_embed_get_admin(ngx_conf_t *cf,
     cln->data = admin;
 
     admin->tg = tg;
-    admin->tlcf = conf->tlcf;
     ngx_queue_init(&admin->waiting);
 
-    admins = ngx_array_push(emcf->admins);
+    admins = ngx_array_push(&emcf->admins);
     if (admins == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -2140,6 +2040,35 @@ ngx_http_tokengate_embed_get_admin(ngx_conf_t *cf,
     conf->admin = admin;
 
     return NGX_CONF_OK;
+}
+
+
+/* Compile value into cv, or into a new complex value when cv is NULL:
+ * the complex value, or NULL on error. */
+static ngx_http_complex_value_t *
+ngx_http_tokengate_embed_compile(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t *cv)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    if (cv == NULL) {
+        cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (cv == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NULL;
+    }
+
+    return cv;
 }
 
 
@@ -2208,17 +2137,17 @@ ngx_http_tokengate_embed(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * tokengate_embed_host https://HOST[:PORT] | http://LOOPBACK:PORT: the
  * Looker host as the browser reaches it.  A default port is dropped: the
  * host is the first line of the string to sign, as the browser sends it.
+ * The rest (no path, a lower-case name, a port, http only for a loopback
+ * host) is libtokengate's check, run where tokengate_embed is used.
  */
 static char *
 ngx_http_tokengate_embed_host(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tokengate_embed_loc_conf_t *elcf = conf;
 
-    u_char      *p, *last, *end, *s;
-    size_t       skip;
-    ngx_int_t    port;
-    ngx_str_t   *value, name;
-    ngx_uint_t   https;
+    u_char     *host, *last, *port;
+    size_t      len;
+    ngx_str_t  *value, dflt;
 
     if (elcf->host != NULL) {
         return "is duplicate";
@@ -2229,15 +2158,15 @@ ngx_http_tokengate_embed_host(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (value[1].len > 8
         && ngx_strncasecmp(value[1].data, (u_char *) "https://", 8) == 0)
     {
-        https = 1;
-        skip = 8;
+        elcf->scheme = "https";
+        ngx_str_set(&dflt, ":443");
 
     } else if (value[1].len > 7
                && ngx_strncasecmp(value[1].data, (u_char *) "http://", 7)
                   == 0)
     {
-        https = 0;
-        skip = 7;
+        elcf->scheme = "http";
+        ngx_str_set(&dflt, ":80");
 
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -2247,85 +2176,46 @@ ngx_http_tokengate_embed_host(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    p = value[1].data + skip;
+    host = value[1].data + ngx_strlen(elcf->scheme) + sizeof("://") - 1;
     last = value[1].data + value[1].len;
 
-    if (last > p && last[-1] == '/') {
+    if (last > host && last[-1] == '/') {
         last--;
     }
 
-    /* the host name: [IPv6] or letters, digits, "-" and "." */
+    /* the port: after an IPv6 literal's "]", else after the first ":" */
 
-    name.data = p;
+    port = host;
 
-    if (p < last && *p == '[') {
-        while (p < last && *p != ']') {
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')
-                  || (*p >= 'A' && *p <= 'F') || *p == ':' || *p == '.'
-                  || *p == '['))
-            {
-                goto invalid;
-            }
+    if (host < last && *host == '[') {
+        port = ngx_strlchr(host, last, ']');
 
-            p++;
-        }
-
-        if (p == last) {
-            goto invalid;
-        }
-
-        p++;
-
-    } else {
-        while (p < last
-               && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                   || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'
-                   || *p == '_'))
-        {
-            p++;
+        if (port == NULL) {
+            port = last;
         }
     }
 
-    name.len = p - name.data;
-    end = last;
+    port = ngx_strlchr(port, last, ':');
 
-    if (name.len == 0) {
-        goto invalid;
+    if (port != NULL && (size_t) (last - port) == dflt.len
+        && ngx_strncmp(port, dflt.data, dflt.len) == 0)
+    {
+        last = port;
     }
 
-    if (p < last) {
-        if (*p != ':') {
-            goto invalid;
-        }
+    len = last - host;
 
-        port = ngx_atoi(p + 1, last - p - 1);
-
-        if (port < 1 || port > 65535) {
-            goto invalid;
-        }
-
-        if ((https && port == 443) || (!https && port == 80)) {
-            end = p;
-        }
-    }
-
-    /* the rest (http only for a loopback host, an IPv6 literal's form) is
-     * libtokengate's check, run where tokengate_embed is used */
-
-    s = ngx_pnalloc(cf->pool, end - name.data + 1);
-    if (s == NULL) {
+    elcf->host = ngx_pnalloc(cf->pool, len + 1);
+    if (elcf->host == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(s, name.data, end - name.data);
-    s[end - name.data] = '\0';
+    ngx_memcpy(elcf->host, host, len);
+    elcf->host[len] = '\0';
 
-    elcf->host = (char *) s;
-    elcf->scheme = https ? "https" : "http";
     elcf->host_url = value[1];
 
-    elcf->origin.len = ngx_strlen(elcf->scheme) + sizeof("://") - 1
-                       + (end - name.data) + 1;
+    elcf->origin.len = ngx_strlen(elcf->scheme) + sizeof("://") - 1 + len + 1;
     elcf->origin.data = ngx_pnalloc(cf->pool, elcf->origin.len + 1);
     if (elcf->origin.data == NULL) {
         return NGX_CONF_ERROR;
@@ -2334,15 +2224,6 @@ ngx_http_tokengate_embed_host(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_sprintf(elcf->origin.data, "%s://%s/%Z", elcf->scheme, elcf->host);
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid \"%V\" \"%V\": only a scheme, a host and a "
-                       "port (no path, query or user name)",
-                       &cmd->name, &value[1]);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -2364,7 +2245,7 @@ ngx_http_tokengate_embed_query(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (value[1].len == 0 || value[1].data[0] == '?'
-        || value[1].len > NGX_HTTP_TOKENGATE_EMBED_PATH_MAX / 2)
+        || value[1].len > TG_EMBED_PATH_MAX / 2)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"%V\" \"%V\": NAME=VALUE[&...] without "
@@ -2459,11 +2340,10 @@ ngx_http_tokengate_embed_list_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     char  *p = conf;
 
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_array_t                      **a;
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_array_t              **a;
+    ngx_http_complex_value_t  *cv;
 
     a = (ngx_array_t **) (p + cmd->offset);
 
@@ -2487,17 +2367,9 @@ ngx_http_tokengate_embed_list_slot(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         cv = ngx_array_push(*a);
-        if (cv == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &value[i];
-        ccv.complex_value = cv;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        if (cv == NULL
+            || ngx_http_tokengate_embed_compile(cf, &value[i], cv) == NULL)
+        {
             return NGX_CONF_ERROR;
         }
     }
@@ -2513,11 +2385,10 @@ ngx_http_tokengate_embed_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_tokengate_embed_loc_conf_t *elcf = conf;
 
-    u_char                            *p;
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_tokengate_embed_attr_t   *a;
-    ngx_http_compile_complex_value_t   ccv;
+    u_char                           *p;
+    ngx_str_t                        *value;
+    ngx_uint_t                        i;
+    ngx_http_tokengate_embed_attr_t  *a;
 
     value = cf->args->elts;
 
@@ -2568,13 +2439,7 @@ ngx_http_tokengate_embed_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
 
     a->name = value[1];     /* the configuration parser NUL-terminates */
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = &a->value;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+    if (ngx_http_tokengate_embed_compile(cf, &value[2], &a->value) == NULL) {
         return NGX_CONF_ERROR;
     }
 

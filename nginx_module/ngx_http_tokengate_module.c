@@ -304,8 +304,6 @@ static ngx_int_t ngx_http_tokengate_require_ok(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tokengate_deny(ngx_http_request_t *r,
     ngx_str_t *realm, ngx_int_t status, const char *error);
 static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r);
-static ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r,
-    long seconds);
 
 static int ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
@@ -2788,7 +2786,7 @@ ngx_http_tokengate_login(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds)
 {
     ngx_table_elt_t  *h;

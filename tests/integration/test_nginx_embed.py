@@ -14,14 +14,15 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 import urllib.parse
 
 import pytest
 
 from conftest import DEMO, free_port
-from nginxlib import (DEMO_EMBED_SECRET, Nginx, fetch, looker_token,
-                      write_secret, write_tg_conf)
+from nginxlib import (DEMO_EMBED_SECRET, Nginx, Response, fetch,
+                      looker_token, write_secret, write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
@@ -65,7 +66,7 @@ ACCESS_LOG = """
 
 
 def embed_site(nginx, conf, srv, mode="local", extra="", server_extra="",
-               allow="/embed/dashboards/42 /embed/dashboards/43"):
+               allow="/embed/dashboards/42 /embed/dashboards/43", host=None):
     """/dash?d=N embeds /embed/dashboards/N; /p/ is a protected file."""
     nginx.server(f"""
         access_log {nginx.access_log} tgembed;
@@ -76,7 +77,7 @@ def embed_site(nginx, conf, srv, mode="local", extra="", server_extra="",
         location = /dash {{
             tokengate "looker";
             tokengate_embed {mode};
-            tokengate_embed_host http://127.0.0.1:{srv.port};
+            tokengate_embed_host {host or f"http://127.0.0.1:{srv.port}"};
             tokengate_embed_path /embed/dashboards/$arg_d;
             tokengate_embed_allow {allow};
             tokengate_embed_permissions access_data see_user_dashboards;
@@ -87,6 +88,14 @@ def embed_site(nginx, conf, srv, mode="local", extra="", server_extra="",
 """, http_extra=ACCESS_LOG)
     nginx.secrets.update({DEMO_EMBED_SECRET, DEMO["alice"]["secret"]})
     return nginx.start()
+
+
+def dashboard_42(srv):
+    """Embed settings for one dashboard, with srv as Looker."""
+    return f"""tokengate_embed_host http://127.0.0.1:{srv.port};
+        tokengate_embed_path /embed/dashboards/42;
+        tokengate_embed_permissions access_data;
+        tokengate_embed_models thelook;"""
 
 
 def signed(nginx, r):
@@ -118,6 +127,22 @@ def open_embed(url):
 
 def status(nginx):
     return json.loads(nginx.get("/status").body)
+
+
+def curl_h2(port, path, token, *args):
+    """One request over HTTP/2 (prior knowledge) with curl: the Response,
+    or None when none came."""
+    out = subprocess.run(["curl", "-s", "-i", "--noproxy", "*",
+                          "--http2-prior-knowledge", *args, "-H",
+                          f"Authorization: Bearer {token}",
+                          f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, timeout=30).stdout
+    if not out.startswith(b"HTTP/2 "):
+        return None
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    return Response(int(lines[0].split()[1]),
+                    [tuple(ln.split(": ", 1)) for ln in lines[1:]], body)
 
 
 # ------------------------------------------------------- local signing
@@ -290,13 +315,24 @@ def test_if_and_limit_except_blocks_keep_the_handler(tmp_path, devserver,
     nginx.stop()          # check_log: no "[alert] ... exited on signal"
 
 
-def test_only_get(tmp_path, devserver, nginx):
-    embed_site(nginx, looker_conf(tmp_path, devserver), devserver)
+@pytest.mark.parametrize("mode", ["local", "server"])
+def test_only_get(tmp_path, devserver, nginx, mode):
+    """HEAD and POST get 405 before anything is signed: no URL, no call to
+    Looker (not even the admin login), counted as refused only."""
+    embed_site(nginx, looker_conf(tmp_path, devserver), devserver, mode=mode)
     tok = looker_token(devserver)
+    before = devserver.counters()
     for method in ("HEAD", "POST"):
         r = nginx.get("/dash?d=42", tok, method=method)
         assert r.status == 405 and r.header("Allow") == "GET", r
         assert r.header("Location") is None
+        assert r.header("Cache-Control") == "no-store"
+    assert status(nginx)["embed"] == {"local": 0, "server": 0, "refused": 2,
+                                      "failed": 0}
+    c = devserver.counters()
+    for name in ("token", "embed_sso_url", "embed_login"):
+        assert c[name] == before[name], name
+    assert "tokengate_embed: signed URL" not in nginx.logs()
 
 
 def test_bad_identity_value_refused(tmp_path, devserver, nginx):
@@ -430,10 +466,40 @@ def test_server_signing_timeout_503(tmp_path, devserver, nginx):
                mode="server", extra="            tokengate_timeout 1s;")
     tok = looker_token(devserver)
     devserver.fault(endpoint="embed_sso_url", delay_ms=5000, count=1)
-    start = time.monotonic()
     r = nginx.get("/dash?d=42", tok)
     assert r.status == 503
-    assert time.monotonic() - start < 4
+    assert r.header("Location") is None and r.header("Retry-After") is None
+    assert re.search(r'Looker did not sign "/embed/dashboards/42" '
+                     r'\(TG_TIMEOUT\): ', nginx.logs()), nginx.logs()[-2000:]
+    assert status(nginx)["embed"] == {"local": 0, "server": 0, "refused": 0,
+                                      "failed": 1}
+
+
+def test_admin_login_uses_the_timeouts_of_its_location(tmp_path, devserver,
+                                                       nginx):
+    """Two locations share one tokengate.conf (one admin login per
+    worker): the login started by a request of /short times out after
+    /short's tokengate_timeout, not /long's (the first location's)."""
+    conf = looker_conf(tmp_path, devserver)
+    nginx.server(f"""
+        tokengate_config {conf};
+        {dashboard_42(devserver)}
+        tokengate "looker";
+        location = /status {{ tokengate off; tokengate_status; }}
+        location = /long {{ tokengate_embed server; tokengate_timeout 20s; }}
+        location = /short {{ tokengate_embed server; tokengate_timeout 1s; }}
+""")
+    nginx.secrets.update({DEMO_EMBED_SECRET, DEMO["alice"]["secret"]})
+    nginx.start()
+    tok = looker_token(devserver)
+    devserver.fault(endpoint="token", delay_ms=6000, count=1)
+    r = nginx.get("/short", tok)
+    assert r.status == 503, r               # with /long's: 302 after 6 s
+    assert re.search(r"the admin login to \S+ failed \(TG_TIMEOUT\)",
+                     nginx.logs()), nginx.logs()[-2000:]
+    signed(nginx, nginx.get("/long", tok))
+    assert status(nginx)["embed"] == {"local": 0, "server": 1, "refused": 0,
+                                      "failed": 1}
 
 
 def test_client_gone_cancels_server_signing(tmp_path, devserver, nginx):
@@ -447,12 +513,12 @@ def test_client_gone_cancels_server_signing(tmp_path, devserver, nginx):
     s = socket.create_connection(("127.0.0.1", nginx.port))
     s.sendall(b"GET /dash?d=42 HTTP/1.1\r\nHost: x\r\n"
               b"Authorization: Bearer " + tok.encode() + b"\r\n\r\n")
-    deadline = time.monotonic() + 5           # the call reached Looker
+    deadline = time.monotonic() + 30           # the call reached Looker
     while devserver.counters()["embed_sso_url"] == calls:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     s.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while "signing cancelled" not in nginx.logs():
         assert time.monotonic() < deadline, nginx.logs()[-2000:]
         time.sleep(0.1)
@@ -477,7 +543,7 @@ def test_clients_gone_during_the_admin_login(tmp_path, devserver, nginx):
         s = socket.create_connection(("127.0.0.1", nginx.port))
         s.sendall(req)
         socks.append(s)
-    deadline = time.monotonic() + 5           # the login reached Looker
+    deadline = time.monotonic() + 30           # the login reached Looker
     while devserver.counters()["token"] == before:
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -515,10 +581,7 @@ def test_runtime_off_and_internal_redirect_never_sign(tmp_path, devserver,
     conf = looker_conf(tmp_path, devserver)
     nginx.server(f"""
         tokengate_config {conf};
-        tokengate_embed_host http://127.0.0.1:{devserver.port};
-        tokengate_embed_path /embed/dashboards/42;
-        tokengate_embed_permissions access_data;
-        tokengate_embed_models thelook;
+        {dashboard_42(devserver)}
         location = /dash {{
             tokengate $realm;
             tokengate_embed local;
@@ -538,6 +601,8 @@ def test_runtime_off_and_internal_redirect_never_sign(tmp_path, devserver,
     r = nginx.get("/open")
     assert r.status == 401 and r.header("Location") is None
     signed(nginx, nginx.get("/open", tok))      # tokengate ran in /dash
+    # error_page makes a POST a GET (docs/nginx.md says so)
+    signed(nginx, nginx.get("/open", tok, method="POST"))
     signed(nginx, nginx.get("/dash", tok))
 
 
@@ -553,6 +618,69 @@ def test_url_on_another_host_is_not_followed(tmp_path, devserver, nginx):
     r = nginx.get("/dash?d=42", tok)
     assert r.status == 502 and r.header("Location") is None
     assert "is not on \"tokengate_embed_host\"" in nginx.logs()
+
+
+# ---------------------------------------------------------------- HTTP/2
+
+def test_http2(tmp_path, devserver, nginx):
+    """The handler over HTTP/2: local and server signing, two requests
+    waiting for one admin login, 405 for HEAD, and a stream reset while
+    Looker signs (the call is cancelled, the worker lives on)."""
+    port = free_port()
+    conf = looker_conf(tmp_path, devserver)
+    embed_site(nginx, conf, devserver, mode="server",
+               server_extra=f"""
+        listen 127.0.0.1:{port} http2;
+        location = /local {{
+            tokengate "looker";
+            tokengate_embed local;
+            {dashboard_42(devserver)}
+        }}
+""")
+    tok = looker_token(devserver)
+    nginx.tokens.add(tok)
+
+    assert open_embed(signed(nginx, curl_h2(port, "/local", tok)))[1] \
+        .status == 200
+
+    # two requests waiting for one admin login (on two connections:
+    # curl 7.88 fails to multiplex --parallel with prior knowledge)
+    before = devserver.counters()["token"]
+    devserver.fault(endpoint="token", delay_ms=500, count=1)
+    base = f"http://127.0.0.1:{port}/dash?d="
+    out = subprocess.run(["curl", "-s", "--noproxy", "*",
+                          "--http2-prior-knowledge", "--parallel",
+                          "--parallel-immediate", "-H",
+                          f"Authorization: Bearer {tok}", "-w",
+                          "%{http_version} %{http_code} %{redirect_url}\n",
+                          "-o", "/dev/null", base + "42",
+                          "-o", "/dev/null", base + "43"],
+                         capture_output=True, text=True, timeout=30).stdout
+    answers = [ln.split() for ln in out.splitlines()]
+    assert sorted(a[:2] for a in answers) == [["2", "302"]] * 2, out
+    for a in answers:
+        nginx.secrets.add(a[2])
+        assert open_embed(a[2])[1].status == 200
+    assert answers[0][2] != answers[1][2]
+    assert devserver.counters()["token"] == before + 1
+
+    r = curl_h2(port, "/dash?d=42", tok, "-I")
+    assert r.status == 405 and r.header("allow") == "GET", r
+    assert r.header("location") is None
+
+    # the client resets the stream while Looker signs
+    devserver.fault(endpoint="embed_sso_url", delay_ms=2000, count=1)
+    workers = nginx.worker_pids()
+    assert curl_h2(port, "/dash?d=42", tok, "--max-time", "0.5") is None
+    deadline = time.monotonic() + 30
+    while "signing cancelled" not in nginx.logs():
+        assert time.monotonic() < deadline, nginx.logs()[-2000:]
+        time.sleep(0.1)
+    assert nginx.worker_pids() == workers
+    signed(nginx, curl_h2(port, "/dash?d=43", tok))
+    assert status(nginx)["embed"] == {"local": 1, "server": 3, "refused": 1,
+                                      "failed": 0}
+    nginx.stop()
 
 
 # ---------------------------------------------------------- status page
@@ -581,10 +709,7 @@ def test_no_secret_or_url_in_any_log(tmp_path, devserver, nginx):
     nginx.server(f"""
         access_log {nginx.access_log} tgembed;
         tokengate_config {conf};
-        tokengate_embed_host http://127.0.0.1:{devserver.port};
-        tokengate_embed_path /embed/dashboards/42;
-        tokengate_embed_permissions access_data;
-        tokengate_embed_models thelook;
+        {dashboard_42(devserver)}
         tokengate "site";
         location = /local {{ tokengate_embed local; }}
         location = /server {{ tokengate_embed server; }}
@@ -625,6 +750,22 @@ GOOD = """
 """
 
 
+def test_default_port_is_dropped(tmp_path, devserver, nginx):
+    """https://HOST:443 signs for HOST, as the browser sends Host: the
+    devserver accepts the URL with "Host: HOST" and not with HOST:443."""
+    embed_site(nginx, looker_conf(tmp_path, devserver), devserver,
+               host="https://looker.example.com:443/")
+    tok = looker_token(devserver)
+    for host, code in (("looker.example.com:443", 401),
+                       ("looker.example.com", 302)):
+        url = signed(nginx, nginx.get("/dash?d=42", tok))
+        assert url.startswith("https://looker.example.com/login/embed/"), url
+        u = urllib.parse.urlsplit(url)
+        r = fetch(f"http://127.0.0.1:{devserver.port}{u.path}?{u.query}",
+                  {"Host": host})
+        assert r.status == code, (host, r)
+
+
 def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
     r = bad_site(nginx, tmp_path, devserver, GOOD)
     assert r.returncode == 0, r.stderr
@@ -637,9 +778,12 @@ def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
     (("https://looker.example.com", "looker.example.com"),
      '"tokengate_embed_host" "looker.example.com": it must start with'),
     (("https://looker.example.com", "https://looker.example.com/x"),
-     "only a scheme, a host and a port"),
+     '"tokengate_embed_host" in location "/dash": host: want HOST or '
+     'HOST:PORT without a scheme or path'),
     (("https://looker.example.com", "https://looker.example.com:0"),
-     "only a scheme, a host and a port"),
+     '"tokengate_embed_host" in location "/dash": host: the port must be'),
+    (("https://looker.example.com", "https://Looker.example.com"),
+     '"tokengate_embed_host" in location "/dash": host: an upper-case'),
     (("https://looker.example.com", "http://looker.example.com"),
      '"tokengate_embed_host"'),
     (("/embed/dashboards/*;", "/dashboards/*;"),
@@ -674,6 +818,9 @@ def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
      "external_user_id: empty"),
     (("tokengate_embed local;", "tokengate_embed server;"),
      '"tokengate_embed server" in location "/dash" needs api = looker'),
+    (("tokengate_embed local;", "tokengate_embed local;\n"
+      'tokengate_embed_last_name "Smith\0x";'),
+     'a "tokengate_embed_*" value in location "/dash" has a NUL byte'),
 ])
 def test_bad_directives_fail_nginx_t(tmp_path, devserver, nginx, change,
                                      needle):
@@ -770,6 +917,42 @@ def test_secret_file_checked_at_its_line_even_unused(tmp_path, devserver,
     assert "nginx.conf:" in r.stderr
 
 
+def test_each_location_signs_with_its_secret_file(tmp_path, devserver,
+                                                  nginx):
+    """A secret file is read once for all the locations that name it (by
+    tokengate_embed_secret_file or embed_secret_file): each location still
+    signs with its own file's secret."""
+    conf = looker_conf(tmp_path, devserver)
+    good = tmp_path / "embed.secret"             # looker_conf's, the demo
+    wrong = write_secret(tmp_path / "wrong.secret",
+                         "another-embed-secret-0123456789")
+    nginx.server(f"""
+        tokengate_config {conf};
+        tokengate "looker";
+        {dashboard_42(devserver)}
+        location = /a {{ tokengate_embed local; }}
+        location = /b {{
+            tokengate_embed local;
+            tokengate_embed_secret_file {wrong};
+        }}
+        location = /c {{
+            tokengate_embed local;
+            tokengate_embed_secret_file {good};
+        }}
+        location = /d {{
+            tokengate_embed local;
+            tokengate_embed_secret_file {wrong};
+        }}
+""")
+    nginx.secrets.update({DEMO_EMBED_SECRET,
+                          "another-embed-secret-0123456789"})
+    nginx.start()
+    tok = looker_token(devserver)
+    for path, code in (("/a", 302), ("/b", 401), ("/c", 302), ("/d", 401)):
+        assert fetch(signed(nginx, nginx.get(path, tok))).status == code, \
+            path
+
+
 def test_reload_reads_the_secret_again(tmp_path, devserver_factory, nginx):
     """The secret lives in memory from the configuration: a reload with a
     new secret file signs with the new secret."""
@@ -786,7 +969,7 @@ def test_reload_reads_the_secret_again(tmp_path, devserver_factory, nginx):
         str(tmp_path / "embed.secret"), str(path)))
     os.chmod(conf, 0o600)
     os.kill(nginx.proc.pid, 1)                   # SIGHUP
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         url = signed(nginx, nginx.get("/dash?d=42", tok))
         if fetch(url).status == 302:
