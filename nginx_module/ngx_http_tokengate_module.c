@@ -96,14 +96,16 @@ typedef struct {
 /*
  * A cache entry: the MAC of the token and either "rejected" (negative) or
  * the identity, serialized as id, name, email, then the groups, each
- * NUL-terminated.  crc covers everything after it, so that an entry half
- * written by a worker that died is a miss, never a hit.
+ * NUL-terminated.  An entry is written in full, under the zone's lock,
+ * before it is linked into the tree and the LRU queue, and never changes
+ * afterwards: a worker that dies while writing one leaves an unreachable
+ * allocation, never a half-written hit.  Its data is still checked when it
+ * is decoded (NUL-terminated fields within len).
  */
 typedef struct {
     ngx_rbtree_node_t          node;
     ngx_queue_t                queue;
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
-    uint32_t                   crc;
     time_t                     expires;
     time_t                     stale_until;
     uint16_t                   len;
@@ -257,7 +259,6 @@ static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
     ngx_http_tokengate_shctx_t *sh, u_char *mac);
 static ngx_uint_t ngx_http_tokengate_cache_evict(
     ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
-static uint32_t ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn);
 static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_tokengate_start(ngx_http_request_t *r,
@@ -1974,7 +1975,7 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     }
 
     if (tn->stale_until <= now || tn->expires > tn->stale_until
-        || tn->crc != ngx_http_tokengate_node_crc(tn))
+        || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
     {
         ngx_queue_remove(&tn->queue);
         ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
@@ -2271,8 +2272,6 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
         }
     }
 
-    tn->crc = ngx_http_tokengate_node_crc(tn);
-
     ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
     ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
@@ -2344,32 +2343,6 @@ ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
     ngx_slab_free_locked(cache->shpool, tn);
 
     return 1;
-}
-
-
-static uint32_t
-ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn)
-{
-    uint32_t  crc;
-
-    ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
-    ngx_crc32_update(&crc, (u_char *) &tn->expires, sizeof(time_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->stale_until, sizeof(time_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->len, sizeof(uint16_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->n_groups, sizeof(uint16_t));
-    ngx_crc32_update(&crc, &tn->negative, 1);
-    ngx_crc32_update(&crc, (u_char *) &tn->evaluation, 1);
-    ngx_crc32_update(&crc, (u_char *) &tn->disabled, 1);
-    ngx_crc32_update(&crc, &tn->has_profile, 1);
-
-    if (tn->len <= NGX_HTTP_TOKENGATE_ENTRY_MAX) {
-        ngx_crc32_update(&crc, tn->data, tn->len);
-    }
-
-    ngx_crc32_final(crc);
-
-    return crc;
 }
 
 
