@@ -195,7 +195,11 @@ struct ngx_http_tokengate_ctx_s {
 
     ngx_event_t                wake;
 
+    /* the token's fingerprint for log lines, computed on first use from
+     * token, which is only set while the handler runs (it is wiped when
+     * the handler returns) */
     char                       fp[TG_FINGERPRINT_SIZE];
+    ngx_str_t                  token;
 
     ngx_int_t                  status;
     const char                *error;
@@ -240,7 +244,9 @@ static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
-static EVP_MAC_CTX *ngx_http_tokengate_hmac_dup(const u_char *key);
+static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
+    ngx_uint_t *once);
+static char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
     const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_uint_t basic, u_char *out);
@@ -660,8 +666,18 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_tokengate_cleanup;
     cln->data = ctx;
 
+    ctx->token = token;
+
     rc = ngx_http_tokengate_validate(r, ctx, tlcf, &token);
 
+    /* A request that may still log (denied, waiting, or with
+     * tokengate_require to check) needs the fingerprint before the token
+     * goes; an allowed cache hit never computes it. */
+    if (rc != NGX_OK || !ctx->allowed || tlcf->require != NULL) {
+        (void) ngx_http_tokengate_fp(ctx);
+    }
+
+    ngx_str_null(&ctx->token);
     ngx_explicit_memzero(token.data, token.len);
 
     if (rc == NGX_OK) {
@@ -690,8 +706,6 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 {
     ngx_http_tokengate_cache_t  *cache;
 
-    tg_fingerprint((char *) token->data, token->len, ctx->fp);
-
     ctx->tg = tlcf->tg;
     ctx->which = tlcf->which;
 
@@ -717,6 +731,9 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 
         ngx_str_set(&ctx->cache_status, "MISS");
     }
+
+    /* waiting on the server: the log lines to come need the fingerprint */
+    (void) ngx_http_tokengate_fp(ctx);
 
     if (ngx_http_tokengate_ckey_ready
         && ngx_http_tokengate_mac(r, ngx_http_tokengate_ckey, token, tlcf,
@@ -764,7 +781,7 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
 {
     u_char        *buf, *p;
     size_t         n, url_len, len, mac_len;
-    ngx_uint_t     i;
+    ngx_uint_t     i, once;
     EVP_MAC_CTX   *hmac;
 
     if (token->len > TG_TOKEN_MAX) {
@@ -793,7 +810,7 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
     mac_len = 0;
     p = NULL;
 
-    hmac = ngx_http_tokengate_hmac_dup(key);
+    hmac = ngx_http_tokengate_hmac_get(key, &once);
 
     if (hmac != NULL
         && EVP_MAC_update(hmac, buf, len) == 1
@@ -803,7 +820,10 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
         p = out;
     }
 
-    EVP_MAC_CTX_free(hmac);
+    if (once) {
+        EVP_MAC_CTX_free(hmac);
+    }
+
     ngx_explicit_memzero(buf, len);
 
     if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
@@ -815,23 +835,33 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
 
 
 /*
- * A keyed HMAC-SHA-256 context to use once.  OpenSSL 3's one-shot HMAC()
- * fetches the MAC and the digest on every call (a provider lookup under a
- * lock); a worker instead keeps one keyed context per key (the cache
- * zones' keys and the coalescing key: a handful) and duplicates it.
+ * A keyed HMAC-SHA-256 context, ready for one MAC.  OpenSSL 3's one-shot
+ * HMAC() fetches the MAC and the digest on every call (a provider lookup
+ * under a lock), and duplicating a keyed context allocates and frees three
+ * digest contexts; a worker instead keeps one keyed context per key (the
+ * cache zones' keys and the coalescing key: a handful) and re-initialises
+ * it with the same key, which copies the keyed digest states it already
+ * holds.  The worker uses it to completion before anything else runs.
+ * Beyond NGX_HTTP_TOKENGATE_HMACS_MAX keys, *once tells the caller to free
+ * the context after its one use.
  */
 static EVP_MAC_CTX *
-ngx_http_tokengate_hmac_dup(const u_char *key)
+ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
 {
     ngx_uint_t    i;
     EVP_MAC_CTX  *ctx;
     OSSL_PARAM    params[2];
 
+    *once = 0;
+
     for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
         if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,
                        NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
         {
-            return EVP_MAC_CTX_dup(ngx_http_tokengate_hmacs[i].ctx);
+            ctx = ngx_http_tokengate_hmacs[i].ctx;
+
+            /* a NULL key: the same key again */
+            return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 ? ctx : NULL;
         }
     }
 
@@ -857,16 +887,38 @@ ngx_http_tokengate_hmac_dup(const u_char *key)
         return NULL;
     }
 
-    /* Keep it as a template when there is room; else use it once. */
+    /* Keep it when there is room; else use it once. */
     if (ngx_http_tokengate_nhmacs < NGX_HTTP_TOKENGATE_HMACS_MAX) {
         i = ngx_http_tokengate_nhmacs++;
         ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
                    NGX_HTTP_TOKENGATE_MAC_LEN);
         ngx_http_tokengate_hmacs[i].ctx = ctx;
-        return EVP_MAC_CTX_dup(ctx);
+        return ctx;
     }
 
+    *once = 1;
+
     return ctx;
+}
+
+
+/* The token's fingerprint (the first bytes of its SHA-256) for log lines.
+ * Computing it costs a digest, so only requests that log pay for it. */
+static char *
+ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx)
+{
+    if (ctx->fp[0] == '\0') {
+        if (ctx->token.data != NULL) {
+            tg_fingerprint((char *) ctx->token.data, ctx->token.len, ctx->fp);
+
+        } else {
+            /* not reached: every request that may log computes it while
+             * the token is there */
+            ngx_memcpy(ctx->fp, "????????", TG_FINGERPRINT_SIZE);
+        }
+    }
+
+    return ctx->fp;
 }
 
 
@@ -1041,9 +1093,12 @@ ngx_http_tokengate_get_token(ngx_http_request_t *r,
     token->data[value.len] = '\0';
     token->len = value.len;
 
-    tg_diag_clear(&diag);
+    /* without a diagnostic first (clearing one costs more than the check),
+     * then again with one to say why */
 
-    if (tg_token_check((char *) token->data, &diag) != TG_OK) {
+    if (tg_token_check((char *) token->data, NULL) != TG_OK) {
+        tg_diag_clear(&diag);
+        (void) tg_token_check((char *) token->data, &diag);
         ngx_explicit_memzero(token->data, token->len);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate: malformed bearer token: %s", diag.message);
@@ -1783,20 +1838,23 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tokengate: token %s: the answer has no user id",
-                      ctx->fp);
+                      ngx_http_tokengate_fp(ctx));
         return;
     }
 
-    tg_diag_clear(&diag);
+    /* as in get_token: the diagnostic only for a denial */
 
-    if (tg_rules_check(tlcf->tg, id, &diag) != TG_OK) {
+    if (tg_rules_check(tlcf->tg, id, NULL) != TG_OK) {
+        tg_diag_clear(&diag);
+        (void) tg_rules_check(tlcf->tg, id, &diag);
+
         ctx->status = NGX_HTTP_FORBIDDEN;
         ctx->error = "insufficient_scope";
         ctx->result = ngx_http_tokengate_result_forbidden;
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "tokengate: token %s forbidden: %s", ctx->fp,
-                      diag.message);
+                      "tokengate: token %s forbidden: %s",
+                      ngx_http_tokengate_fp(ctx), diag.message);
         return;
     }
 
@@ -1807,7 +1865,8 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tokengate: token %s forbidden: "
-                      "tokengate_require_group not satisfied", ctx->fp);
+                      "tokengate_require_group not satisfied",
+                      ngx_http_tokengate_fp(ctx));
         return;
     }
 
@@ -2023,7 +2082,8 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
         ctx->result = ngx_http_tokengate_result_invalid;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "tokengate: token %s rejected (cached)", ctx->fp);
+                      "tokengate: token %s rejected (cached)",
+                      ngx_http_tokengate_fp(ctx));
         return NGX_OK;
     }
 
