@@ -191,7 +191,9 @@ typedef struct {
     CURL                      *easy;
     ngx_http_tokengate_ctx_t  *ctx;            /* the owner; NULL when free */
 
-    /* what the constant options were set for */
+    /* what the constant options were set for: tg lives as long as its
+     * cycle, so a handle is only reused within the cycle it was set up in */
+    volatile ngx_cycle_t      *cycle;
     tg_config_t               *tg;
     long                       timeout;
     long                       connect_timeout;
@@ -605,6 +607,7 @@ static ngx_uint_t         ngx_http_tokengate_nhmacs;
 static ngx_queue_t        ngx_http_tokengate_leaders;
 static ngx_queue_t        ngx_http_tokengate_handles;
 static ngx_uint_t         ngx_http_tokengate_nhandles;
+static volatile ngx_cycle_t  *ngx_http_tokengate_handles_cycle;
 static char               ngx_http_tokengate_expect[] = "Expect:";
 static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
 static ngx_uint_t         ngx_http_tokengate_ckey_ready;
@@ -1373,6 +1376,21 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
 
     h = NULL;
 
+    if (ngx_http_tokengate_handles_cycle != ngx_cycle) {
+        /* a new configuration (a reload without a master process): the
+         * kept handles' options may belong to configurations now freed */
+
+        while (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
+            q = ngx_queue_head(&ngx_http_tokengate_handles);
+            ngx_queue_remove(q);
+            ngx_http_tokengate_handle_free(
+                ngx_queue_data(q, ngx_http_tokengate_handle_t, queue));
+        }
+
+        ngx_http_tokengate_nhandles = 0;
+        ngx_http_tokengate_handles_cycle = ngx_cycle;
+    }
+
     for (q = ngx_queue_head(&ngx_http_tokengate_handles), i = 0;
          q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
          && i < NGX_HTTP_TOKENGATE_HANDLES_SCAN;
@@ -1427,6 +1445,7 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
         }
     }
 
+    h->cycle = ngx_cycle;
     h->tg = tlcf->tg;
     h->timeout = timeout;
     h->connect_timeout = connect_timeout;
@@ -1672,6 +1691,7 @@ ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
     }
 
     if (!reusable || !h->ready || ngx_http_tokengate_exiting
+        || h->cycle != ngx_cycle
         || ngx_http_tokengate_nhandles >= NGX_HTTP_TOKENGATE_HANDLES_MAX)
     {
         ngx_http_tokengate_handle_free(h);
@@ -3571,6 +3591,7 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_tokengate_leaders);
     ngx_queue_init(&ngx_http_tokengate_handles);
     ngx_http_tokengate_nhandles = 0;
+    ngx_http_tokengate_handles_cycle = ngx_cycle;
 
     /* the per-worker key of the coalescing MACs */
 
