@@ -92,11 +92,3 @@ tg__strdup(const char *s)
 {
     return strdup(s != NULL ? s : "");
 }
-
-int
-tg__is_b64token_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-           || c == '~' || c == '+' || c == '/';
-}

@@ -188,7 +188,12 @@ tg_rules_check(const tg_config_t *cfg, const tg_identity_t *id, tg_diag_t *diag)
         return tg__fail(diag, TG_INTERNAL,
                         "the rules need a config and an identity");
     }
-    id_label(label, sizeof(label), id);
+    /* the label is only for the message: none without a diag */
+    if (diag != NULL) {
+        id_label(label, sizeof(label), id);
+    } else {
+        label[0] = '\0';
+    }
     ci = cfg->case_insensitive;
 
     /* Flags are 1, 0 or -1 (the server did not say): a deny rule passes

@@ -54,6 +54,14 @@
 /* Kept-alive connections to the auth server per worker. */
 #define NGX_HTTP_TOKENGATE_MAXCONNECTS     64
 
+/* Idle curl easy handles a worker keeps for the next transfers, and the
+ * largest response buffer one keeps. */
+#define NGX_HTTP_TOKENGATE_HANDLES_MAX     64
+#define NGX_HTTP_TOKENGATE_BODY_KEEP       16384
+
+/* How many idle handles are looked at for one whose options match. */
+#define NGX_HTTP_TOKENGATE_HANDLES_SCAN    8
+
 /* A connection is not reused after this many seconds, so that the server
  * certificate is checked again (SECURITY.md 3.4). */
 #define NGX_HTTP_TOKENGATE_MAXLIFETIME     300
@@ -98,14 +106,16 @@ typedef struct {
 /*
  * A cache entry: the MAC of the token and either "rejected" (negative) or
  * the identity, serialized as id, name, email, then the groups, each
- * NUL-terminated.  crc covers everything after it, so that an entry half
- * written by a worker that died is a miss, never a hit.
+ * NUL-terminated.  An entry is written in full, under the zone's lock,
+ * before it is linked into the tree and the LRU queue, and never changes
+ * afterwards: a worker that dies while writing one leaves an unreachable
+ * allocation, never a half-written hit.  Its data is still checked when it
+ * is decoded (NUL-terminated fields within len).
  */
 typedef struct {
     ngx_rbtree_node_t          node;
     ngx_queue_t                queue;
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
-    uint32_t                   crc;
     time_t                     expires;
     time_t                     stale_until;
     uint16_t                   len;
@@ -124,6 +134,8 @@ typedef struct {
     ngx_atomic_t               cache[4];
     ngx_atomic_t               calls;
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
+    ngx_atomic_t               handles_created;
+    ngx_atomic_t               handles_reused;
 } ngx_http_tokengate_stats_t;
 
 
@@ -167,6 +179,49 @@ struct ngx_http_tokengate_loc_conf_s {
 
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
 
+
+/*
+ * A curl easy handle and everything one transfer needs, kept by the worker
+ * between transfers (a free list) so that a validation neither creates a
+ * handle nor sets its ~25 constant options again: those are set once for
+ * (tg, timeouts, protocols) and kept while the next user asks for the same.
+ * Per transfer: the URL, the method and the request headers, which live in
+ * the handle's own buffers (curl reads them during the transfer) and are
+ * wiped when it ends, as is the response body.
+ */
+typedef struct {
+    ngx_queue_t                queue;          /* in the free list */
+    CURL                      *easy;
+    ngx_http_tokengate_ctx_t  *ctx;            /* the owner; NULL when free */
+
+    /* what the constant options were set for: tg lives as long as its
+     * cycle, so a handle is only reused within the cycle it was set up in */
+    volatile ngx_cycle_t      *cycle;
+    tg_config_t               *tg;
+    long                       timeout;
+    long                       connect_timeout;
+    unsigned                   http:1;         /* http:// allowed */
+    unsigned                   ready:1;        /* constant options set */
+    unsigned                   post:1;         /* POSTFIELDS are set */
+
+    tg_request_t               req;
+
+    struct curl_slist          lines[4];
+    char                       accept[128];
+    char                       content_type[128];
+    char                       authorization[TG_TOKEN_MAX + 64];
+
+    u_char                    *body;
+    size_t                     body_len;
+    size_t                     body_cap;
+    size_t                     body_max;
+    size_t                     header_bytes;
+    ngx_uint_t                 header_lines;
+    unsigned                   overflow:1;
+
+    char                       errbuf[CURL_ERROR_SIZE];
+} ngx_http_tokengate_handle_t;
+
 struct ngx_http_tokengate_ctx_s {
     ngx_http_request_t        *request;
     ngx_str_t                  realm;
@@ -182,21 +237,16 @@ struct ngx_http_tokengate_ctx_s {
     u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
 
-    CURL                      *easy;
-    struct curl_slist         *headers;
-    tg_request_t               req;
-    char                       errbuf[CURL_ERROR_SIZE];
-
-    u_char                    *body;
-    size_t                     body_len;
-    size_t                     body_cap;
-    size_t                     body_max;
-    size_t                     header_bytes;
-    ngx_uint_t                 header_lines;
+    /* the running transfer */
+    ngx_http_tokengate_handle_t  *handle;
 
     ngx_event_t                wake;
 
+    /* the token's fingerprint for log lines, computed on first use from
+     * token, which is only set while the handler runs (it is wiped when
+     * the handler returns) */
     char                       fp[TG_FINGERPRINT_SIZE];
+    ngx_str_t                  token;
 
     ngx_int_t                  status;
     const char                *error;
@@ -228,7 +278,6 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   woken:1;
     unsigned                   blocked:1;
     unsigned                   allowed:1;
-    unsigned                   overflow:1;
     unsigned                   is_leader:1;
     unsigned                   has_mac:1;
     unsigned                   has_cmac:1;
@@ -247,7 +296,9 @@ static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
-static EVP_MAC_CTX *ngx_http_tokengate_hmac_dup(const u_char *key);
+static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
+    ngx_uint_t *once);
+static char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
     const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_uint_t basic, u_char *out);
@@ -266,15 +317,25 @@ static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
     ngx_http_tokengate_shctx_t *sh, u_char *mac);
 static ngx_uint_t ngx_http_tokengate_cache_evict(
     ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
-static uint32_t ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn);
 static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_tokengate_start(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
-static ngx_int_t ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf);
+static ngx_int_t ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req, ngx_log_t *log);
+static ngx_http_tokengate_handle_t *ngx_http_tokengate_handle_get(
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t http,
+    ngx_http_tokengate_stats_t *st, ngx_log_t *log);
+static ngx_int_t ngx_http_tokengate_handle_setup(
+    ngx_http_tokengate_handle_t *h, ngx_http_tokengate_loc_conf_t *tlcf);
+static ngx_int_t ngx_http_tokengate_handle_prepare(
+    ngx_http_tokengate_handle_t *h);
+static void ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
+    ngx_uint_t reusable);
+static void ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
+static void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
 static size_t ngx_http_tokengate_write_cb(char *ptr, size_t size,
     size_t nmemb, void *data);
 static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
@@ -553,6 +614,10 @@ static ngx_http_tokengate_hmac_t
                            ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
 static ngx_uint_t         ngx_http_tokengate_nhmacs;
 static ngx_queue_t        ngx_http_tokengate_leaders;
+static ngx_queue_t        ngx_http_tokengate_handles;
+static ngx_uint_t         ngx_http_tokengate_nhandles;
+static volatile ngx_cycle_t  *ngx_http_tokengate_handles_cycle;
+static char               ngx_http_tokengate_expect[] = "Expect:";
 static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
 static ngx_uint_t         ngx_http_tokengate_ckey_ready;
 
@@ -672,8 +737,18 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_tokengate_cleanup;
     cln->data = ctx;
 
+    ctx->token = token;
+
     rc = ngx_http_tokengate_validate(r, ctx, tlcf, &token);
 
+    /* A request that may still log (denied, waiting, or with
+     * tokengate_require to check) needs the fingerprint before the token
+     * goes; an allowed cache hit never computes it. */
+    if (rc != NGX_OK || !ctx->allowed || tlcf->require != NULL) {
+        (void) ngx_http_tokengate_fp(ctx);
+    }
+
+    ngx_str_null(&ctx->token);
     ngx_explicit_memzero(token.data, token.len);
 
     if (rc == NGX_OK) {
@@ -702,8 +777,6 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 {
     ngx_http_tokengate_cache_t  *cache;
 
-    tg_fingerprint((char *) token->data, token->len, ctx->fp);
-
     ctx->tg = tlcf->tg;
     ctx->which = tlcf->which;
 
@@ -729,6 +802,9 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 
         ngx_str_set(&ctx->cache_status, "MISS");
     }
+
+    /* waiting on the server: the log lines to come need the fingerprint */
+    (void) ngx_http_tokengate_fp(ctx);
 
     if (ngx_http_tokengate_ckey_ready
         && ngx_http_tokengate_mac(r, ngx_http_tokengate_ckey, token, tlcf,
@@ -776,7 +852,7 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
 {
     u_char        *buf, *p;
     size_t         n, url_len, len, mac_len;
-    ngx_uint_t     i;
+    ngx_uint_t     i, once;
     EVP_MAC_CTX   *hmac;
 
     if (token->len > TG_TOKEN_MAX) {
@@ -805,7 +881,7 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
     mac_len = 0;
     p = NULL;
 
-    hmac = ngx_http_tokengate_hmac_dup(key);
+    hmac = ngx_http_tokengate_hmac_get(key, &once);
 
     if (hmac != NULL
         && EVP_MAC_update(hmac, buf, len) == 1
@@ -815,7 +891,10 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
         p = out;
     }
 
-    EVP_MAC_CTX_free(hmac);
+    if (once) {
+        EVP_MAC_CTX_free(hmac);
+    }
+
     ngx_explicit_memzero(buf, len);
 
     if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
@@ -827,23 +906,33 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
 
 
 /*
- * A keyed HMAC-SHA-256 context to use once.  OpenSSL 3's one-shot HMAC()
- * fetches the MAC and the digest on every call (a provider lookup under a
- * lock); a worker instead keeps one keyed context per key (the cache
- * zones' keys and the coalescing key: a handful) and duplicates it.
+ * A keyed HMAC-SHA-256 context, ready for one MAC.  OpenSSL 3's one-shot
+ * HMAC() fetches the MAC and the digest on every call (a provider lookup
+ * under a lock), and duplicating a keyed context allocates and frees three
+ * digest contexts; a worker instead keeps one keyed context per key (the
+ * cache zones' keys and the coalescing key: a handful) and re-initialises
+ * it with the same key, which copies the keyed digest states it already
+ * holds.  The worker uses it to completion before anything else runs.
+ * Beyond NGX_HTTP_TOKENGATE_HMACS_MAX keys, *once tells the caller to free
+ * the context after its one use.
  */
 static EVP_MAC_CTX *
-ngx_http_tokengate_hmac_dup(const u_char *key)
+ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
 {
     ngx_uint_t    i;
     EVP_MAC_CTX  *ctx;
     OSSL_PARAM    params[2];
 
+    *once = 0;
+
     for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
         if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,
                        NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
         {
-            return EVP_MAC_CTX_dup(ngx_http_tokengate_hmacs[i].ctx);
+            ctx = ngx_http_tokengate_hmacs[i].ctx;
+
+            /* a NULL key: the same key again */
+            return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 ? ctx : NULL;
         }
     }
 
@@ -869,16 +958,38 @@ ngx_http_tokengate_hmac_dup(const u_char *key)
         return NULL;
     }
 
-    /* Keep it as a template when there is room; else use it once. */
+    /* Keep it when there is room; else use it once. */
     if (ngx_http_tokengate_nhmacs < NGX_HTTP_TOKENGATE_HMACS_MAX) {
         i = ngx_http_tokengate_nhmacs++;
         ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
                    NGX_HTTP_TOKENGATE_MAC_LEN);
         ngx_http_tokengate_hmacs[i].ctx = ctx;
-        return EVP_MAC_CTX_dup(ctx);
+        return ctx;
     }
 
+    *once = 1;
+
     return ctx;
+}
+
+
+/* The token's fingerprint (the first bytes of its SHA-256) for log lines.
+ * Computing it costs a digest, so only requests that log pay for it. */
+static char *
+ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx)
+{
+    if (ctx->fp[0] == '\0') {
+        if (ctx->token.data != NULL) {
+            tg_fingerprint((char *) ctx->token.data, ctx->token.len, ctx->fp);
+
+        } else {
+            /* not reached: every request that may log computes it while
+             * the token is there */
+            ngx_memcpy(ctx->fp, "????????", TG_FINGERPRINT_SIZE);
+        }
+    }
+
+    return ctx->fp;
 }
 
 
@@ -928,30 +1039,12 @@ ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx)
     w = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
 
     w->leader = NULL;
-    w->easy = ctx->easy;
-    w->headers = ctx->headers;
-    w->req = ctx->req;
-    w->body = ctx->body;
-    w->body_len = ctx->body_len;
-    w->body_cap = ctx->body_cap;
-    w->body_max = ctx->body_max;
-    w->header_bytes = ctx->header_bytes;
-    w->header_lines = ctx->header_lines;
-    w->overflow = ctx->overflow;
+    w->handle = ctx->handle;
+    w->handle->ctx = w;
     w->exchanging = ctx->exchanging;
     w->sent_at = ctx->sent_at;
 
-    ctx->easy = NULL;
-    ctx->headers = NULL;
-    ngx_memzero(&ctx->req, sizeof(tg_request_t));
-    ctx->body = NULL;
-    ctx->body_len = 0;
-    ctx->body_cap = 0;
-
-    (void) curl_easy_setopt(w->easy, CURLOPT_PRIVATE, w);
-    (void) curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
-    (void) curl_easy_setopt(w->easy, CURLOPT_HEADERDATA, w);
-    (void) curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->errbuf);
+    ctx->handle = NULL;
 
     ngx_queue_init(&w->waiters);
 
@@ -1053,9 +1146,12 @@ ngx_http_tokengate_get_token(ngx_http_request_t *r,
     token->data[value.len] = '\0';
     token->len = value.len;
 
-    tg_diag_clear(&diag);
+    /* without a diagnostic first (clearing one costs more than the check),
+     * then again with one to say why */
 
-    if (tg_token_check((char *) token->data, &diag) != TG_OK) {
+    if (tg_token_check((char *) token->data, NULL) != TG_OK) {
+        tg_diag_clear(&diag);
+        (void) tg_token_check((char *) token->data, &diag);
         ngx_explicit_memzero(token->data, token->len);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate: malformed bearer token: %s", diag.message);
@@ -1145,7 +1241,7 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
     u_char                      *colon;
     tg_err_t                     rc;
     tg_diag_t                    diag;
-    CURLMcode                    mrc;
+    tg_request_t                 req;
     ngx_http_tokengate_stats_t  *st;
 
     if (ngx_http_tokengate_multi == NULL) {
@@ -1155,6 +1251,7 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
     }
 
     tg_diag_clear(&diag);
+    ngx_memzero(&req, sizeof(tg_request_t));
 
     if (ctx->basic) {
         /* "client_id:secret": exchange for a token first */
@@ -1167,7 +1264,7 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
         *colon = '\0';
 
         rc = tg_build_token(tlcf->tg, (char *) token->data,
-                            (char *) colon + 1, &ctx->req, &diag);
+                            (char *) colon + 1, &req, &diag);
 
         *colon = ':';
 
@@ -1175,39 +1272,28 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "tokengate: credentials %s: %s", ctx->fp,
                           diag.message);
-            tg_request_clear(&ctx->req);
+            tg_request_clear(&req);
             return NGX_ERROR;
         }
 
         ctx->exchanging = 1;
 
     } else if (tg_build_validate(tlcf->tg, (char *) token->data, tlcf->which,
-                                 &ctx->req, &diag)
+                                 &req, &diag)
                != TG_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tokengate: token %s: %s", ctx->fp, diag.message);
-        tg_request_clear(&ctx->req);
+        tg_request_clear(&req);
         return NGX_ERROR;
     }
 
-    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate: cannot set up the transfer");
-        ngx_http_tokengate_release(ctx);
+    if (ngx_http_tokengate_send(ctx, tlcf, &req, r->connection->log)
+        != NGX_OK)
+    {
+        ctx->exchanging = 0;
         return NGX_ERROR;
     }
-
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
-    if (mrc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(mrc));
-        ngx_http_tokengate_release(ctx);
-        return NGX_ERROR;
-    }
-
-    ctx->sent_at = ngx_time();
 
     r->main->blocked++;
     ctx->blocked = 1;
@@ -1228,44 +1314,182 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
 }
 
 
-/* The same safety options as common/transport.c, on a new easy handle. */
+/*
+ * Send req (taken over, wiped when the transfer ends) on a handle of the
+ * worker's free list, or a new one; NGX_OK once it is in the multi.
+ */
 static ngx_int_t
-ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf)
+ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req, ngx_log_t *log)
 {
-    long                 timeout, connect_timeout;
-    CURL                *e;
-    const char          *protocols;
-    tg_config_t         *cfg;
-    struct curl_slist   *list;
-    u_char               line[TG_TOKEN_MAX + 64];
+    CURLMcode                     mrc;
+    ngx_uint_t                    http;
+    ngx_http_tokengate_handle_t  *h;
 
-    cfg = tlcf->tg;
+    http = (req->url != NULL
+            && ngx_strncasecmp((u_char *) req->url, (u_char *) "http://", 7)
+               == 0);
 
-    if (ngx_strcmp(ctx->req.method, "GET") != 0
-        && ngx_strcmp(ctx->req.method, "POST") != 0)
-    {
+    h = ngx_http_tokengate_handle_get(tlcf, http,
+                                      ngx_http_tokengate_get_stats(
+                                          ctx->request),
+                                      log);
+    if (h == NULL) {
+        tg_request_clear(req);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: cannot set up the transfer");
         return NGX_ERROR;
     }
 
-    e = curl_easy_init();
-    if (e == NULL) {
+    h->req = *req;
+    ngx_memzero(req, sizeof(tg_request_t));
+
+    h->ctx = ctx;
+    ctx->handle = h;
+
+    if (ngx_http_tokengate_handle_prepare(h) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: cannot set up the transfer");
+        ctx->handle = NULL;
+        ngx_http_tokengate_handle_put(h, 0);
         return NGX_ERROR;
     }
 
-    ctx->easy = e;
+    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->easy);
+    if (mrc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(mrc));
+        ctx->handle = NULL;
+        ngx_http_tokengate_handle_put(h, 0);
+        return NGX_ERROR;
+    }
+
+    ctx->sent_at = ngx_time();
+
+    return NGX_OK;
+}
+
+
+/* An idle handle whose constant options fit this location, else one set
+ * up again (curl_easy_reset), else a new one. */
+static ngx_http_tokengate_handle_t *
+ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_uint_t http, ngx_http_tokengate_stats_t *st, ngx_log_t *log)
+{
+    long                          timeout, connect_timeout;
+    ngx_uint_t                    i;
+    ngx_queue_t                  *q;
+    ngx_http_tokengate_handle_t  *h;
 
     timeout = tlcf->timeout != NGX_CONF_UNSET_MSEC
-              ? (long) tlcf->timeout : cfg->timeout_ms;
+              ? (long) tlcf->timeout : tlcf->tg->timeout_ms;
     connect_timeout = tlcf->connect_timeout != NGX_CONF_UNSET_MSEC
-                      ? (long) tlcf->connect_timeout : cfg->connect_timeout_ms;
+                      ? (long) tlcf->connect_timeout
+                      : tlcf->tg->connect_timeout_ms;
 
-    protocols = ngx_strncasecmp((u_char *) ctx->req.url,
-                                (u_char *) "http://", 7) == 0
-                ? "https,http" : "https";
+    h = NULL;
 
-    ctx->body_max = cfg->max_response_bytes > 0
-                    ? (size_t) cfg->max_response_bytes : 65536;
+    if (ngx_http_tokengate_handles_cycle != ngx_cycle) {
+        /* a new configuration (a reload without a master process): the
+         * kept handles' options may belong to configurations now freed */
+
+        while (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
+            q = ngx_queue_head(&ngx_http_tokengate_handles);
+            ngx_queue_remove(q);
+            ngx_http_tokengate_handle_free(
+                ngx_queue_data(q, ngx_http_tokengate_handle_t, queue));
+        }
+
+        ngx_http_tokengate_nhandles = 0;
+        ngx_http_tokengate_handles_cycle = ngx_cycle;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_tokengate_handles), i = 0;
+         q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
+         && i < NGX_HTTP_TOKENGATE_HANDLES_SCAN;
+         q = ngx_queue_next(q), i++)
+    {
+        h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
+
+        if (h->tg == tlcf->tg && h->timeout == timeout
+            && h->connect_timeout == connect_timeout && h->http == http)
+        {
+            ngx_queue_remove(q);
+            ngx_http_tokengate_nhandles--;
+
+            if (st != NULL) {
+                (void) ngx_atomic_fetch_add(&st->handles_reused, 1);
+            }
+
+            return h;
+        }
+    }
+
+    if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
+        /* none fits: the first one gets this location's options */
+
+        q = ngx_queue_head(&ngx_http_tokengate_handles);
+        ngx_queue_remove(q);
+        ngx_http_tokengate_nhandles--;
+
+        h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
+
+        curl_easy_reset(h->easy);
+        h->ready = 0;
+
+        if (st != NULL) {
+            (void) ngx_atomic_fetch_add(&st->handles_reused, 1);
+        }
+
+    } else {
+        h = ngx_calloc(sizeof(ngx_http_tokengate_handle_t), log);
+        if (h == NULL) {
+            return NULL;
+        }
+
+        h->easy = curl_easy_init();
+        if (h->easy == NULL) {
+            ngx_free(h);
+            return NULL;
+        }
+
+        if (st != NULL) {
+            (void) ngx_atomic_fetch_add(&st->handles_created, 1);
+        }
+    }
+
+    h->cycle = ngx_cycle;
+    h->tg = tlcf->tg;
+    h->timeout = timeout;
+    h->connect_timeout = connect_timeout;
+    h->http = http;
+
+    if (ngx_http_tokengate_handle_setup(h, tlcf) != NGX_OK) {
+        ngx_http_tokengate_handle_free(h);
+        return NULL;
+    }
+
+    h->ready = 1;
+
+    return h;
+}
+
+
+/* The same safety options as common/transport.c, set once per handle (and
+ * again after a curl_easy_reset). */
+static ngx_int_t
+ngx_http_tokengate_handle_setup(ngx_http_tokengate_handle_t *h,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    CURL         *e;
+    tg_config_t  *cfg;
+
+    cfg = tlcf->tg;
+    e = h->easy;
+
+    h->body_max = cfg->max_response_bytes > 0
+                  ? (size_t) cfg->max_response_bytes : 65536;
 
     if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
 #if LIBCURL_VERSION_NUM >= 0x075700
@@ -1273,10 +1497,10 @@ ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
          * (timeout, cancelled request): that wait would block the worker. */
         || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
 #endif
-        || curl_easy_setopt(e, CURLOPT_PRIVATE, ctx) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ctx->errbuf) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_URL, ctx->req.url) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PRIVATE, h) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR,
+                            h->http ? "https,http" : "https") != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https")
            != CURLE_OK
@@ -1286,35 +1510,23 @@ ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
                             (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_PROXY,
                             cfg->proxy != NULL ? cfg->proxy : "") != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout)
+        || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout)
            != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
-                            (curl_off_t) ctx->body_max) != CURLE_OK
+                            (curl_off_t) h->body_max) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION,
                             ngx_http_tokengate_write_cb) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_WRITEDATA, ctx) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_HEADERFUNCTION,
                             ngx_http_tokengate_header_cb) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_HEADERDATA, ctx) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_USERAGENT, "tokengate-nginx")
            != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* POST: the token exchange; the body (a secret) stays in ctx->req
-     * until the transfer is released */
-
-    if (ngx_strcmp(ctx->req.method, "POST") == 0
-        && (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                             (curl_off_t) (ctx->req.body != NULL
-                                           ? ctx->req.body_len : 0))
-            != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_POSTFIELDS,
-                                ctx->req.body != NULL ? ctx->req.body : "")
-               != CURLE_OK))
+        /* the list's head is always h->lines[0], "Expect:" (which turns
+         * 100-continue off); prepare links the rest for each transfer */
+        || curl_easy_setopt(e, CURLOPT_HTTPHEADER, &h->lines[0])
+           != CURLE_OK)
     {
         return NGX_ERROR;
     }
@@ -1347,109 +1559,226 @@ ngx_http_tokengate_setup_easy(ngx_http_tokengate_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    /* "Expect:" turns 100-continue off */
-
-    list = curl_slist_append(NULL, "Expect:");
-    if (list == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->headers = list;
-
-    ngx_snprintf(line, sizeof(line), "Accept: %s%Z",
-                 ctx->req.accept != NULL ? ctx->req.accept : "*/*");
-
-    list = curl_slist_append(ctx->headers, (char *) line);
-    if (list == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->headers = list;
-
-    if (ctx->req.content_type != NULL) {
-        ngx_snprintf(line, sizeof(line), "Content-Type: %s%Z",
-                     ctx->req.content_type);
-
-        list = curl_slist_append(ctx->headers, (char *) line);
-        if (list == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->headers = list;
-    }
-
-    if (ctx->req.authorization != NULL) {
-        if (ngx_strlen(ctx->req.authorization) + sizeof("Authorization: ")
-            > sizeof(line))
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_snprintf(line, sizeof(line), "Authorization: %s%Z",
-                     ctx->req.authorization);
-
-        list = curl_slist_append(ctx->headers, (char *) line);
-
-        ngx_explicit_memzero(line, sizeof(line));
-
-        if (list == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->headers = list;
-    }
-
-    if (curl_easy_setopt(e, CURLOPT_HTTPHEADER, ctx->headers) != CURLE_OK) {
-        return NGX_ERROR;
-    }
+    h->lines[0].data = ngx_http_tokengate_expect;
+    h->lines[0].next = NULL;
 
     return NGX_OK;
 }
 
 
-/* Free the easy handle, the header list and the request, wiping secrets;
- * the handle must not be in the multi any more. */
-static void
-ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx)
+/* The per-transfer options: h->req's URL, method and headers. */
+static ngx_int_t
+ngx_http_tokengate_handle_prepare(ngx_http_tokengate_handle_t *h)
 {
-    struct curl_slist  *p;
+    u_char        *p;
+    size_t         len;
+    ngx_uint_t     i, n;
+    tg_request_t  *req;
 
-    if (ctx->easy != NULL) {
-        curl_easy_cleanup(ctx->easy);
-        ctx->easy = NULL;
+    req = &h->req;
+
+    h->body_len = 0;
+    h->header_bytes = 0;
+    h->header_lines = 0;
+    h->overflow = 0;
+    h->errbuf[0] = '\0';
+
+    if (req->url == NULL
+        || curl_easy_setopt(h->easy, CURLOPT_URL, req->url) != CURLE_OK)
+    {
+        return NGX_ERROR;
     }
 
-    for (p = ctx->headers; p != NULL; p = p->next) {
-        if (p->data != NULL) {
-            ngx_explicit_memzero(p->data, ngx_strlen(p->data));
+    if (ngx_strcmp(req->method, "GET") == 0) {
+        if (curl_easy_setopt(h->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_strcmp(req->method, "POST") == 0) {
+
+        /* the token exchange; the body (a secret) stays in h->req until
+         * the transfer is released */
+
+        h->post = 1;
+
+        if (curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t) (req->body != NULL
+                                           ? req->body_len : 0))
+            != CURLE_OK
+            || curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS,
+                                req->body != NULL ? req->body : "")
+               != CURLE_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    n = 1;
+
+    p = ngx_snprintf((u_char *) h->accept, sizeof(h->accept) - 1,
+                     "Accept: %s",
+                     req->accept != NULL ? req->accept : "*/*");
+    if (p == (u_char *) h->accept + sizeof(h->accept) - 1) {
+        return NGX_ERROR;
+    }
+
+    *p = '\0';
+    h->lines[n++].data = h->accept;
+
+    if (req->content_type != NULL) {
+        p = ngx_snprintf((u_char *) h->content_type,
+                         sizeof(h->content_type) - 1, "Content-Type: %s",
+                         req->content_type);
+        if (p == (u_char *) h->content_type + sizeof(h->content_type) - 1) {
+            return NGX_ERROR;
+        }
+
+        *p = '\0';
+        h->lines[n++].data = h->content_type;
+    }
+
+    if (req->authorization != NULL) {
+        len = ngx_strlen(req->authorization);
+
+        if (len + sizeof("Authorization: ") > sizeof(h->authorization)) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(h->authorization, "Authorization: ",
+                       sizeof("Authorization: ") - 1);
+        p = ngx_cpymem(p, req->authorization, len);
+        *p = '\0';
+
+        h->lines[n++].data = h->authorization;
+    }
+
+    for (i = 0; i < n - 1; i++) {
+        h->lines[i].next = &h->lines[i + 1];
+    }
+
+    h->lines[n - 1].next = NULL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A transfer ended (the handle is out of the multi: curl no longer uses
+ * it): wipe the request's secrets and the response, then keep the handle
+ * for the next transfer, or free it when the free list is full or it is
+ * not known to be in a clean state.
+ */
+static void
+ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
+    ngx_uint_t reusable)
+{
+    h->ctx = NULL;
+
+    ngx_explicit_memzero(h->authorization, sizeof(h->authorization));
+    tg_request_clear(&h->req);
+
+    if (h->body != NULL) {
+        ngx_explicit_memzero(h->body, h->body_len);
+        h->body_len = 0;
+
+        if (h->body_cap > NGX_HTTP_TOKENGATE_BODY_KEEP) {
+            ngx_free(h->body);
+            h->body = NULL;
+            h->body_cap = 0;
         }
     }
 
-    curl_slist_free_all(ctx->headers);
-    ctx->headers = NULL;
+    if (h->post) {
+        /* the body pointer went with the request */
 
-    tg_request_clear(&ctx->req);
+        h->post = 0;
 
-    if (ctx->body != NULL) {
-        ngx_explicit_memzero(ctx->body, ctx->body_cap);
-        ngx_free(ctx->body);
-        ctx->body = NULL;
-        ctx->body_cap = 0;
-        ctx->body_len = 0;
+        if (curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK
+            || curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                                (curl_off_t) -1) != CURLE_OK)
+        {
+            reusable = 0;
+        }
     }
+
+    if (!reusable || !h->ready || ngx_http_tokengate_exiting
+        || h->cycle != ngx_cycle
+        || ngx_http_tokengate_nhandles >= NGX_HTTP_TOKENGATE_HANDLES_MAX)
+    {
+        ngx_http_tokengate_handle_free(h);
+        return;
+    }
+
+    ngx_queue_insert_head(&ngx_http_tokengate_handles, &h->queue);
+    ngx_http_tokengate_nhandles++;
+}
+
+
+static void
+ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h)
+{
+    curl_easy_cleanup(h->easy);
+
+    ngx_explicit_memzero(h->authorization, sizeof(h->authorization));
+    tg_request_clear(&h->req);
+
+    if (h->body != NULL) {
+        ngx_explicit_memzero(h->body, h->body_cap);
+        ngx_free(h->body);
+    }
+
+    ngx_free(h);
+}
+
+
+/* The request's transfer is over or abandoned, and its handle out of the
+ * multi: give the handle back. */
+static void
+ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx)
+{
+    if (ctx->handle != NULL) {
+        ngx_http_tokengate_handle_put(ctx->handle, 1);
+        ctx->handle = NULL;
+    }
+}
+
+
+/* Stop a running transfer (a request or a call that goes away first) and
+ * give its handle back. */
+static void
+ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
+{
+    /* Out of the multi first: curl drops its references to the handle (and
+     * closes the connection of the unfinished transfer), so the handle can
+     * serve another transfer once its state is wiped. */
+
+    if (ngx_http_tokengate_multi != NULL
+        && curl_multi_remove_handle(ngx_http_tokengate_multi,
+                                    ctx->handle->easy)
+           != CURLM_OK)
+    {
+        /* not known to be detached: never reused */
+        ngx_http_tokengate_handle_put(ctx->handle, 0);
+        ctx->handle = NULL;
+    }
+
+    ngx_http_tokengate_release(ctx);
 }
 
 
 static size_t
 ngx_http_tokengate_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
 {
-    ngx_http_tokengate_ctx_t *ctx = data;
+    ngx_http_tokengate_handle_t *h = data;
 
     size_t   n, cap;
     u_char  *grown;
 
     if (size != 0 && nmemb > ((size_t) -1) / size) {
-        ctx->overflow = 1;
+        h->overflow = 1;
         return 0;
     }
 
@@ -1457,21 +1786,21 @@ ngx_http_tokengate_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
 
     /* body_len <= body_max always holds, so this cannot wrap */
 
-    if (n > ctx->body_max - ctx->body_len) {
-        ctx->overflow = 1;
+    if (n > h->body_max - h->body_len) {
+        h->overflow = 1;
         return 0;
     }
 
-    if (n > ctx->body_cap - ctx->body_len) {
-        cap = ctx->body_cap != 0 ? ctx->body_cap
-                                 : NGX_HTTP_TOKENGATE_BODY_INITIAL;
+    if (n > h->body_cap - h->body_len) {
+        cap = h->body_cap != 0 ? h->body_cap
+                               : NGX_HTTP_TOKENGATE_BODY_INITIAL;
 
-        while (cap < ctx->body_len + n) {
+        while (cap < h->body_len + n) {
             cap *= 2;
         }
 
-        if (cap > ctx->body_max) {
-            cap = ctx->body_max;
+        if (cap > h->body_max) {
+            cap = h->body_max;
         }
 
         grown = ngx_alloc(cap, ngx_cycle->log);
@@ -1479,21 +1808,21 @@ ngx_http_tokengate_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
             return 0;
         }
 
-        if (ctx->body_len != 0) {
-            ngx_memcpy(grown, ctx->body, ctx->body_len);
+        if (h->body_len != 0) {
+            ngx_memcpy(grown, h->body, h->body_len);
         }
 
-        if (ctx->body != NULL) {
-            ngx_explicit_memzero(ctx->body, ctx->body_cap);
-            ngx_free(ctx->body);
+        if (h->body != NULL) {
+            ngx_explicit_memzero(h->body, h->body_cap);
+            ngx_free(h->body);
         }
 
-        ctx->body = grown;
-        ctx->body_cap = cap;
+        h->body = grown;
+        h->body_cap = cap;
     }
 
-    ngx_memcpy(ctx->body + ctx->body_len, ptr, n);
-    ctx->body_len += n;
+    ngx_memcpy(h->body + h->body_len, ptr, n);
+    h->body_len += n;
 
     return n;
 }
@@ -1503,26 +1832,26 @@ static size_t
 ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
     void *data)
 {
-    ngx_http_tokengate_ctx_t *ctx = data;
+    ngx_http_tokengate_handle_t *h = data;
 
     size_t  n;
 
     if (size != 0 && nitems > ((size_t) -1) / size) {
-        ctx->overflow = 1;
+        h->overflow = 1;
         return 0;
     }
 
     n = size * nitems;
 
-    if (n > NGX_HTTP_TOKENGATE_HEADER_BYTES - ctx->header_bytes
-        || ctx->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
+    if (n > NGX_HTTP_TOKENGATE_HEADER_BYTES - h->header_bytes
+        || h->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
     {
-        ctx->overflow = 1;
+        h->overflow = 1;
         return 0;
     }
 
-    ctx->header_bytes += n;
-    ctx->header_lines++;
+    h->header_bytes += n;
+    h->header_lines++;
 
     return n;
 }
@@ -1543,10 +1872,12 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     tg_response_t                   resp;
     tg_identity_t                  *id;
     ngx_http_tokengate_ctx_t       *w;
+    ngx_http_tokengate_handle_t    *h;
     ngx_http_tokengate_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(ctx->request,
                                         ngx_http_tokengate_module);
+    h = ctx->handle;
 
     id = NULL;
     status = 0;
@@ -1561,21 +1892,21 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
 
         ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
                      "%s%s%Z",
-                     ctx->errbuf[0] != '\0' ? ctx->errbuf
-                                            : curl_easy_strerror(rc),
-                     ctx->overflow ? " (response too large)" : "");
+                     h->errbuf[0] != '\0' ? h->errbuf
+                                          : curl_easy_strerror(rc),
+                     h->overflow ? " (response too large)" : "");
 
     } else {
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RESPONSE_CODE, &status);
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_CONTENT_TYPE, &ctype);
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RETRY_AFTER, &retry);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
 
         ngx_memzero(&resp, sizeof(tg_response_t));
 
         resp.status = status;
         resp.content_type = ctype;
-        resp.body = (const char *) ctx->body;
-        resp.body_len = ctx->body_len;
+        resp.body = (const char *) h->body;
+        resp.body_len = h->body_len;
         resp.retry_after = -1;
         resp.server_date = 0;
 
@@ -1665,11 +1996,12 @@ ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_response_t *resp,
     tg_diag_t *diag)
 {
-    tg_err_t    err;
-    CURLMcode   mrc;
-    tg_token_t  tok;
+    tg_err_t      err;
+    tg_token_t    tok;
+    tg_request_t  req;
 
     ngx_memzero(&tok, sizeof(tg_token_t));
+    ngx_memzero(&req, sizeof(tg_request_t));
 
     err = tg_parse_token(tlcf->tg, resp, ctx->sent_at, &tok, diag);
     if (err != TG_OK) {
@@ -1677,37 +2009,28 @@ ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
         return err;
     }
 
+    /* the response is parsed: the handle goes back and the validation
+     * takes one (the same, usually) */
+
     ngx_http_tokengate_release(ctx);
 
     ctx->exchanging = 0;
-    ctx->header_bytes = 0;
-    ctx->header_lines = 0;
-    ctx->overflow = 0;
-    ctx->errbuf[0] = '\0';
 
-    err = tg_build_validate(tlcf->tg, tok.value, tlcf->which, &ctx->req,
-                            diag);
+    err = tg_build_validate(tlcf->tg, tok.value, tlcf->which, &req, diag);
     tg_token_clear(&tok);
 
     if (err != TG_OK) {
+        tg_request_clear(&req);
         return err;
     }
 
-    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
+    if (ngx_http_tokengate_send(ctx, tlcf, &req, ctx->request->connection->log)
+        != NGX_OK)
+    {
         ngx_snprintf((u_char *) diag->message, sizeof(diag->message) - 1,
-                     "cannot set up the transfer%Z");
+                     "cannot send the validation%Z");
         return TG_INTERNAL;
     }
-
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
-    if (mrc != CURLM_OK) {
-        ngx_snprintf((u_char *) diag->message, sizeof(diag->message) - 1,
-                     "curl_multi_add_handle() failed: %s%Z",
-                     curl_multi_strerror(mrc));
-        return TG_INTERNAL;
-    }
-
-    ctx->sent_at = ngx_time();
 
     return TG_OK;
 }
@@ -1795,20 +2118,23 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tokengate: token %s: the answer has no user id",
-                      ctx->fp);
+                      ngx_http_tokengate_fp(ctx));
         return;
     }
 
-    tg_diag_clear(&diag);
+    /* as in get_token: the diagnostic only for a denial */
 
-    if (tg_rules_check(tlcf->tg, id, &diag) != TG_OK) {
+    if (tg_rules_check(tlcf->tg, id, NULL) != TG_OK) {
+        tg_diag_clear(&diag);
+        (void) tg_rules_check(tlcf->tg, id, &diag);
+
         ctx->status = NGX_HTTP_FORBIDDEN;
         ctx->error = "insufficient_scope";
         ctx->result = ngx_http_tokengate_result_forbidden;
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "tokengate: token %s forbidden: %s", ctx->fp,
-                      diag.message);
+                      "tokengate: token %s forbidden: %s",
+                      ngx_http_tokengate_fp(ctx), diag.message);
         return;
     }
 
@@ -1819,7 +2145,8 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tokengate: token %s forbidden: "
-                      "tokengate_require_group not satisfied", ctx->fp);
+                      "tokengate_require_group not satisfied",
+                      ngx_http_tokengate_fp(ctx));
         return;
     }
 
@@ -1987,7 +2314,7 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     }
 
     if (tn->stale_until <= now || tn->expires > tn->stale_until
-        || tn->crc != ngx_http_tokengate_node_crc(tn))
+        || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
     {
         ngx_queue_remove(&tn->queue);
         ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
@@ -2035,7 +2362,8 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
         ctx->result = ngx_http_tokengate_result_invalid;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "tokengate: token %s rejected (cached)", ctx->fp);
+                      "tokengate: token %s rejected (cached)",
+                      ngx_http_tokengate_fp(ctx));
         return NGX_OK;
     }
 
@@ -2284,8 +2612,6 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
         }
     }
 
-    tn->crc = ngx_http_tokengate_node_crc(tn);
-
     ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
     ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
@@ -2357,32 +2683,6 @@ ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
     ngx_slab_free_locked(cache->shpool, tn);
 
     return 1;
-}
-
-
-static uint32_t
-ngx_http_tokengate_node_crc(ngx_http_tokengate_node_t *tn)
-{
-    uint32_t  crc;
-
-    ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
-    ngx_crc32_update(&crc, (u_char *) &tn->expires, sizeof(time_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->stale_until, sizeof(time_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->len, sizeof(uint16_t));
-    ngx_crc32_update(&crc, (u_char *) &tn->n_groups, sizeof(uint16_t));
-    ngx_crc32_update(&crc, &tn->negative, 1);
-    ngx_crc32_update(&crc, (u_char *) &tn->evaluation, 1);
-    ngx_crc32_update(&crc, (u_char *) &tn->disabled, 1);
-    ngx_crc32_update(&crc, &tn->has_profile, 1);
-
-    if (tn->len <= NGX_HTTP_TOKENGATE_ENTRY_MAX) {
-        ngx_crc32_update(&crc, tn->data, tn->len);
-    }
-
-    ngx_crc32_final(crc);
-
-    return crc;
 }
 
 
@@ -2489,19 +2789,14 @@ ngx_http_tokengate_cleanup(void *data)
         ctx->leader = NULL;
     }
 
-    if (ctx->easy != NULL && ctx->is_leader
+    if (ctx->handle != NULL && ctx->is_leader
         && !ngx_queue_empty(&ctx->waiters))
     {
         ngx_http_tokengate_handover(ctx);
     }
 
-    if (ctx->easy != NULL) {
-        if (ngx_http_tokengate_multi != NULL) {
-            (void) curl_multi_remove_handle(ngx_http_tokengate_multi,
-                                            ctx->easy);
-        }
-
-        ngx_http_tokengate_release(ctx);
+    if (ctx->handle != NULL) {
+        ngx_http_tokengate_abort(ctx);
         ngx_http_tokengate_active(-1);
 
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
@@ -2947,11 +3242,11 @@ ngx_http_tokengate_timer_handler(ngx_event_t *ev)
 static void
 ngx_http_tokengate_drain(void)
 {
-    int                        left;
-    CURL                      *easy;
-    CURLMsg                   *msg;
-    CURLcode                   rc;
-    ngx_http_tokengate_ctx_t  *ctx;
+    int                           left;
+    CURL                         *easy;
+    CURLMsg                      *msg;
+    CURLcode                      rc;
+    ngx_http_tokengate_handle_t  *h;
 
     for ( ;; ) {
         msg = curl_multi_info_read(ngx_http_tokengate_multi, &left);
@@ -2965,25 +3260,37 @@ ngx_http_tokengate_drain(void)
 
         easy = msg->easy_handle;
         rc = msg->data.result;
-        ctx = NULL;
+        h = NULL;
 
-        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &ctx);
-        (void) curl_multi_remove_handle(ngx_http_tokengate_multi, easy);
+        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h);
 
-        if (ctx == NULL) {
+        if (h == NULL) {
+            (void) curl_multi_remove_handle(ngx_http_tokengate_multi, easy);
             curl_easy_cleanup(easy);
             continue;
         }
 
-        if (ctx->call_handler != NULL) {
-            /* the answer goes to the call's handler, from a posted event */
-            ctx->call_rc = rc;
-            ctx->done = 1;
-            ngx_post_event(&ctx->wake, &ngx_posted_events);
+        if (curl_multi_remove_handle(ngx_http_tokengate_multi, easy)
+            != CURLM_OK)
+        {
+            /* not known to be detached: never reused */
+            h->ready = 0;
+        }
+
+        if (h->ctx == NULL) {
+            ngx_http_tokengate_handle_put(h, 0);
             continue;
         }
 
-        ngx_http_tokengate_done(ctx, rc);
+        if (h->ctx->call_handler != NULL) {
+            /* the answer goes to the call's handler, from a posted event */
+            h->ctx->call_rc = rc;
+            h->ctx->done = 1;
+            ngx_post_event(&h->ctx->wake, &ngx_posted_events);
+            continue;
+        }
+
+        ngx_http_tokengate_done(h->ctx, rc);
     }
 }
 
@@ -3000,17 +3307,16 @@ ngx_http_tokengate_active(ngx_int_t delta)
 
 /*
  * Calls for other parts of the module (ngx_http_tokengate.h): the same
- * easy handle options, response caps and multi handle as a validation,
- * with the caller's handler instead of the validation logic.  A call lives
- * on the heap, not in a request's pool: its owner cancels it when it goes
- * away first.
+ * kept easy handles (ngx_http_tokengate_send), options, response caps and
+ * multi handle as a validation, with the caller's handler instead of the
+ * validation logic.  A call lives on the heap, not in a request's pool: its
+ * owner cancels it when it goes away first.
  */
 ngx_http_tokengate_call_t *
 ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
     tg_request_t *req, ngx_log_t *log, ngx_http_tokengate_call_pt handler,
     void *data)
 {
-    CURLMcode                  mrc;
     ngx_http_tokengate_ctx_t  *ctx;
 
     if (ngx_http_tokengate_multi == NULL || tlcf->tg == NULL) {
@@ -3026,11 +3332,6 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
         return NULL;
     }
 
-    /* the request is ours now: release() wipes it */
-
-    ctx->req = *req;
-    ngx_memzero(req, sizeof(tg_request_t));
-
     ctx->tg = tlcf->tg;
     ctx->call_handler = handler;
     ctx->call_data = data;
@@ -3039,32 +3340,16 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
     ctx->wake.data = ctx;
     ctx->wake.log = log;
 
-    if (ngx_http_tokengate_setup_easy(ctx, tlcf) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: cannot set up the transfer");
-        goto failed;
-    }
+    /* req is the handle's now (wiped when the transfer ends), or wiped */
 
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, ctx->easy);
-    if (mrc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(mrc));
-        goto failed;
+    if (ngx_http_tokengate_send(ctx, tlcf, req, log) != NGX_OK) {
+        ngx_free(ctx);
+        return NULL;
     }
-
-    ctx->sent_at = ngx_time();
 
     ngx_http_tokengate_active(1);
 
     return ctx;
-
-failed:
-
-    ngx_http_tokengate_release(ctx);
-    ngx_free(ctx);
-
-    return NULL;
 }
 
 
@@ -3073,24 +3358,26 @@ failed:
 static void
 ngx_http_tokengate_call_wake(ngx_event_t *ev)
 {
-    long                       status;
-    char                      *ctype;
-    u_char                    *p, reason[CURL_ERROR_SIZE + 32];
-    tg_err_t                   err;
-    curl_off_t                 retry;
-    tg_response_t              resp;
-    ngx_http_tokengate_ctx_t  *ctx;
+    long                          status;
+    char                         *ctype;
+    u_char                       *p, reason[CURL_ERROR_SIZE + 32];
+    tg_err_t                      err;
+    curl_off_t                    retry;
+    tg_response_t                 resp;
+    ngx_http_tokengate_ctx_t     *ctx;
+    ngx_http_tokengate_handle_t  *h;
 
     ctx = ev->data;
+    h = ctx->handle;
 
     if (ctx->call_rc != CURLE_OK) {
         err = ctx->call_rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT
-              : (ctx->overflow ? TG_PROTOCOL : TG_UNAVAILABLE);
+              : (h->overflow ? TG_PROTOCOL : TG_UNAVAILABLE);
 
         p = ngx_snprintf(reason, sizeof(reason) - 1, "%s%s",
-                         ctx->errbuf[0] != '\0'
-                         ? ctx->errbuf : curl_easy_strerror(ctx->call_rc),
-                         ctx->overflow ? " (response too large)" : "");
+                         h->errbuf[0] != '\0'
+                         ? h->errbuf : curl_easy_strerror(ctx->call_rc),
+                         h->overflow ? " (response too large)" : "");
         *p = '\0';
 
         ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
@@ -3101,16 +3388,16 @@ ngx_http_tokengate_call_wake(ngx_event_t *ev)
         ctype = NULL;
         retry = 0;
 
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RESPONSE_CODE, &status);
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_CONTENT_TYPE, &ctype);
-        (void) curl_easy_getinfo(ctx->easy, CURLINFO_RETRY_AFTER, &retry);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
+        (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
 
         ngx_memzero(&resp, sizeof(tg_response_t));
 
         resp.status = status;
         resp.content_type = ctype;
-        resp.body = (const char *) ctx->body;
-        resp.body_len = ctx->body_len;
+        resp.body = (const char *) h->body;
+        resp.body_len = h->body_len;
         resp.retry_after = -1;
         resp.server_date = 0;
 
@@ -3140,11 +3427,11 @@ ngx_http_tokengate_call_cancel(ngx_http_tokengate_call_t *call)
         ngx_delete_posted_event(&call->wake);
     }
 
-    if (!call->done && call->easy != NULL
-        && ngx_http_tokengate_multi != NULL)
-    {
-        (void) curl_multi_remove_handle(ngx_http_tokengate_multi, call->easy);
+    if (!call->done && call->handle != NULL) {
+        ngx_http_tokengate_abort(call);
     }
+
+    /* a finished call's handle is out of the multi already */
 
     ngx_http_tokengate_release(call);
     ngx_http_tokengate_active(-1);
@@ -3309,6 +3596,15 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                             ngx_http_tokengate_embed_names[i], st->embed[i]);
         }
 
+        p = ngx_sprintf(p, "# HELP tokengate_curl_handles_total Transfers "
+                        "by the curl handle they ran on: a new one, or one "
+                        "a worker kept.\n"
+                        "# TYPE tokengate_curl_handles_total counter\n"
+                        "tokengate_curl_handles_total{handle=\"created\"} "
+                        "%uA\n"
+                        "tokengate_curl_handles_total{handle=\"reused\"} "
+                        "%uA\n", st->handles_created, st->handles_reused);
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
 
@@ -3334,7 +3630,9 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                             ngx_http_tokengate_embed_names[i], st->embed[i]);
         }
 
-        p = ngx_sprintf(p, "}}\n");
+        p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
+                        "\"reused\":%uA}}\n",
+                        st->handles_created, st->handles_reused);
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
@@ -3518,6 +3816,9 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
     ngx_http_tokengate_multi = m;
 
     ngx_queue_init(&ngx_http_tokengate_leaders);
+    ngx_queue_init(&ngx_http_tokengate_handles);
+    ngx_http_tokengate_nhandles = 0;
+    ngx_http_tokengate_handles_cycle = ngx_cycle;
 
     /* the per-worker key of the coalescing MACs */
 
@@ -3536,6 +3837,8 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_queue_t  *q;
+
     if (ngx_http_tokengate_multi == NULL) {
         return;
     }
@@ -3545,6 +3848,15 @@ ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
     if (ngx_http_tokengate_timer.timer_set) {
         ngx_del_timer(&ngx_http_tokengate_timer);
     }
+
+    while (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
+        q = ngx_queue_head(&ngx_http_tokengate_handles);
+        ngx_queue_remove(q);
+        ngx_http_tokengate_handle_free(
+            ngx_queue_data(q, ngx_http_tokengate_handle_t, queue));
+    }
+
+    ngx_http_tokengate_nhandles = 0;
 
     curl_multi_cleanup(ngx_http_tokengate_multi);
     ngx_http_tokengate_multi = NULL;
@@ -3573,15 +3885,19 @@ ngx_http_tokengate_create_main_conf(ngx_conf_t *cf)
 }
 
 
-/* The shared counters, NULL when no location has tokengate_status. */
+/* The shared counters, NULL when no location has tokengate_status; r is
+ * NULL for a call (ngx_http_tokengate_call), which has no request. */
 static ngx_http_tokengate_stats_t *
 ngx_http_tokengate_get_stats(ngx_http_request_t *r)
 {
     ngx_http_tokengate_main_conf_t  *tmcf;
 
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tokengate_module);
+    tmcf = r != NULL
+           ? ngx_http_get_module_main_conf(r, ngx_http_tokengate_module)
+           : ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                 ngx_http_tokengate_module);
 
-    if (tmcf->stats_zone == NULL) {
+    if (tmcf == NULL || tmcf->stats_zone == NULL) {
         return NULL;
     }
 

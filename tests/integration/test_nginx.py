@@ -506,6 +506,122 @@ def test_keepalive_to_auth_server(tmp_path, devserver, nginx):
     assert c["connections"] <= 2, c
 
 
+# ------------------------------------------------------------ curl handles
+
+def handles_location(nginx, conf, extra=""):
+    nginx.server(f"""
+        location = /status {{ tokengate_status; }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_config {conf};
+            add_header X-TG-Email $tokengate_email always;
+{extra}
+        }}
+""")
+    return nginx.start()
+
+
+def curl_handles(nginx):
+    st = json.loads(nginx.get("/status").body)
+    return st["curl_handles"], st["auth_calls"]
+
+
+def test_validations_reuse_one_curl_handle(tmp_path, devserver, nginx):
+    """Sequential validations, accepted and rejected, Bearer and a Basic
+    exchange (a POST, then the GET), all run on the one easy handle the
+    worker keeps, each with its own token and answer."""
+    handles_location(nginx, tg_conf(tmp_path, "insight", devserver.url),
+                     "            tokengate_basic on;")
+    users = ["alice", "bob", "carol"]
+    toks = {u: token_for(devserver, "insight", u) for u in users}
+    devserver.reset_counters()
+    for i in range(24):
+        u = users[i % 3]
+        r = nginx.get("/p/index.html", toks[u])
+        assert r.status == 200, r
+        assert r.header("X-TG-Email") == f"{u}@example.com"
+        if i % 6 == 5:
+            r = nginx.get("/p/index.html", f"never-issued-{i}-0123456789")
+            assert r.status == 401
+            assert r.header("WWW-Authenticate") == \
+                'Bearer realm="api", error="invalid_token"'
+    r = nginx.request("/p/index.html", basic("bob"))
+    assert r.status == 200 and r.header("X-TG-Email") == "bob@example.com"
+    r = nginx.get("/p/index.html", toks["carol"])
+    assert r.status == 200 and r.header("X-TG-Email") == "carol@example.com"
+    handles, calls = curl_handles(nginx)
+    # 24 + 4 validations, a Basic exchange (one call, two transfers: the
+    # token call and its validation), one more: 31 transfers on one handle
+    assert calls == 30
+    assert handles == {"created": 1, "reused": 30}, handles
+    c = devserver.counters()
+    assert c["validate"] == 24 + 4 + 2 and c["token"] == 1, c
+    assert c["connections"] <= 2, c
+
+
+def test_handle_of_a_cancelled_transfer_serves_the_next(tmp_path, devserver,
+                                                       nginx):
+    """A client leaves mid-auth: its transfer is removed from curl's multi
+    and its handle wiped and kept; the next requests, with other tokens,
+    run on it and get their own answers."""
+    handles_location(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    alice = token_for(devserver, "insight", "alice")
+    bob = token_for(devserver, "insight", "bob")
+    nginx.tokens.add(alice)
+    devserver.fault(endpoint="validate", delay_ms=5000, count=1)
+    s = socket.create_connection(("127.0.0.1", nginx.port))
+    s.sendall(f"GET /p/index.html HTTP/1.1\r\nHost: x\r\n"
+              f"Authorization: Bearer {alice}\r\n\r\n".encode())
+    time.sleep(0.3)
+    s.close()
+    deadline = time.monotonic() + 3
+    while (time.monotonic() < deadline
+           and "validation cancelled" not in nginx.logs()):
+        time.sleep(0.05)
+    assert "validation cancelled" in nginx.logs()
+    devserver.clear_faults()
+    r = nginx.get("/p/index.html", bob)
+    assert r.status == 200 and r.header("X-TG-Email") == "bob@example.com"
+    r = nginx.get("/p/index.html", "never-issued-after-cancel-0123")
+    assert r.status == 401
+    r = nginx.get("/p/index.html", alice)
+    assert r.status == 200 and r.header("X-TG-Email") == "alice@example.com"
+    handles, calls = curl_handles(nginx)
+    assert calls == 4
+    assert handles == {"created": 1, "reused": 3}, handles
+
+
+def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
+    """The fingerprint is computed only for requests that log: a rejected
+    or forbidden hit, and tokengate_require failing after the token was
+    wiped, still name their token."""
+    import hashlib
+    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+           extra="            tokengate_require $arg_ok;")
+
+    def fp(tok):
+        return hashlib.sha256(tok.encode()).hexdigest()[:8]
+
+    bad = "never-issued-fingerprint-0123"
+    assert nginx.get("/p/index.html", bad).status == 401
+    r = nginx.get("/p/index.html", bad)
+    assert r.status == 401 and r.header("X-Cache") == "HIT"
+    assert f"token {fp(bad)} rejected (cached)" in nginx.logs()
+    bob = token_for(devserver, "insight", "bob")
+    assert nginx.get("/admin/index.html", bob).status == 403
+    r = nginx.get("/admin/index.html", bob)
+    assert r.status == 403 and r.header("X-Cache") == "HIT"
+    assert nginx.logs().count(f"token {fp(bob)} forbidden") == 2
+    alice = token_for(devserver, "insight", "alice")
+    assert nginx.get("/p/index.html?ok=1", alice).status == 200
+    r = nginx.get("/p/index.html", alice)
+    assert r.status == 403 and r.header("X-Cache") == "HIT"
+    assert f"token {fp(alice)}: tokengate_require not satisfied" \
+        in nginx.logs()
+    assert "????????" not in nginx.logs()
+
+
 # ------------------------------------------------------------ faults
 
 def test_server_refused_503(tmp_path, nginx):

@@ -526,6 +526,52 @@ def test_client_gone_cancels_server_signing(tmp_path, devserver, nginx):
     signed(nginx, nginx.get("/dash?d=43", tok))
 
 
+def test_server_signing_runs_on_the_kept_curl_handles(tmp_path, devserver,
+                                                      nginx):
+    """The admin login and the sso_url calls take their curl handle from the
+    worker's free list like validations: sequential requests run every
+    transfer (GET validations, POST login and sso_url) on the handles the
+    worker keeps, and the handle of a cancelled sso_url call serves the
+    next ones.  Two handles: the login's handler starts the sso_url call
+    while the login still holds its handle (its answer is borrowed)."""
+    embed_site(nginx, looker_conf(tmp_path, devserver), devserver,
+               mode="server")
+    tok = looker_token(devserver)
+    before = devserver.counters()
+    signed(nginx, nginx.get("/dash?d=42", tok))   # validate, login, sso_url
+    signed(nginx, nginx.get("/dash?d=43", tok))   # validate, sso_url
+    assert nginx.get("/p/index.html", tok).status == 200
+    c = devserver.counters()
+    assert c["token"] == before["token"] + 1
+    assert c["embed_sso_url"] == before["embed_sso_url"] + 2
+    st = status(nginx)
+    assert st["curl_handles"] == {"created": 2, "reused": 4}, st
+
+    devserver.fault(endpoint="embed_sso_url", delay_ms=3000, count=1)
+    calls = devserver.counters()["embed_sso_url"]
+    nginx.tokens.add(tok)
+    s = socket.create_connection(("127.0.0.1", nginx.port))
+    s.sendall(b"GET /dash?d=42 HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + tok.encode() + b"\r\n\r\n")
+    deadline = time.monotonic() + 30           # the call reached Looker
+    while devserver.counters()["embed_sso_url"] == calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    s.close()
+    deadline = time.monotonic() + 30
+    while "signing cancelled" not in nginx.logs():
+        assert time.monotonic() < deadline, nginx.logs()[-2000:]
+        time.sleep(0.1)
+    devserver.clear_faults()
+    url = signed(nginx, nginx.get("/dash?d=43", tok))
+    assert open_embed(url)[1].status == 200
+    assert nginx.get("/p/index.html", tok).status == 200
+    st = status(nginx)
+    assert st["curl_handles"] == {"created": 2, "reused": 9}, st
+    assert st["embed"] == {"local": 0, "server": 3, "refused": 0,
+                           "failed": 0}, st
+
+
 def test_clients_gone_during_the_admin_login(tmp_path, devserver, nginx):
     """Requests waiting for the worker's admin login go away (one, then
     all but one): the login still ends and keeps its token, the one left
