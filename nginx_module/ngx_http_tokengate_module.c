@@ -298,6 +298,7 @@ static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_str_t *token);
 static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
     ngx_uint_t *once);
+static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
 static char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
     const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
@@ -610,6 +611,9 @@ typedef struct {
 } ngx_http_tokengate_hmac_t;
 
 static EVP_MAC            *ngx_http_tokengate_hmac_alg;
+/* does EVP_MAC_init(ctx, NULL, 0, NULL) restart an HMAC with its key?
+ * -1 not known yet, 1 yes, 0 no (see ngx_http_tokengate_hmac_reinit_ok) */
+static ngx_int_t          ngx_http_tokengate_hmac_reinit = -1;
 static ngx_http_tokengate_hmac_t
                            ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
 static ngx_uint_t         ngx_http_tokengate_nhmacs;
@@ -913,7 +917,11 @@ ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
  * cache zones' keys and the coalescing key: a handful) and re-initialises
  * it with the same key, which copies the keyed digest states it already
  * holds.  The worker uses it to completion before anything else runs.
- * Beyond NGX_HTTP_TOKENGATE_HMACS_MAX keys, *once tells the caller to free
+ * Where re-initialising does not restart the MAC (an HMAC provider older
+ * than OpenSSL 3.0.3, openssl/openssl#17811: a successful no-op, so every
+ * MAC after the first would depend on the ones before it and no cache
+ * entry would ever be found again), the kept context stays a template that
+ * is duplicated for each MAC, as before.  *once tells the caller to free
  * the context after its one use.
  */
 static EVP_MAC_CTX *
@@ -931,6 +939,11 @@ ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
         {
             ctx = ngx_http_tokengate_hmacs[i].ctx;
 
+            if (!ngx_http_tokengate_hmac_reinit) {
+                *once = 1;
+                return EVP_MAC_CTX_dup(ctx);
+            }
+
             /* a NULL key: the same key again */
             return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 ? ctx : NULL;
         }
@@ -940,6 +953,17 @@ ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
         ngx_http_tokengate_hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
         if (ngx_http_tokengate_hmac_alg == NULL) {
             return NULL;
+        }
+    }
+
+    if (ngx_http_tokengate_hmac_reinit == -1) {
+        ngx_http_tokengate_hmac_reinit = ngx_http_tokengate_hmac_reinit_ok();
+
+        if (!ngx_http_tokengate_hmac_reinit) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "tokengate: this OpenSSL's HMAC cannot be "
+                          "re-initialised with its key (OpenSSL < 3.0.3?), "
+                          "each MAC uses a copy of a keyed context");
         }
     }
 
@@ -964,12 +988,68 @@ ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
         ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
                    NGX_HTTP_TOKENGATE_MAC_LEN);
         ngx_http_tokengate_hmacs[i].ctx = ctx;
+
+        if (!ngx_http_tokengate_hmac_reinit) {
+            /* the template stays unused */
+            *once = 1;
+            return EVP_MAC_CTX_dup(ctx);
+        }
+
         return ctx;
     }
 
     *once = 1;
 
     return ctx;
+}
+
+
+/*
+ * Whether EVP_MAC_init() with a NULL key restarts an HMAC with the key it
+ * has (providers from OpenSSL 3.0.3 on; a FIPS provider may be older than
+ * the libcrypto that loads it, so the version number does not tell):
+ * checked once per process on the provider actually fetched, the MAC of
+ * the same input after a re-initialisation must equal the first one.
+ */
+static ngx_int_t
+ngx_http_tokengate_hmac_reinit_ok(void)
+{
+    size_t         n1, n2;
+    ngx_int_t      ok;
+    EVP_MAC_CTX   *ctx;
+    OSSL_PARAM     params[2];
+    u_char         key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char         mac1[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char         mac2[NGX_HTTP_TOKENGATE_MAC_LEN];
+    static u_char  text[] = "tokengate HMAC re-initialisation check";
+
+    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
+    if (ctx == NULL) {
+        return 0;
+    }
+
+    ngx_memset(key, 0x5c, sizeof(key));
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256",
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    n1 = 0;
+    n2 = 0;
+
+    ok = EVP_MAC_init(ctx, key, sizeof(key), params) == 1
+         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
+         && EVP_MAC_final(ctx, mac1, &n1, sizeof(mac1)) == 1
+         && EVP_MAC_init(ctx, NULL, 0, NULL) == 1
+         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
+         && EVP_MAC_final(ctx, mac2, &n2, sizeof(mac2)) == 1
+         && n1 == sizeof(mac1) && n2 == n1
+         && ngx_memcmp(mac1, mac2, n1) == 0;
+
+    EVP_MAC_CTX_free(ctx);
+
+    return ok;
 }
 
 

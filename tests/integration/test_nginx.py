@@ -592,6 +592,51 @@ def test_handle_of_a_cancelled_transfer_serves_the_next(tmp_path, devserver,
     assert handles == {"created": 1, "reused": 3}, handles
 
 
+def test_kept_handle_takes_each_locations_options(tmp_path, devserver,
+                                                  nginx):
+    """A kept handle is reused only with the options it was set up with:
+    locations sharing a handle but differing in tokengate_timeout or in
+    tokengate.conf (a proxy) each get their own timeout and proxy, whatever
+    ran on the handle before."""
+    conf = tg_conf(tmp_path, "insight", devserver.url)
+    proxied = tg_conf(tmp_path, "insight", devserver.url,
+                      proxy=f"http://127.0.0.1:{free_port()}")
+    nginx.server(f"""
+        location = /status {{ tokengate_status; }}
+        tokengate_config {conf};
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            add_header X-TG-Email $tokengate_email always;
+        }}
+        location /fast/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_timeout 300ms;
+        }}
+        location /proxied/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_config {proxied};
+        }}
+""")
+    nginx.start()
+    alice = token_for(devserver, "insight", "alice")
+    devserver.fault(endpoint="validate", delay_ms=800, count=5)
+    for path, status in [("/p/", 200), ("/fast/", 503), ("/p/", 200),
+                         ("/proxied/", 503), ("/p/", 200),
+                         ("/fast/", 503)]:
+        r = nginx.get(path + "index.html", alice)
+        assert r.status == status, (path, r)
+        if status == 200:
+            assert r.header("X-TG-Email") == "alice@example.com"
+    logs = nginx.logs()
+    assert logs.count("timed out") >= 2, logs
+    handles, calls = curl_handles(nginx)
+    assert calls == 6
+    assert handles == {"created": 1, "reused": 5}, handles
+
+
 def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
     """The fingerprint is computed only for requests that log: a rejected
     or forbidden hit, and tokengate_require failing after the token was
