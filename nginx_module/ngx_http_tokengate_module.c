@@ -341,6 +341,8 @@ static size_t ngx_http_tokengate_write_cb(char *ptr, size_t size,
     size_t nmemb, void *data);
 static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
     size_t nitems, void *data);
+static void ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h,
+    tg_config_t *tg, tg_response_t *resp);
 static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
     CURLcode rc);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
@@ -1937,17 +1939,55 @@ ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
 }
 
 
+/* The answer of a transfer that completed, for the pure parsers: status,
+ * content type and Retry-After (capped by retry_after_max) from curl, the
+ * body borrowed from the handle's buffer. */
+static void
+ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h, tg_config_t *tg,
+    tg_response_t *resp)
+{
+    long         status;
+    char        *ctype;
+    curl_off_t   retry;
+
+    status = 0;
+    ctype = NULL;
+    retry = 0;
+
+    (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+    (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
+
+    ngx_memzero(resp, sizeof(tg_response_t));
+
+    resp->status = status;
+    resp->content_type = ctype;
+    resp->body = (const char *) h->body;
+    resp->body_len = h->body_len;
+    resp->retry_after = -1;
+    resp->server_date = 0;
+
+    if (retry > 0) {
+        if (tg->retry_after_max > 0
+            && retry > (curl_off_t) tg->retry_after_max)
+        {
+            retry = (curl_off_t) tg->retry_after_max;
+        }
+
+        resp->retry_after = (long) retry;
+    }
+}
+
+
 /* A transfer ended (it is out of the multi already): decide for the
  * leader and its followers, then post their wake-up events.  Never runs a
  * request from curl's stack. */
 static void
 ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
 {
-    long                            status, retry_after;
-    char                           *ctype;
+    long                            retry_after;
     tg_err_t                        err;
     tg_diag_t                       diag;
-    curl_off_t                      retry;
     ngx_queue_t                    *q;
     tg_response_t                   resp;
     tg_identity_t                  *id;
@@ -1960,9 +2000,6 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     h = ctx->handle;
 
     id = NULL;
-    status = 0;
-    ctype = NULL;
-    retry = 0;
     retry_after = -1;
 
     tg_diag_clear(&diag);
@@ -1977,28 +2014,7 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
                      h->overflow ? " (response too large)" : "");
 
     } else {
-        (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-        (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
-        (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
-
-        ngx_memzero(&resp, sizeof(tg_response_t));
-
-        resp.status = status;
-        resp.content_type = ctype;
-        resp.body = (const char *) h->body;
-        resp.body_len = h->body_len;
-        resp.retry_after = -1;
-        resp.server_date = 0;
-
-        if (retry > 0) {
-            if (tlcf->tg->retry_after_max > 0
-                && retry > (curl_off_t) tlcf->tg->retry_after_max)
-            {
-                retry = (curl_off_t) tlcf->tg->retry_after_max;
-            }
-
-            resp.retry_after = (long) retry;
-        }
+        ngx_http_tokengate_response(h, tlcf->tg, &resp);
 
         if (ctx->exchanging) {
             err = ngx_http_tokengate_exchanged(ctx, tlcf, &resp, &diag);
@@ -3438,11 +3454,8 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
 static void
 ngx_http_tokengate_call_wake(ngx_event_t *ev)
 {
-    long                          status;
-    char                         *ctype;
     u_char                       *p, reason[CURL_ERROR_SIZE + 32];
     tg_err_t                      err;
-    curl_off_t                    retry;
     tg_response_t                 resp;
     ngx_http_tokengate_ctx_t     *ctx;
     ngx_http_tokengate_handle_t  *h;
@@ -3464,32 +3477,7 @@ ngx_http_tokengate_call_wake(ngx_event_t *ev)
                           (char *) reason);
 
     } else {
-        status = 0;
-        ctype = NULL;
-        retry = 0;
-
-        (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-        (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
-        (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
-
-        ngx_memzero(&resp, sizeof(tg_response_t));
-
-        resp.status = status;
-        resp.content_type = ctype;
-        resp.body = (const char *) h->body;
-        resp.body_len = h->body_len;
-        resp.retry_after = -1;
-        resp.server_date = 0;
-
-        if (retry > 0) {
-            if (ctx->tg->retry_after_max > 0
-                && retry > (curl_off_t) ctx->tg->retry_after_max)
-            {
-                retry = (curl_off_t) ctx->tg->retry_after_max;
-            }
-
-            resp.retry_after = (long) retry;
-        }
+        ngx_http_tokengate_response(h, ctx->tg, &resp);
 
         ctx->call_handler(ctx->call_data, TG_OK, &resp, ctx->sent_at, "");
     }
