@@ -90,6 +90,8 @@ static void token_release(tg_cli_token_t *tok);
 static int write_token_output(tg_cli_t *cli, const char *path,
                               const char *token);
 static int client_open(tg_cli_t *cli, tg_client_t **cl);
+static int token_client_open(tg_cli_t *cli, tg_cli_token_t *tok,
+                             tg_client_t **cl);
 static int client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err);
 static void show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
                           time_t expires_hint);
@@ -798,6 +800,17 @@ client_open(tg_cli_t *cli, tg_client_t **cl)
     return err == TG_OK ? 0 : cli_fail(cli, err, &diag);
 }
 
+/* The stored (unexpired) token and a client to send it with: what every
+ * command acting as the logged-in user starts with.  On failure the exit
+ * code is set and *tok / *cl hold what the caller releases anyway. */
+static int
+token_client_open(tg_cli_t *cli, tg_cli_token_t *tok, tg_client_t **cl)
+{
+    int rc = token_load(cli, tok, 0);
+
+    return rc != 0 ? rc : client_open(cli, cl);
+}
+
 static int
 client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err)
 {
@@ -1058,10 +1071,7 @@ cmd_whoami(tg_cli_t *cli, int argc, char **argv)
     }
     rc = no_more_args(cli, argc, argv);
     if (rc == 0) {
-        rc = token_load(cli, &tok, 0);
-    }
-    if (rc == 0) {
-        rc = client_open(cli, &cl);
+        rc = token_client_open(cli, &tok, &cl);
     }
     if (rc != 0) {
         goto out;
@@ -1104,10 +1114,7 @@ cmd_profile(tg_cli_t *cli, int argc, char **argv)
     }
     rc = no_more_args(cli, argc, argv);
     if (rc == 0) {
-        rc = token_load(cli, &tok, 0);
-    }
-    if (rc == 0) {
-        rc = client_open(cli, &cl);
+        rc = token_client_open(cli, &tok, &cl);
     }
     if (rc != 0) {
         goto out;
@@ -1256,10 +1263,7 @@ cmd_credentials(tg_cli_t *cli, int argc, char **argv)
                          "REST API credentials are an insight feature; the "
                          "looker API has none (api = looker)");
     }
-    rc = token_load(cli, &tok, 0);
-    if (rc == 0) {
-        rc = client_open(cli, &cl);
-    }
+    rc = token_client_open(cli, &tok, &cl);
     if (rc != 0) {
         goto out;
     }
@@ -1331,10 +1335,7 @@ cmd_session(tg_cli_t *cli, int argc, char **argv)
                          "the insight API has none "
                          "(api = insight)");
     }
-    rc = token_load(cli, &tok, 0);
-    if (rc == 0) {
-        rc = client_open(cli, &cl);
-    }
+    rc = token_client_open(cli, &tok, &cl);
     if (rc != 0) {
         goto out;
     }
@@ -1811,10 +1812,7 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
     }
 
     if (server) {
-        rc = token_load(cli, &tok, 0);
-        if (rc == 0) {
-            rc = client_open(cli, &cl);
-        }
+        rc = token_client_open(cli, &tok, &cl);
         if (rc != 0) {
             goto out;
         }
