@@ -766,7 +766,10 @@ start_api(struct listener *l, const char *cert, const char *key,
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_STACK_SIZE,
                                             THREAD_STACK, NULL};
     } else {
-        flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+        /* poll, not epoll: with epoll the pool now and then left every
+         * connection of one worker unanswered (about 1 run in 30 of 1100
+         * simultaneous connections), in the old code as in the new. */
+        flags |= MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME;
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
                                             ds__opt.threads, NULL};
     }
