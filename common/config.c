@@ -44,6 +44,14 @@
 /* pinned_pubkey: "sha256//" then the base64 of 32 bytes (44 characters). */
 #define TG_PIN_PREFIX "sha256//"
 #define TG_PIN_B64_LEN 44
+/* min_uid's default: UID_MIN of login.defs (what useradd calls the first
+ * uid of a regular account), else Debian's and useradd's own 1000. */
+#define TG_LOGIN_DEFS "/etc/login.defs"
+#define TG_MIN_UID_FALLBACK 1000L
+/* login.defs is about 12 KiB on Debian; a much bigger one is not read. */
+#define TG_LOGIN_DEFS_MAX (256 * 1024)
+/* The largest min_uid: uid_t is 32 bits, and (uid_t) -1 is no uid. */
+#define TG_MIN_UID_MAX 2147483647L
 
 /* ---------------------------------------------------------------------- */
 /* Types                                                                  */
@@ -75,6 +83,7 @@ typedef enum tg_key_id {
     KEY_USER_MAP_FILE,
     KEY_EMAIL_DOMAIN,
     KEY_CASE_INSENSITIVE,
+    KEY_MIN_UID,
     KEY_CLIENT_ID,
     KEY_CLIENT_SECRET_FILE,
     KEY_EMBED_SECRET_FILE
@@ -222,6 +231,7 @@ static const tg_key_t tg_keys[] = {
     {"email_domain", KEY_EMAIL_DOMAIN, KIND_STRING, 0, 0, NULL,
      check_email_domain, KEY_OPTIONAL},
     {"case_insensitive", KEY_CASE_INSENSITIVE, KIND_BOOL, 0, 0, NULL, NULL, 0},
+    {"min_uid", KEY_MIN_UID, KIND_LONG, 1, TG_MIN_UID_MAX, NULL, NULL, 0},
     {"client_id", KEY_CLIENT_ID, KIND_STRING, 0, 0, NULL, check_client_id,
      KEY_OPTIONAL},
     {"client_secret_file", KEY_CLIENT_SECRET_FILE, KIND_STRING, 0, 0, NULL,
@@ -257,6 +267,7 @@ tg_config_new(void)
     cfg->require_groups_mode = TG_GROUPS_ANY;
     cfg->deny_disabled = 1;
     cfg->user_attribute = TG_BIND_EMAIL_LOCAL;
+    cfg->min_uid = tg__login_defs_uid_min(TG_LOGIN_DEFS);
     if (cfg->looker_api_version == NULL || cfg->insight_base_path == NULL) {
         tg_config_free(cfg);
         return NULL;
@@ -284,6 +295,85 @@ tg_config_free(tg_config_t *cfg)
     free(cfg->client_secret_file);
     free(cfg->embed_secret_file);
     free(cfg);
+}
+
+/*
+ * UID_MIN of a login.defs file ("NAME VALUE" lines, '#' comments), read as
+ * strictly as a config file: a root-owned (or the caller's) regular file,
+ * not group/world-writable, of plain "UID_MIN DIGITS" lines with a value in
+ * 1..TG_MIN_UID_MAX; the last such line wins, as in useradd.  Anything
+ * else (no file, an unsafe one, a NUL byte, a quoted, signed, octal, hex
+ * or out-of-range value, trailing words) gives TG_MIN_UID_FALLBACK: a file
+ * that cannot be read with certainty never lowers the bar.
+ */
+long
+tg__login_defs_uid_min(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0, off = 0;
+    long found = TG_MIN_UID_FALLBACK, v;
+
+    if (path == NULL ||
+        tg__file_read_checked(path, "login.defs", 022u, TG_LOGIN_DEFS_MAX,
+                              &text, &len, NULL) != TG_OK) {
+        return TG_MIN_UID_FALLBACK;
+    }
+    if (memchr(text, '\0', len) != NULL) {
+        found = TG_MIN_UID_FALLBACK;
+        goto out;
+    }
+    while (off < len) {
+        char *line = text + off;
+        char *nl = memchr(line, '\n', len - off);
+        size_t n = nl != NULL ? (size_t) (nl - line) : len - off;
+        size_t i = 0, name, name_len, value, value_len;
+
+        off += n + (nl != NULL ? 1 : 0);
+        if (n > 0 && line[n - 1] == '\r') {
+            n--;
+        }
+        while (i < n && (line[i] == ' ' || line[i] == '\t')) {
+            i++;
+        }
+        if (i == n || line[i] == '#') {
+            continue;
+        }
+        name = i;
+        while (i < n && line[i] != ' ' && line[i] != '\t') {
+            i++;
+        }
+        name_len = i - name;
+        if (name_len != strlen("UID_MIN") ||
+            memcmp(line + name, "UID_MIN", name_len) != 0) {
+            continue;
+        }
+        while (i < n && (line[i] == ' ' || line[i] == '\t')) {
+            i++;
+        }
+        value = i;
+        while (i < n && line[i] != ' ' && line[i] != '\t') {
+            i++;
+        }
+        value_len = i - value;
+        while (i < n && (line[i] == ' ' || line[i] == '\t')) {
+            i++;
+        }
+        /* A leading 0 is octal to useradd (strtoul base 0): refuse it. */
+        if (i != n || value_len == 0 || value_len > 10 || line[value] == '0') {
+            found = TG_MIN_UID_FALLBACK;
+            goto out;
+        }
+        line[value + value_len] = '\0';
+        if (parse_long(line + value, &v) != NULL || v < 1 ||
+            v > TG_MIN_UID_MAX) {
+            found = TG_MIN_UID_FALLBACK;
+            goto out;
+        }
+        found = v;
+    }
+out:
+    free(text);
+    return found;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -739,6 +829,9 @@ store_int(tg_config_t *cfg, tg_key_id_t id, long v)
         break;
     case KEY_CASE_INSENSITIVE:
         cfg->case_insensitive = (int) v;
+        break;
+    case KEY_MIN_UID:
+        cfg->min_uid = v;
         break;
     default:
         break;
@@ -1504,6 +1597,9 @@ validate_range(const tg_config_t *cfg, tg_diag_t *diag)
     }
     if (cfg->n_require_groups > 0 && cfg->require_groups == NULL) {
         return tg__fail(diag, TG_CONFIG, "require_groups is not valid");
+    }
+    if (cfg->min_uid < 1 || cfg->min_uid > TG_MIN_UID_MAX) {
+        return tg__fail(diag, TG_CONFIG, "min_uid is out of range");
     }
     /* connect_timeout above timeout is allowed: the total timeout bounds
      * the connect phase too (libcurl applies the smaller of the two), so a

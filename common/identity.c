@@ -52,8 +52,8 @@ static int local_name_ok(const char *name, size_t len);
 static tg_err_t map_lookup(const tg_config_t *cfg, int by_local,
                            const char *value,
                            const char *label, char **out, tg_diag_t *diag);
-static tg_err_t check_not_uid0(const char *name, const char *label,
-                               tg_diag_t *diag);
+static tg_err_t check_not_system(const tg_config_t *cfg, const char *name,
+                                 const char *label, tg_diag_t *diag);
 
 
 /* ---------------------------------------------------------------------- */
@@ -594,11 +594,14 @@ out:
 }
 
 /*
- * Refuse a name that resolves to uid 0 (root under another name), unless
- * it came from the map.  A lookup error denies too: we cannot tell.
+ * Refuse a name that resolves to uid 0 (root under another name) or to a
+ * uid below min_uid (a system account: daemon, bin, www-data...), unless
+ * it came from the map.  A lookup error denies too: we cannot tell.  A
+ * name with no local account is not refused here: it logs in nowhere.
  */
 static tg_err_t
-check_not_uid0(const char *name, const char *label, tg_diag_t *diag)
+check_not_system(const tg_config_t *cfg, const char *name, const char *label,
+                 tg_diag_t *diag)
 {
     struct passwd pw, *res = NULL;
     char ebuf[128];
@@ -626,6 +629,13 @@ check_not_uid0(const char *name, const char *label, tg_diag_t *diag)
                        "user %s would bind to a uid 0 account, which only "
                        "an explicit user_map_file entry may do",
                        label);
+    } else if (rc == 0 && res != NULL && cfg->min_uid > 0 &&
+               (unsigned long) res->pw_uid < (unsigned long) cfg->min_uid) {
+        err = tg__fail(diag, TG_IDENTITY,
+                       "user %s would bind to a system account (uid %lu, "
+                       "below min_uid %ld), which only an explicit "
+                       "user_map_file entry may do",
+                       label, (unsigned long) res->pw_uid, cfg->min_uid);
     } else if (rc != 0 && rc != ENOENT && rc != ESRCH && rc != EBADF &&
                rc != EPERM) {
         err = tg__fail(diag, TG_IDENTITY,
@@ -690,7 +700,7 @@ tg_identity_bind(const tg_config_t *cfg, const tg_identity_t *id, char **local,
                            label);
             goto out;
         }
-        err = check_not_uid0(name, label, diag);
+        err = check_not_system(cfg, name, label, diag);
         if (err != TG_OK) {
             goto out;
         }

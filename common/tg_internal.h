@@ -68,6 +68,12 @@ tg_err_t tg__file_read_checked(const char *path, const char *key,
                                unsigned forbidden, size_t max, char **text,
                                size_t *len, tg_diag_t *diag);
 
+/*
+ * UID_MIN of the login.defs file at path (config.c: min_uid's default), or
+ * 1000 when the file is missing, unsafe or odd in any way; never fails.
+ */
+long tg__login_defs_uid_min(const char *path);
+
 /* Does a rule in cfg need the profile (groups or the evaluation flag)? */
 int tg__rules_need_profile(const tg_config_t *cfg);
 

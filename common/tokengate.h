@@ -201,6 +201,10 @@ typedef struct tg_config {
                                      ignored), so alice@other.example cannot
                                      become local alice */
     int case_insensitive;         /* case_insensitive = no */
+    long min_uid;                 /* min_uid = UID_MIN of /etc/login.defs,
+                                     else 1000: a local account with a
+                                     lower uid (a system account) is bound
+                                     only by a user_map_file entry */
 
     /* Client credentials and secrets for the CLI and later modules. */
     char *client_id;              /* client_id */
@@ -297,9 +301,11 @@ TG_API tg_err_t tg_rules_check(const tg_config_t *cfg,
  * Bind an identity to a local user name: by user_map_file when set (lines
  * "identity-value local-user", compared with the configured attribute),
  * else by the configured attribute.  Local names are [a-z0-9._-] only; an
- * email needs exactly one '@' and no '+' or '%' in its local part; "root"
- * is bound only by an explicit map entry.  *local is caller-owned (free()).
- * TG_IDENTITY when there is no binding.
+ * email needs exactly one '@' and no '+' or '%' in its local part; "root",
+ * and any existing local account whose uid is 0 or below min_uid (a system
+ * account: daemon, bin, www-data...), is bound only by an explicit map
+ * entry.  *local is caller-owned (free()).  TG_IDENTITY when there is no
+ * binding.
  */
 TG_API tg_err_t tg_identity_bind(const tg_config_t *cfg,
                                  const tg_identity_t *id, char **local,

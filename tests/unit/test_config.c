@@ -332,6 +332,16 @@ static const set_case_t set_cases[] = {
     {"deny_disabled", "nope", TG_CONFIG, "expected yes|no"},
     {"case_insensitive", "true", TG_OK, NULL},
     {"case_insensitive", "True", TG_CONFIG, "expected yes|no"},
+    /* min_uid: 1 .. 2147483647 */
+    {"min_uid", "1", TG_OK, NULL},
+    {"min_uid", "2147483647", TG_OK, NULL},
+    {"min_uid", "0", TG_CONFIG, "between 1 and 2147483647"},
+    {"min_uid", "2147483648", TG_CONFIG, "between 1 and 2147483647"},
+    {"min_uid", "-1", TG_CONFIG, "not a whole number"},
+    {"min_uid", "0x3e8", TG_CONFIG, "not a whole number"},
+    {"min_uid", "1000 ", TG_CONFIG, "not a whole number"},
+    {"min_uid", "", TG_CONFIG, "a number is required"},
+    {"min_uid", "99999999999999999999", TG_CONFIG, "too large"},
     /* require_groups */
     {"require_groups", "admins ops", TG_OK, NULL},
     {"require_groups", "", TG_OK, NULL},
@@ -1545,6 +1555,130 @@ secret_read_refuses_bad_mode_symlink_and_missing(void **state)
     assert_int_equal(tg_secret_file_read(p, "k", NULL, &d), TG_INTERNAL);
 }
 
+/* ---------------------------------------------------------------------- */
+/* min_uid and login.defs                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* min_uid (its values are in set_cases) is stored as given; validation
+ * re-checks a value set by code. */
+static void
+min_uid_is_range_checked_and_stored(void **state)
+{
+    tg_config_t *cfg = valid_cfg();
+    tg_diag_t d;
+
+    (void) state;
+    assert_int_equal(set1(cfg, "min_uid", "500", &d), TG_OK);
+    assert_int_equal(cfg->min_uid, 500);
+    /* a failed set keeps the value */
+    assert_int_equal(set1(cfg, "min_uid", "0", &d), TG_CONFIG);
+    assert_int_equal(cfg->min_uid, 500);
+    assert_int_equal(validate(cfg, &d), TG_OK);
+    cfg->min_uid = 0;
+    assert_int_equal(validate(cfg, &d), TG_CONFIG);
+    assert_contains(d.message, "min_uid is out of range");
+    cfg->min_uid = 2147483648L;
+    assert_int_equal(validate(cfg, &d), TG_CONFIG);
+    tg_config_free(cfg);
+}
+
+/* The default is this machine's UID_MIN, read by the same strict reader. */
+static void
+min_uid_default_is_uid_min_of_login_defs(void **state)
+{
+    tg_config_t *cfg = tg_config_new();
+
+    (void) state;
+    assert_non_null(cfg);
+    assert_int_equal(cfg->min_uid, tg__login_defs_uid_min("/etc/login.defs"));
+    assert_true(cfg->min_uid >= 1);
+    tg_config_free(cfg);
+    assert_int_equal(tg__login_defs_uid_min(NULL), 1000);
+    assert_int_equal(tg__login_defs_uid_min(tpath(0, "no-such-login.defs")),
+                     1000);
+}
+
+/* UID_MIN is taken only from a plain "UID_MIN DIGITS" line of a safe file;
+ * anything doubtful gives 1000, never a lower bar. */
+static void
+login_defs_uid_min_is_read_strictly(void **state)
+{
+    static const struct {
+        const char *text;
+        long expect;
+    } cases[] = {
+        {"UID_MIN 1000\n", 1000},
+        {"# comment\n\n  UID_MIN\t\t 500  \nUID_MAX 60000\n", 500},
+        {"UID_MIN 500", 500},                    /* no final newline */
+        {"UID_MIN 500\r\nUID_MAX 60000\r\n", 500}, /* CRLF */
+        {"UID_MIN 500\nUID_MIN 2000\n", 2000},   /* the last wins */
+        {"UID_MIN 2147483647\n", 2147483647L},
+        {"", 1000},
+        {"UID_MAX 60000\n", 1000},
+        {"#UID_MIN 500\n", 1000},
+        {"UID_MINX 500\n", 1000},
+        {"XUID_MIN 500\n", 1000},
+        {"SYS_UID_MIN 100\n", 1000},
+        {"UID_MIN\n", 1000},
+        {"UID_MIN 0\n", 1000},
+        {"UID_MIN 0500\n", 1000},               /* octal to useradd */
+        {"UID_MIN 0x1f4\n", 1000},
+        {"UID_MIN -5\n", 1000},
+        {"UID_MIN +500\n", 1000},
+        {"UID_MIN \"500\"\n", 1000},
+        {"UID_MIN 500 600\n", 1000},
+        {"UID_MIN 500 # low\n", 1000},
+        {"UID_MIN 500x\n", 1000},
+        {"UID_MIN 2147483648\n", 1000},
+        {"UID_MIN 99999999999999999999\n", 1000},
+        {"UID_MIN 500\nUID_MIN bad\n", 1000},    /* an odd line spoils all */
+    };
+    const char *p = tpath(0, "login.defs");
+    const char *link = tpath(1, "login.defs.link");
+    static const char nul[] = "UID_MIN 500\n\0\n";
+    char *big;
+    size_t i, n = 300 * 1024;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long got;
+        write_text(p, cases[i].text, 0644);
+        got = tg__login_defs_uid_min(p);
+        if (got != cases[i].expect) {
+            fail_msg("case %zu \"%s\": got %ld, want %ld", i, cases[i].text,
+                     got, cases[i].expect);
+        }
+    }
+
+    /* a NUL byte */
+    write_file(p, nul, sizeof(nul) - 1, 0644);
+    assert_int_equal(tg__login_defs_uid_min(p), 1000);
+
+    /* an unsafe file: group or world writable, a symlink, a directory */
+    write_text(p, "UID_MIN 500\n", 0664);
+    assert_int_equal(tg__login_defs_uid_min(p), 1000);
+    write_text(p, "UID_MIN 500\n", 0646);
+    assert_int_equal(tg__login_defs_uid_min(p), 1000);
+    write_text(p, "UID_MIN 500\n", 0644);
+    assert_int_equal(tg__login_defs_uid_min(p), 500);
+    unlink(link);
+    assert_int_equal(symlink(p, link), 0);
+    assert_int_equal(tg__login_defs_uid_min(link), 1000);
+    assert_int_equal(tg__login_defs_uid_min(g_dir), 1000);
+
+    /* larger than 256 KiB */
+    big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, '#', n);
+    memcpy(big, "UID_MIN 500\n", 12);
+    big[n - 1] = '\n';
+    write_file(p, big, n, 0644);
+    free(big);
+    assert_int_equal(tg__login_defs_uid_min(p), 1000);
+    unlink(link);
+    unlink(p);
+}
+
 static void
 secret_check_names_key_and_file(void **state)
 {
@@ -1613,6 +1747,9 @@ main(void)
         cmocka_unit_test(secret_read_length_limit),
         cmocka_unit_test(secret_read_refuses_bad_mode_symlink_and_missing),
         cmocka_unit_test(secret_check_names_key_and_file),
+        cmocka_unit_test(min_uid_is_range_checked_and_stored),
+        cmocka_unit_test(min_uid_default_is_uid_min_of_login_defs),
+        cmocka_unit_test(login_defs_uid_min_is_read_strictly),
     };
 
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

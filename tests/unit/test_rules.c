@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -970,6 +971,88 @@ bind_email_domain_is_enforced(void **state)
     }
 }
 
+/*
+ * A local account below min_uid (a system account: daemon, uid 1 on
+ * Debian) is bound only by an explicit map line, like root: an identity
+ * daemon@corp.example inside email_domain must not log in as daemon.
+ */
+static void
+bind_system_accounts_only_through_the_map(void **state)
+{
+    static const char *const attr_email[] = {"user_attribute", "email", NULL};
+    struct passwd *pw = getpwnam("daemon");
+    char map[PATH_MAX], min[32], above[32], line[128];
+    tg_identity_t *id = ident("7", "daemon@corp.example", "daemon", NULL);
+    tg_config_t *cfg;
+    char *local = NULL;
+    tg_diag_t d;
+
+    (void) state;
+    if (pw == NULL || pw->pw_uid == 0 || pw->pw_uid >= 1000) {
+        fail_msg("this test needs the system account daemon (uid 1..999)");
+    }
+    snprintf(min, sizeof(min), "%lu", (unsigned long) pw->pw_uid);
+    snprintf(above, sizeof(above), "%lu", (unsigned long) pw->pw_uid + 1);
+
+    /* The default (UID_MIN, at least above daemon's uid) refuses it, by
+     * every attribute that yields "daemon". */
+    cfg = cfg_with(NULL);
+    assert_true(cfg->min_uid > (long) pw->pw_uid);
+    assert_int_equal(tg_config_set(cfg, "email_domain", "corp.example", "t",
+                                   &d),
+                     TG_OK);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_IDENTITY);
+    assert_null(local);
+    assert_contains(d.message, "user 7 would bind to a system account (uid ");
+    assert_contains(d.message, "which only an explicit user_map_file entry");
+    assert_null(strstr(d.message, "daemon@corp.example"));
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "user_attribute", "cn", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_IDENTITY);
+    assert_null(local);
+
+    /* min_uid just above its uid refuses, at its uid binds. */
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "min_uid", above, "t", &d), TG_OK);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_IDENTITY);
+    assert_null(local);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "min_uid", min, "t", &d), TG_OK);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_OK);
+    assert_string_equal(local, "daemon");
+    free(local);
+    local = NULL;
+    tg_config_free(cfg);
+
+    /* min_uid = 1 never opens root. */
+    cfg = cfg_with(NULL);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "min_uid", "1", "t", &d), TG_OK);
+    tg_identity_free(id);
+    id = ident("8", "root@corp.example", "", NULL);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_IDENTITY);
+    assert_contains(d.message, "would bind to root");
+    assert_null(local);
+    tg_config_free(cfg);
+    tg_identity_free(id);
+
+    /* An explicit map line binds it, whatever min_uid says. */
+    id = ident("7", "daemon@corp.example", "daemon", NULL);
+    snprintf(map, sizeof(map), "%s/system.map", g_dir);
+    snprintf(line, sizeof(line), "daemon@corp.example daemon\n");
+    write_map(map, line, 0644);
+    cfg = cfg_with(attr_email);
+    tg_diag_clear(&d);
+    assert_int_equal(tg_config_set(cfg, "user_map_file", map, "t", &d), TG_OK);
+    assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_OK);
+    assert_string_equal(local, "daemon");
+    free(local);
+    tg_config_free(cfg);
+    tg_identity_free(id);
+}
+
 /* A domain with other characters is refused when configured. */
 static void
 email_domain_value_is_checked(void **state)
@@ -1077,6 +1160,7 @@ main(void)
         cmocka_unit_test(bind_refuses_null_inputs),
         cmocka_unit_test(bind_email_domain_is_enforced),
         cmocka_unit_test(email_domain_value_is_checked),
+        cmocka_unit_test(bind_system_accounts_only_through_the_map),
         cmocka_unit_test(merge_takes_groups_and_flags_and_fills_blanks),
         cmocka_unit_test(merge_refuses_a_profile_of_someone_else),
         cmocka_unit_test(merged_profile_feeds_the_rules),
