@@ -11,6 +11,7 @@ module logged (pamlib.PamHarness.check_clean).  The services use the
 """
 import json
 import os
+import pwd
 import shutil
 import socket
 import stat
@@ -228,6 +229,90 @@ def test_debug_and_quiet(pam):
     pam.service("quiet", args=["quiet"])
     res = pam.run("alice", "alice-client:not-the-secret-0001", service="quiet")
     assert res.rc() == PAM["AUTH_ERR"], res.why
+
+
+# ---------------------------------------------------------------- system accounts
+
+# One devserver identity whose email's local part is a system account
+# (issue 12 item 6): the smallest users file that the devserver takes.
+SYSTEM_SECRET = "daemon-secret-TEST-0070"
+SYSTEM_USERS = {"users": [
+    {"id": "u-daemon", "looker_id": "70", "username": "daemon",
+     "email": "daemon@example.com", "client_id": "daemon-client",
+     "client_secret": SYSTEM_SECRET},
+]}
+
+
+@pytest.fixture
+def system_pam(tmp_path, devserver_factory, api):
+    """A PamHarness against a devserver whose only user is
+    daemon@example.com; the same after-checks as the pam fixture."""
+    users = tmp_path / "system-users.json"
+    users.write_text(json.dumps(SYSTEM_USERS))
+    harness = PamHarness(tmp_path, devserver_factory("--users", str(users)),
+                         api)
+    harness.add_secret(SYSTEM_SECRET)
+    yield harness
+    for d in (harness.state_dir, harness.offline_dir):
+        for f in d.iterdir():
+            assert stat.S_IMODE(f.lstat().st_mode) & 0o077 == 0, f
+    logs = harness.all_logs()
+    for secret in harness.secrets:
+        assert secret not in logs
+
+
+def daemon_uid():
+    uid = pwd.getpwnam("daemon").pw_uid
+    assert 0 < uid < 1000, "these tests need the system account daemon"
+    return uid
+
+
+def test_system_account_is_not_bound_by_its_email(system_pam):
+    """daemon@example.com inside email_domain does not log in as daemon
+    (uid below min_uid, whose default is UID_MIN): credentials and token
+    alike, and nothing is remembered for it."""
+    daemon_uid()
+    pam = system_pam
+    pam.service(args=["email_domain=example.com"])
+    res = pam.run("daemon", "daemon-client:" + SYSTEM_SECRET)
+    assert res.rc() == PAM["AUTH_ERR"], res.why
+    assert res.logged("TG_IDENTITY"), res.why
+    assert res.logged("system account"), res.why
+    tok = fetch_token(pam.devserver, pam.api, "daemon",
+                      secret=SYSTEM_SECRET, client_id="daemon-client")
+    pam.add_secret(tok)
+    res = pam.run("daemon", tok)
+    assert res.rc() == PAM["AUTH_ERR"], res.why
+    assert not pam.state_file("daemon").exists()
+
+
+def test_system_account_is_bound_by_an_explicit_map_line(system_pam):
+    """A user_map_file line is the deliberate way in, as for root."""
+    pam = system_pam
+    mapf = pam.write_map({"daemon@example.com": "daemon"})
+    pam.service(args=["email_domain=example.com", "user_attribute=email",
+                      f"user_map_file={mapf}"])
+    res = pam.run("daemon", "daemon-client:" + SYSTEM_SECRET)
+    assert res.rc() == PAM["SUCCESS"], res.why
+    assert pam.state_file("daemon").exists()
+
+
+def test_min_uid_argument_sets_the_bar(system_pam):
+    """min_uid is a key like any other: at daemon's uid it binds, one
+    above it does not; a value out of range is a configuration error."""
+    uid = daemon_uid()
+    pam = system_pam
+    pam.service("at", args=["email_domain=example.com", f"min_uid={uid}"])
+    pam.service("above", args=["email_domain=example.com",
+                               f"min_uid={uid + 1}"])
+    pam.service("zero", args=["email_domain=example.com", "min_uid=0"])
+    password = "daemon-client:" + SYSTEM_SECRET
+    assert pam.run("daemon", password, service="at").rc() == PAM["SUCCESS"]
+    res = pam.run("daemon", password, service="above")
+    assert res.rc() == PAM["AUTH_ERR"], res.why
+    res = pam.run("daemon", password, service="zero")
+    assert res.rc() == PAM["SERVICE_ERR"], res.why
+    assert res.logged("min_uid"), res.why
 
 
 # ---------------------------------------------------------------- password
