@@ -81,6 +81,22 @@ tg_identity_free(tg_identity_t *id)
     free(id);
 }
 
+const char *
+tg_identity_user(const tg_config_t *cfg, const tg_identity_t *id)
+{
+    if (id == NULL) {
+        return "";
+    }
+    if (cfg != NULL && cfg->api == TG_API_LOOKER && id->name != NULL &&
+        id->name[0] != '\0') {
+        return id->name;
+    }
+    if (id->email != NULL && id->email[0] != '\0') {
+        return id->email;
+    }
+    return id->id != NULL ? id->id : "";
+}
+
 static unsigned char
 ascii_lower(unsigned char c)
 {
@@ -136,10 +152,14 @@ tg_validate_which(const tg_config_t *cfg, int extra_rules)
     if (cfg->insight_validate != TG_INSIGHT_VALIDATE_AUTO) {
         return cfg->insight_validate;
     }
+    /* currentuser alone has the groups and flags, but neither the login
+     * name nor the expiry that auth/user gives without rules: both calls,
+     * so that rules never change who a token is or when it ends. */
     return extra_rules || tg__rules_need_profile(cfg)
-               ? TG_INSIGHT_VALIDATE_CURRENTUSER
+               ? TG_INSIGHT_VALIDATE_BOTH
                : TG_INSIGHT_VALIDATE_USER;
 }
+
 
 static int
 has_group(const tg_identity_t *id, const char *group, int ci)

@@ -2010,36 +2010,30 @@ identity_new(tg_identity_t **out, tg_diag_t *diag)
     return TG_OK;
 }
 
-/* insight GET auth/user, UserTokenInfoV1 {uid, mail, cn,
- * access_token_expiration_time} (A.6): id = uid, else mail, else cn. */
+/*
+ * insight GET auth/user, UserTokenInfoV1 {uid, mail, cn,
+ * access_token_expiration_time} (A.6).  One token must give one identity
+ * whichever insight call validated it, so each field takes the meaning it
+ * has in auth/currentuser: id = uid (required, as currentuser's id is: an
+ * email or a name standing in for it would change $tokengate_user_id and
+ * an id binding with the call), email = mail, name = cn (the login name;
+ * currentuser has none), expiry; no display name (this call carries no
+ * human name, currentuser's displayName is it).
+ */
 static tg_err_t
 parse_insight_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
 {
-    const char *uid, *mail, *cn, *pick;
-    size_t uid_len, mail_len, cn_len;
     tg_err_t err;
 
-    err = get_string(root, "uid", &uid, &uid_len, diag);
+    err = take_id(root, "uid", 0, 1, &id->id, diag);
     if (err == TG_OK) {
-        err = get_string(root, "mail", &mail, &mail_len, diag);
+        err = take_string(root, "mail", &id->email, diag);
     }
     if (err == TG_OK) {
-        err = get_string(root, "cn", &cn, &cn_len, diag);
+        err = take_string(root, "cn", &id->name, diag);
     }
     if (err != TG_OK) {
         return err;
-    }
-    pick = uid_len > 0 ? uid : mail_len > 0 ? mail : cn_len > 0 ? cn : NULL;
-    if (pick == NULL) {
-        return tg__fail(diag, TG_PROTOCOL, "no user id in the answer");
-    }
-    id->id = tg__strdup(pick);
-    id->name = tg__strdup(cn);
-    id->email = tg__strdup(mail);
-    id->display_name = tg__strdup(cn);
-    if (id->id == NULL || id->name == NULL || id->email == NULL ||
-        id->display_name == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
     }
     id->expires_at =
         parse_expiry(json_object_get(root, "access_token_expiration_time"));
@@ -2052,6 +2046,8 @@ parse_insight_user(json_t *root, tg_identity_t *id, tg_diag_t *diag)
  */
 typedef struct tg_profile_names {
     int numeric;              /* ids may be JSON integers (looker) */
+    int name_is_display;      /* no login name: the display name stands in
+                                 for it (looker); else name stays "" */
     const char *first_name;
     const char *last_name;
     const char *display_name;
@@ -2063,10 +2059,10 @@ typedef struct tg_profile_names {
 } tg_profile_names_t;
 
 static const tg_profile_names_t tg_insight_profile = {
-    0, "firstName", "lastName", "displayName", "evaluationUser", 0,
+    0, 0, "firstName", "lastName", "displayName", "evaluationUser", 0,
     "authorities", "authorityGroups", ""};
 static const tg_profile_names_t tg_looker_user = {
-    1, "first_name", "last_name", "display_name", "is_disabled", 1,
+    1, 1, "first_name", "last_name", "display_name", "is_disabled", 1,
     "group_ids", "role_ids", "role:"};
 
 /* A user profile of either flavor into id (has_profile set). */
@@ -2098,7 +2094,10 @@ parse_profile_fields(json_t *root, const tg_profile_names_t *nm,
     if (err != TG_OK) {
         return err;
     }
-    id->name = tg__strdup(id->display_name);
+    /* Insight's profile has no login name (auth/user's cn is it): "" says
+     * unknown, rather than a display name that would make the name, and a
+     * cn binding, depend on which call validated the token. */
+    id->name = tg__strdup(nm->name_is_display ? id->display_name : "");
     if (id->name == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }

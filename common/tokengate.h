@@ -149,7 +149,7 @@ typedef enum tg_bind_attr {
     TG_BIND_CN               /* insight cn / looker display name */
 } tg_bind_attr_t;
 
-/* Which insight call validates a token (auto: currentuser when a rule needs
+/* Which insight call validates a token (auto: both when a rule needs
  * authorities or the evaluation flag, user otherwise). */
 typedef enum tg_insight_validate {
     TG_INSIGHT_VALIDATE_AUTO = 0,
@@ -261,18 +261,32 @@ TG_API tg_err_t tg_secret_file_read(const char *path, const char *key,
 /* Identity and authorization rules                                       */
 /* ---------------------------------------------------------------------- */
 
-/* A normalized identity; all strings owned by it, "" when not given. */
+/*
+ * A normalized identity; all strings owned by it, "" when not given.  Each
+ * field means the same whichever call filled it, so one token is one
+ * identity: insight auth/user and auth/currentuser agree on id and email,
+ * and a field a call does not carry is "" (or 0), never another field
+ * standing in for it.  tg_identity_merge() joins the two insight answers.
+ */
 typedef struct tg_identity {
-    char *id;             /* insight uid / looker id */
-    char *name;           /* insight cn / looker display_name */
-    char *email;          /* insight mail / looker email */
-    char *display_name;   /* insight displayName / looker display_name */
+    char *id;             /* insight uid (auth/user) = id (currentuser);
+                             looker id */
+    char *name;           /* the login name: insight cn (auth/user only;
+                             "" from currentuser alone); looker has none,
+                             its display_name stands in */
+    char *email;          /* insight mail (auth/user) = email
+                             (currentuser); looker email */
+    char *display_name;   /* the human name: insight displayName
+                             (currentuser only; "" from auth/user alone);
+                             looker display_name */
     char *first_name;
     char *last_name;
     char **groups;        /* insight authorities + authorityGroups;
                              looker group ids and "role:<id>" */
     size_t n_groups;
-    time_t expires_at;    /* 0 when unknown */
+    time_t expires_at;    /* the token's expiry: insight auth/user's
+                             access_token_expiration_time; 0 (unknown) from
+                             currentuser alone and from looker GET /user */
     int evaluation;       /* insight evaluationUser: 1, 0, or -1 when the
                              server did not say (deny rules then deny) */
     int disabled;         /* looker is_disabled: 1, 0 or -1 likewise */
@@ -282,11 +296,25 @@ typedef struct tg_identity {
 TG_API void tg_identity_free(tg_identity_t *id);
 
 /*
+ * The user name front ends show ($tokengate_user, $remote_user): the same
+ * for one token whichever validation call ran.  Insight: the email, else
+ * the id (the only attributes both auth/user and auth/currentuser carry;
+ * the login name is in auth/user only, the display name in currentuser
+ * only).  Looker (one call): the display name, else the email, else the
+ * id.  Borrowed from id; never NULL ("" for a NULL id).
+ */
+TG_API const char *tg_identity_user(const tg_config_t *cfg,
+                                    const tg_identity_t *id);
+
+/*
  * Which validation call(s) cfg makes for a token: TG_INSIGHT_VALIDATE_USER,
  * _CURRENTUSER or _BOTH, never _AUTO.  Looker: always USER (GET /user has
- * the groups).  Insight auto: CURRENTUSER (which has the authorities and
- * the evaluation flag) when a rule of cfg needs them or extra_rules says
- * the caller has group rules of its own (nginx locations), else USER.
+ * the groups).  Insight auto: BOTH (auth/user for the login name and the
+ * expiry, currentuser for the authorities and the evaluation flag, merged)
+ * when a rule of cfg needs the profile or extra_rules says the caller has
+ * group rules of its own (nginx locations), else USER.  A caller that makes
+ * one call only (nginx) uses CURRENTUSER for BOTH, and shows only the
+ * attributes both calls carry (tg_identity_user).
  */
 TG_API tg_insight_validate_t tg_validate_which(const tg_config_t *cfg,
                                                int extra_rules);

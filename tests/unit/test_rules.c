@@ -901,6 +901,128 @@ merge_refuses_a_profile_of_someone_else(void **state)
     tg_identity_free(NULL);
 }
 
+/* A 200 application/json answer to parse. */
+static tg_identity_t *
+parse_answer(const tg_config_t *cfg, tg_insight_validate_t which,
+             const char *body)
+{
+    tg_response_t resp;
+    tg_identity_t *id = NULL;
+    tg_diag_t d;
+
+    memset(&resp, 0, sizeof(resp));
+    resp.status = 200;
+    resp.content_type = "application/json";
+    resp.body = body;
+    resp.body_len = strlen(body);
+    resp.retry_after = -1;
+    tg_diag_clear(&d);
+    if (tg_parse_validate(cfg, &resp, which, &id, &d) != TG_OK) {
+        fail_msg("%s", d.message);
+    }
+    return id;
+}
+
+/*
+ * One token, one identity (issue 12): the devserver's answers for alice to
+ * insight auth/user (no rules) and auth/currentuser (group rules) agree on
+ * the id, the email and the user front ends show; neither puts another
+ * field in place of one it lacks; merged (validate = both, what the CLI
+ * and PAM now do when a rule needs the profile) they carry auth/user's
+ * login name and expiry and currentuser's display name and groups, so a
+ * cn binding means the same with and without rules.
+ */
+static void
+insight_calls_give_one_identity(void **state)
+{
+    static const char *const by_cn[] = {"user_attribute", "cn", NULL};
+    static const char user_body[] =
+        "{\"uid\":\"8cf6406a-6e43-402b-95eb-c0a47f8791cc\","
+        "\"mail\":\"alice@example.com\",\"cn\":\"alice\","
+        "\"access_token_expiration_time\":\"2026-11-26T10:15:00Z\"}";
+    static const char cu_body[] =
+        "{\"objectType\":\"USER_PROFILE\","
+        "\"id\":\"8cf6406a-6e43-402b-95eb-c0a47f8791cc\","
+        "\"firstName\":\"Alice\",\"lastName\":\"Smith\","
+        "\"displayName\":\"Alice Smith\","
+        "\"authorities\":[\"SYS_USER\",\"SYS_ADMIN\"],"
+        "\"url\":\"/insightservices/rest/v1/auth/currentuser\","
+        "\"email\":\"alice@example.com\","
+        "\"authorityGroups\":[\"analysts\",\"admins\"],"
+        "\"evaluationUser\":false}";
+    static const char lk_body[] =
+        "{\"id\":\"1\",\"first_name\":\"Alice\",\"last_name\":\"Smith\","
+        "\"display_name\":\"Alice Smith\",\"email\":\"alice@example.com\","
+        "\"is_disabled\":false,\"group_ids\":[\"7\",\"9\"]}";
+    tg_config_t *cfg = cfg_with(by_cn);
+    tg_identity_t *u, *c, *lk;
+    char *local = NULL;
+    tg_diag_t d;
+
+    (void) state;
+    u = parse_answer(cfg, TG_INSIGHT_VALIDATE_USER, user_body);
+    c = parse_answer(cfg, TG_INSIGHT_VALIDATE_CURRENTUSER, cu_body);
+
+    /* what both calls carry is the same, and so is what nginx shows */
+    assert_string_equal(u->id, c->id);
+    assert_string_equal(u->email, c->email);
+    assert_string_equal(tg_identity_user(cfg, u), "alice@example.com");
+    assert_string_equal(tg_identity_user(cfg, c), "alice@example.com");
+
+    /* what one call lacks is unknown, not another field */
+    assert_string_equal(u->name, "alice");
+    assert_string_equal(u->display_name, "");
+    assert_true(u->expires_at == 1795688100);
+    assert_string_equal(c->name, "");
+    assert_string_equal(c->display_name, "Alice Smith");
+    assert_true(c->expires_at == 0);
+
+    /* a cn binding never takes the display name: currentuser alone binds
+     * nobody (fail closed) */
+    tg_diag_clear(&d);
+    assert_int_equal(tg_identity_bind(cfg, u, &local, &d), TG_OK);
+    assert_string_equal(local, "alice");
+    free(local);
+    local = NULL;
+    tg_diag_clear(&d);
+    assert_int_equal(tg_identity_bind(cfg, c, &local, &d), TG_IDENTITY);
+    assert_contains(d.message, "has no cn");
+    assert_null(local);
+
+    /* both, merged: the same name, expiry and binding as without rules */
+    tg_diag_clear(&d);
+    assert_int_equal(tg_identity_merge(u, c, &d), TG_OK);
+    assert_string_equal(u->name, "alice");
+    assert_string_equal(u->display_name, "Alice Smith");
+    assert_string_equal(u->first_name, "Alice");
+    assert_true(u->expires_at == 1795688100);
+    assert_int_equal(u->n_groups, 4);
+    assert_int_equal(u->has_profile, 1);
+    assert_string_equal(tg_identity_user(cfg, u), "alice@example.com");
+    tg_diag_clear(&d);
+    assert_int_equal(tg_identity_bind(cfg, u, &local, &d), TG_OK);
+    assert_string_equal(local, "alice");
+    free(local);
+
+    /* looker (one call): its display name stands in for the login name */
+    assert_int_equal(tg_config_set(cfg, "api", "looker", "t", &d), TG_OK);
+    lk = parse_answer(cfg, TG_INSIGHT_VALIDATE_USER, lk_body);
+    assert_string_equal(lk->name, "Alice Smith");
+    assert_string_equal(tg_identity_user(cfg, lk), "Alice Smith");
+    free(lk->name);
+    lk->name = strdup("");
+    assert_string_equal(tg_identity_user(cfg, lk), "alice@example.com");
+    free(lk->email);
+    lk->email = strdup("");
+    assert_string_equal(tg_identity_user(cfg, lk), "1");
+    assert_string_equal(tg_identity_user(cfg, NULL), "");
+
+    tg_identity_free(u);
+    tg_identity_free(c);
+    tg_identity_free(lk);
+    tg_config_free(cfg);
+}
+
 static void
 merged_profile_feeds_the_rules(void **state)
 {
@@ -1070,8 +1192,8 @@ email_domain_value_is_checked(void **state)
 }
 
 /* Which validation call a config makes: looker always GET /user; insight
- * explicit choices pass through; auto asks for the profile only when a
- * rule (the config's or the caller's) needs it. */
+ * explicit choices pass through; auto asks for the profile (with auth/user:
+ * both) only when a rule (the config's or the caller's) needs it. */
 static void
 validate_which_follows_the_rules(void **state)
 {
@@ -1082,15 +1204,19 @@ validate_which_follows_the_rules(void **state)
     tg_diag_clear(&d);
     assert_int_equal(tg_validate_which(NULL, 1), TG_INSIGHT_VALIDATE_USER);
     assert_int_equal(tg_validate_which(cfg, 0), TG_INSIGHT_VALIDATE_USER);
-    assert_int_equal(tg_validate_which(cfg, 1),
-                     TG_INSIGHT_VALIDATE_CURRENTUSER);
+    /* with rules, both calls: currentuser alone lacks the login name and
+     * the expiry, so the rules would change who the token is (issue 12) */
+    assert_int_equal(tg_validate_which(cfg, 1), TG_INSIGHT_VALIDATE_BOTH);
     assert_int_equal(tg_config_set(cfg, "deny_evaluation", "yes", "t", &d),
                      TG_OK);
-    assert_int_equal(tg_validate_which(cfg, 0),
-                     TG_INSIGHT_VALIDATE_CURRENTUSER);
+    assert_int_equal(tg_validate_which(cfg, 0), TG_INSIGHT_VALIDATE_BOTH);
     assert_int_equal(tg_config_set(cfg, "deny_evaluation", "no", "t", &d),
                      TG_OK);
     assert_int_equal(tg_config_set(cfg, "require_groups", "admins", "t", &d),
+                     TG_OK);
+    assert_int_equal(tg_validate_which(cfg, 0), TG_INSIGHT_VALIDATE_BOTH);
+    assert_int_equal(tg_config_set(cfg, "insight_validate", "currentuser",
+                                   "t", &d),
                      TG_OK);
     assert_int_equal(tg_validate_which(cfg, 0),
                      TG_INSIGHT_VALIDATE_CURRENTUSER);
@@ -1164,6 +1290,7 @@ main(void)
         cmocka_unit_test(merge_takes_groups_and_flags_and_fills_blanks),
         cmocka_unit_test(merge_refuses_a_profile_of_someone_else),
         cmocka_unit_test(merged_profile_feeds_the_rules),
+        cmocka_unit_test(insight_calls_give_one_identity),
         cmocka_unit_test(validate_which_follows_the_rules),
         cmocka_unit_test(user_map_has_local_reads_the_second_column),
     };
