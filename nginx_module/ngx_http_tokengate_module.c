@@ -2326,25 +2326,22 @@ ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
 }
 
 
+/* $tokengate_user is libtokengate's choice (tg_identity_user), the same
+ * for one token at a location with group rules (auth/currentuser) and one
+ * without (auth/user). */
 static ngx_int_t
 ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id)
 {
-    u_char      *p;
-    size_t       i, len;
-    const char  *user;
+    u_char                         *p;
+    size_t                          i, len;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
 
-    user = id->name;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
 
-    if (user == NULL || user[0] == '\0') {
-        user = id->email;
-    }
-
-    if (user == NULL || user[0] == '\0') {
-        user = id->id;
-    }
-
-    if (ngx_http_tokengate_copy(r, &ctx->user, user) != NGX_OK
+    if (ngx_http_tokengate_copy(r, &ctx->user,
+                                tg_identity_user(tlcf->tg, id))
+        != NGX_OK
         || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
         || ngx_http_tokengate_copy(r, &ctx->email, id->email) != NGX_OK)
     {
