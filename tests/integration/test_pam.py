@@ -17,6 +17,7 @@ import socket
 import stat
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -145,6 +146,42 @@ def test_user_map_file_binding(pam):
     # bob has no entry: not bound to anyone.
     res = pam.run("bob", creds("bob"))
     assert res.rc() == PAM["AUTH_ERR"], res.why
+
+
+@pytest.mark.parametrize("api", ["insight"])
+def test_cn_binding_and_state_expiry_do_not_depend_on_rules(pam, devserver):
+    """One token, one identity (issue 12): user_attribute=cn binds alice by
+    auth/user's cn with and without a group rule (a rule makes the module
+    ask auth/user and auth/currentuser, not currentuser alone, whose
+    display name would bind someone else or no one), and the state file
+    keeps the token's own expiry either way (not token_max_age)."""
+    pam.service("plain", args=["user_attribute=cn"])
+    pam.service("ruled", args=["user_attribute=cn",
+                               f"require_groups={GROUPS['insight']['admins']}"])
+    body = json.dumps({"clientId": "alice-client",
+                       "secret": creds("alice").split(":", 1)[1],
+                       "maxAge": 120}).encode()
+    req = urllib.request.Request(
+        devserver.url + "/insightservices/rest/v1/auth/token", data=body,
+        headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        tok = r.read().decode().strip().strip('"')
+    pam.add_secret(tok)
+    states = {}
+    for service in ("plain", "ruled"):
+        devserver.reset_counters()
+        res = pam.run("alice", tok, service=service)
+        assert res.rc() == PAM["SUCCESS"], res.why
+        states[service] = json.loads(pam.state_file("alice").read_text())
+    c = devserver.counters()
+    assert (c["validate"], c["profile"]) == (1, 1), c
+    plain, ruled = states["plain"], states["ruled"]
+    assert plain["identity"]["name"] == ruled["identity"]["name"] == "alice"
+    assert plain["identity"]["id"] == ruled["identity"]["id"]
+    assert plain["identity"]["email"] == ruled["identity"]["email"]
+    assert plain["expires_at"] == ruled["expires_at"]
+    assert plain["identity"]["expires_at"] == ruled["identity"]["expires_at"]
+    assert plain["expires_at"] <= time.time() + 125
 
 
 def test_group_rule_failing(pam, api):
