@@ -1,7 +1,15 @@
 # SPDX-License-Identifier: MIT
-"""pam_tokengate.so in front of a REAL OpenSSH sshd on loopback
-(TOOLCHAIN.md section 11), both flavors: password logins with sshpass+ssh
-and keyboard-interactive logins with paramiko.
+"""pam_tokengate.so in front of a REAL OpenSSH sshd on loopback, both
+flavors: password logins with sshpass+ssh and keyboard-interactive logins
+with paramiko.
+
+The PAM service files, the sshd_config lines, the useradd command and the
+first-try recipe are read from README.md ("sshd, step by step": fenced
+blocks found by their first line), so the README says what is tested.  The
+test changes in them only what it must to stay off the machine's own
+configuration: pam_tokengate.so becomes the built module with conf= and
+state_dir= in the test's directory (and, for the flavor tests, their own
+rules), the devserver's port, and the user names (alice -> tgtest-alice).
 
 This file changes the machine, and puts everything back:
   - test users tgtest-alice, tgtest-bob, tgtest-nomap (useradd; userdel -r);
@@ -17,8 +25,12 @@ they never skip.  sshd's own wtmp/lastlog records of the test logins are
 the one trace left (OpenSSH cannot be told not to write them).
 """
 import hashlib
+import json
 import os
 import pwd
+import re
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,7 +38,7 @@ import time
 
 import pytest
 
-from conftest import ALL_SECRETS, Devserver, free_port
+from conftest import ALL_SECRETS, DEMO, Devserver, binary, free_port
 from pamlib import (GROUPS, PAM, PamHarness, creds, driver_path, fetch_token,
                     module_path, preload, sanitizer_env, is_asan)
 
@@ -40,6 +52,74 @@ USERS = {"tgtest-alice": "alice@example.com",
          "tgtest-nomap": None}
 WATCHED = ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow",
            "/etc/subuid", "/etc/subgid"]
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "README.md")
+TOKENS_ONLY = "tokens only"
+WITH_PASSWORD = "tokens or local password"
+FIRST_TRY = "# sshd, first try: a devserver, /etc/tokengate.conf and a local user"
+FIRST_LOGIN = "# sshd, first try: log in"
+
+
+# ---------------------------------------------------------------- README
+
+
+def readme_block(first_line):
+    """The text of the one fenced block of README.md whose first line is
+    first_line."""
+    with open(README) as f:
+        text = f.read()
+    blocks = [b for b in re.findall(r"^```[a-z]*\n(.*?)^```$", text,
+                                    re.M | re.S)
+              if b.split("\n", 1)[0] == first_line]
+    assert len(blocks) == 1, f"README.md needs one block starting {first_line!r}"
+    return blocks[0]
+
+
+def readme_pam_file(kind, module_args):
+    """The README's /etc/pam.d/sshd for kind, every pam_tokengate.so
+    replaced by the built module with module_args."""
+    text = readme_block(f"# /etc/pam.d/sshd ({kind})")
+    mod = f"{module_path()} {module_args}"
+    out, n = re.subn(r"(?<=\s)pam_tokengate\.so(?=\s|$)", mod, text, flags=re.M)
+    assert n >= 2, text
+    return out
+
+
+def readme_sshd_config():
+    """The README's sshd_config lines, as {keyword: line}."""
+    lines = [l for l in readme_block("# /etc/ssh/sshd_config: change these "
+                                     "lines").splitlines()[1:] if l.strip()]
+    return {l.split()[0].lower(): l for l in lines}
+
+
+def readme_commands(first_line):
+    """The commands of a README shell block: ("write", path, text) for a
+    "cat > PATH <<'EOF'" here-document, else ("run", argv, comment)."""
+    steps = []
+    lines = iter(readme_block(first_line).splitlines()[1:])
+    for line in lines:
+        m = re.fullmatch(r"cat > (\S+) <<'(\w+)'", line.strip())
+        if m:
+            body = []
+            for l in lines:
+                if l == m[2]:
+                    break
+                body.append(l + "\n")
+            steps.append(("write", m[1], "".join(body)))
+            continue
+        code, _, comment = line.partition(" #")
+        if code.strip():
+            steps.append(("run", shlex.split(code), comment))
+    return steps
+
+
+def readme_useradd(name):
+    """The README's useradd command for the user name (README: alice),
+    with the test's marker as the comment field."""
+    runs = [argv for kind, argv, *_ in readme_commands(FIRST_TRY)
+            if kind == "run" and argv[0] == "useradd"]
+    assert len(runs) == 1 and runs[0][-1] == "alice", runs
+    return ["useradd", "-c", MARKER, *runs[0][1:-1], name]
 
 
 # ---------------------------------------------------------------- snapshot
@@ -122,8 +202,8 @@ def users(snapshot):
                 pytest.fail(f"user {name} already exists and is not ours")
             except KeyError:
                 pass
-            subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-c", MARKER,
-                            name], check=True, capture_output=True)
+            subprocess.run(readme_useradd(name), check=True,
+                           capture_output=True)
             created.append(name)
         yield list(created)
     finally:
@@ -145,51 +225,43 @@ class Sshd:
     """A private sshd on a loopback port, with its PAM service installed in
     /etc/pam.d, against its own devserver."""
 
-    def __init__(self, tmp, api):
+    def __init__(self, tmp, api, devserver_args=()):
         self.tmp = tmp
         self.api = api
         self.pid = None
         self.service_written = False
-        self.devserver = Devserver(tmp, ())
+        self.devserver = Devserver(tmp, devserver_args)
         self.port = free_port()
-
-    def start(self):
-        tmp, api = self.tmp, self.api
         self.syslog = tmp / "syslog.log"
         self.log = tmp / "sshd.log"
         self.state = tmp / "state"
         self.state.mkdir(mode=0o700)
-        conf = tmp / "tokengate.conf"
-        conf.write_text("# sshd test\n")
-        os.chmod(conf, 0o600)
-        mapf = tmp / "users.map"
-        mapf.write_text("".join(f"{v} {k}\n" for k, v in USERS.items() if v))
-        os.chmod(mapf, 0o600)
-        args = (f"url={self.devserver.url} api={api} conf={conf} "
-                f"user_attribute=email user_map_file={mapf} "
-                f"state_dir={self.state} require_groups="
-                f"{GROUPS[api]['admins']} connect_timeout=2 timeout=5")
-        mod = module_path()
+
+    def start(self, pam_text):
+        """Install pam_text as the service file and start sshd."""
+        tmp = self.tmp
         with open(SERVICE_FILE, "x") as f:
             self.service_written = True
             f.write("# tokengate test service (tests/integration/"
-                    "test_sshd.py); removed when the test ends\n"
-                    f"auth     required {mod} {args}\n"
-                    f"account  required {mod} {args}\n"
-                    f"session  required {mod} {args}\n"
-                    "password required pam_deny.so\n")
+                    "test_sshd.py); removed when the test ends\n" + pam_text)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                         str(tmp / "hostkey")], check=True, capture_output=True)
         self.pidfile = tmp / "sshd.pid"
-        (tmp / "sshd_config").write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\n"
-            f"HostKey {tmp}/hostkey\nPidFile {self.pidfile}\n"
-            "UsePAM yes\nPasswordAuthentication yes\n"
-            "KbdInteractiveAuthentication yes\nPubkeyAuthentication no\n"
-            "PermitRootLogin no\nAuthorizedKeysFile none\n"
-            "AllowUsers tgtest-*\nMaxAuthTries 3\nLoginGraceTime 30\n"
-            "PrintMotd no\nPrintLastLog no\nPermitUserEnvironment no\n"
-            "X11Forwarding no\nAllowTcpForwarding no\nLogLevel VERBOSE\n")
+        # The README's lines first (sshd keeps the first value of a
+        # keyword), then the test's own: a private port, key and pid file,
+        # passwords and keyboard-interactive only, test users only.
+        readme = readme_sshd_config()
+        own = [f"Port {self.port}", "ListenAddress 127.0.0.1",
+               f"HostKey {tmp}/hostkey", f"PidFile {self.pidfile}",
+               "UsePAM yes", "PasswordAuthentication yes",
+               "KbdInteractiveAuthentication yes", "PubkeyAuthentication no",
+               "PermitRootLogin no", "AuthorizedKeysFile none",
+               "AllowUsers tgtest-*", "MaxAuthTries 3", "LoginGraceTime 30",
+               "PrintMotd no", "PrintLastLog no", "PermitUserEnvironment no",
+               "X11Forwarding no", "AllowTcpForwarding no", "LogLevel VERBOSE"]
+        lines = list(readme.values()) + [
+            l for l in own if l.split()[0].lower() not in readme]
+        (tmp / "sshd_config").write_text("\n".join(lines) + "\n")
         self.binary = tmp / SERVICE
         os.symlink(SSHD, self.binary)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -302,25 +374,46 @@ class Sshd:
         return "\n".join(parts)
 
 
+def flavor_args(server):
+    """Module arguments for the flavor tests: bindings by a map file, the
+    admins group required."""
+    tmp, api = server.tmp, server.api
+    conf = tmp / "tokengate.conf"
+    conf.write_text("# sshd test\n")
+    os.chmod(conf, 0o600)
+    mapf = tmp / "users.map"
+    mapf.write_text("".join(f"{v} {k}\n" for k, v in USERS.items() if v))
+    os.chmod(mapf, 0o600)
+    return (f"url={server.devserver.url} api={api} conf={conf} "
+            f"user_attribute=email user_map_file={mapf} "
+            f"state_dir={server.state} require_groups="
+            f"{GROUPS[api]['admins']} connect_timeout=2 timeout=5")
+
+
+def stop_and_check(server):
+    rc = server.stop()
+    logs = server.logs() + "\n" + server.devserver.log_path.read_text(
+        errors="replace")
+    for secret in server.secrets:
+        assert secret not in logs, "a secret is in the sshd/PAM logs"
+    for f in server.tmp.glob("asan*"):
+        text = f.read_text(errors="replace")
+        assert "ERROR: AddressSanitizer" not in text, text[-3000:]
+    assert rc == 0
+
+
 @pytest.fixture(scope="class", params=["insight", "looker"])
 def sshd(request, tmp_path_factory, users, privsep_dir):
+    """The README's tokens-only service file, with the flavor's rules."""
     tmp = tmp_path_factory.mktemp(f"sshd-{request.param}")
     os.chmod(tmp, 0o700)
     server = Sshd(tmp, request.param)
     server.secrets = set(ALL_SECRETS)
     try:
-        server.start()
+        server.start(readme_pam_file(TOKENS_ONLY, flavor_args(server)))
         yield server
     finally:
-        rc = server.stop()
-        logs = server.logs() + "\n" + server.devserver.log_path.read_text(
-            errors="replace")
-        for secret in server.secrets:
-            assert secret not in logs, "a secret is in the sshd/PAM logs"
-        for f in tmp.glob("asan*"):
-            text = f.read_text(errors="replace")
-            assert "ERROR: AddressSanitizer" not in text, text[-3000:]
-        assert rc == 0
+        stop_and_check(server)
 
 
 def refused(res):
@@ -454,6 +547,151 @@ class TestRealSshd:
         logs = sshd.syslog.read_text(errors="replace") \
             if sshd.syslog.exists() else ""
         assert f"pam_tokengate({SERVICE}:auth)" in logs, sshd.logs()[-3000:]
+
+
+# ------------------------------------------------- the README's first try
+
+
+def readme_users_file(tmp):
+    """The devserver's demo users, alice and bob renamed to the test users
+    (email tgtest-alice@example.com, ...): the README's email_local binding
+    then maps them to tgtest-alice and tgtest-bob."""
+    out = subprocess.run([binary("devserver/tokengate-devserver"),
+                          "--print-demo-users"], check=True,
+                         capture_output=True, text=True).stdout
+    users = json.loads(out)
+    for u in users["users"]:
+        local, _, domain = u["email"].partition("@")
+        if f"tgtest-{local}" in USERS:
+            u["email"] = f"tgtest-{local}@{domain}"
+    path = tmp / "users.json"
+    path.write_text(json.dumps(users))
+    return path
+
+
+def run_first_try(server):
+    """Runs the README's first-try block for the test's sshd: returns the
+    tokengate.conf written.  Every line must be one the test knows."""
+    tmp = server.tmp
+    conf = tmp / "tokengate.conf"
+    readme_port = None
+    for kind, what, *rest in readme_commands(FIRST_TRY):
+        if kind == "write":
+            assert what == "/etc/tokengate.conf", what
+            text = rest[0]
+            url = f"http://127.0.0.1:{readme_port}"
+            assert f"\nurl = {url}\n" in text, (url, text)
+            conf.write_text(text.replace(f"url = {url}\n",
+                                         f"url = {server.devserver.url}\n"))
+            continue
+        argv = what
+        if argv[0] == "tokengate-devserver":
+            # Started by the fixture on a free port: the README's port must
+            # be the one its url names.
+            assert argv[-1] == "&" and argv[1] == "--listen", argv
+            readme_port = int(argv[2].rsplit(":", 1)[1])
+        elif argv == ["chmod", "600", "/etc/tokengate.conf"]:
+            os.chmod(conf, 0o600)
+        elif argv == ["tokengate", "check"]:
+            res = subprocess.run([binary("cli/tokengate"), "--config",
+                                  str(conf), "check"], capture_output=True,
+                                 text=True, timeout=60)
+            assert res.returncode == 0, (res.stdout, res.stderr)
+        elif argv[0] == "useradd":
+            pass        # the users fixture ran it (readme_useradd)
+        else:
+            pytest.fail(f"test_sshd.py cannot run the README line {argv}")
+    assert conf.exists() and readme_port
+    return conf
+
+
+@pytest.fixture(scope="class", params=[TOKENS_ONLY, WITH_PASSWORD])
+def readme_sshd(request, tmp_path_factory, users, privsep_dir):
+    """sshd with the README's first try and its service file for the
+    kind; tgtest-nomap has a local password."""
+    tmp = tmp_path_factory.mktemp("sshd-readme")
+    os.chmod(tmp, 0o700)
+    server = Sshd(tmp, "insight", ("--users", str(readme_users_file(tmp))))
+    server.kind = request.param
+    server.password = "local-" + secrets.token_hex(12)
+    server.secrets = set(ALL_SECRETS) | {server.password}
+    subprocess.run(["chpasswd"], input=f"tgtest-nomap:{server.password}\n",
+                   text=True, check=True, capture_output=True)
+    try:
+        conf = run_first_try(server)
+        server.start(readme_pam_file(
+            request.param, f"conf={conf} state_dir={server.state}"))
+        server.conf = conf
+        yield server
+    finally:
+        stop_and_check(server)
+
+
+def readme_login_steps():
+    """The README's login block: (tokengate argv, ssh argv, the
+    CLIENT_ID:SECRET its comment says to type)."""
+    steps = readme_commands(FIRST_LOGIN)
+    assert [s[0] for s in steps] == ["run", "run"], steps
+    (_, cli, _), (_, ssh, comment) = steps
+    assert cli[0] == "tokengate" and ssh == ["ssh", "alice@127.0.0.1"], steps
+    typed = re.search(r"(alice-client:\S+)", comment)
+    assert typed, comment
+    return cli, typed[1]
+
+
+class TestReadmeFirstTry:
+    """README.md "sshd, step by step", followed as written (with
+    tgtest-alice for alice): both service files."""
+
+    CMD = "echo tg-ok-$(id -un) $(pwd)"
+
+    def test_token_from_tokengate_login(self, readme_sshd):
+        cli, _ = readme_login_steps()
+        res = subprocess.run(
+            [binary("cli/tokengate"), "--config", str(readme_sshd.conf),
+             *cli[1:]], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(readme_sshd.tmp),
+                 "TOKENGATE_SECRET": DEMO["alice"]["secret"],
+                 "TOKENGATE_TOKEN_FILE": str(readme_sshd.tmp / "token")})
+        assert res.returncode == 0, res.stderr
+        token = res.stdout.strip()
+        readme_sshd.secrets.add(token)
+        res = readme_sshd.ssh_password("tgtest-alice", token, self.CMD)
+        assert res.returncode == 0, (res, readme_sshd.logs()[-3000:])
+        # useradd -m: a home directory, no "Could not chdir".
+        assert res.stdout.split() == ["tg-ok-tgtest-alice",
+                                      "/home/tgtest-alice"], res
+        assert "Could not chdir" not in res.stderr, res.stderr
+
+    def test_credentials_typed_at_the_prompt(self, readme_sshd):
+        _, typed = readme_login_steps()
+        ok, out, prompts = readme_sshd.ssh_kbdint("tgtest-alice", typed,
+                                                  self.CMD)
+        assert ok, (prompts, readme_sshd.logs()[-3000:])
+        assert out.split() == ["tg-ok-tgtest-alice", "/home/tgtest-alice"]
+        assert readme_sshd.accepted("keyboard-interactive/pam",
+                                    "tgtest-alice")
+
+    def test_bob_is_not_in_admins(self, readme_sshd):
+        mark = readme_sshd.mark()
+        res = readme_sshd.ssh_password("tgtest-bob", creds("bob"))
+        assert refused(res), res
+        ok, why = module_refused(readme_sshd, mark, "tgtest-bob",
+                                 "err=TG_FORBIDDEN")
+        assert ok, why
+
+    def test_local_password(self, readme_sshd):
+        """Tokens only: pam_unix never sees the password.  Tokens or local
+        password: pam_unix accepts it (after the server rejected it as a
+        token)."""
+        res = readme_sshd.ssh_password("tgtest-nomap", readme_sshd.password)
+        if readme_sshd.kind == TOKENS_ONLY:
+            assert refused(res), res
+        else:
+            assert res.returncode == 0, (res, readme_sshd.logs()[-3000:])
+            assert res.stdout.strip() == "tg-ok-tgtest-nomap"
+        res = readme_sshd.ssh_password("tgtest-nomap", "not-the-password")
+        assert refused(res), res
 
 
 @pytest.fixture
