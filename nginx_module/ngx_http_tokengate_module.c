@@ -40,6 +40,7 @@
 #include <openssl/rand.h>
 
 #include <tokengate.h>
+#include <tg_curl.h>
 
 #include "ngx_http_tokengate.h"
 
@@ -218,6 +219,7 @@ typedef struct {
     size_t                     header_bytes;
     ngx_uint_t                 header_lines;
     unsigned                   overflow:1;
+    unsigned                   header_overflow:1;
 
     char                       errbuf[CURL_ERROR_SIZE];
 } ngx_http_tokengate_handle_t;
@@ -343,6 +345,8 @@ static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
     size_t nitems, void *data);
 static void ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h,
     tg_config_t *tg, tg_response_t *resp);
+static tg_err_t ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h,
+    CURLcode rc, tg_diag_t *diag);
 static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
     CURLcode rc);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
@@ -1663,6 +1667,7 @@ ngx_http_tokengate_handle_prepare(ngx_http_tokengate_handle_t *h)
     h->header_bytes = 0;
     h->header_lines = 0;
     h->overflow = 0;
+    h->header_overflow = 0;
     h->errbuf[0] = '\0';
 
     if (req->url == NULL
@@ -1929,6 +1934,7 @@ ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
         || h->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
     {
         h->overflow = 1;
+        h->header_overflow = 1;
         return 0;
     }
 
@@ -1979,6 +1985,32 @@ ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h, tg_config_t *tg,
 }
 
 
+/* A failed transfer's error, from the map the blocking transport uses too
+ * (common/curl_error.c): one fault, one error, in every front end. */
+static tg_err_t
+ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h, CURLcode rc,
+    tg_diag_t *diag)
+{
+    tg__curl_result_t  res;
+
+    ngx_memzero(&res, sizeof(tg__curl_result_t));
+
+    res.rc = rc;
+    res.errbuf = h->errbuf;
+    tg__curl_result_read(h->easy, &res);
+    res.https = !h->http;
+    res.body_overflow = h->overflow && !h->header_overflow;
+    res.header_overflow = h->header_overflow;
+    res.body_max = (long) h->body_max;
+    res.header_bytes_max = NGX_HTTP_TOKENGATE_HEADER_BYTES;
+    res.header_lines_max = NGX_HTTP_TOKENGATE_HEADER_LINES;
+    res.connect_timeout_ms = h->connect_timeout;
+    res.timeout_ms = h->timeout;
+
+    return tg__curl_error(&res, diag);
+}
+
+
 /* A transfer ended (it is out of the multi already): decide for the
  * leader and its followers, then post their wake-up events.  Never runs a
  * request from curl's stack. */
@@ -2005,13 +2037,7 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     tg_diag_clear(&diag);
 
     if (rc != CURLE_OK) {
-        err = rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT : TG_UNAVAILABLE;
-
-        ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
-                     "%s%s%Z",
-                     h->errbuf[0] != '\0' ? h->errbuf
-                                          : curl_easy_strerror(rc),
-                     h->overflow ? " (response too large)" : "");
+        err = ngx_http_tokengate_curl_error(h, rc, &diag);
 
     } else {
         ngx_http_tokengate_response(h, tlcf->tg, &resp);
@@ -3454,8 +3480,8 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
 static void
 ngx_http_tokengate_call_wake(ngx_event_t *ev)
 {
-    u_char                       *p, reason[CURL_ERROR_SIZE + 32];
     tg_err_t                      err;
+    tg_diag_t                     diag;
     tg_response_t                 resp;
     ngx_http_tokengate_ctx_t     *ctx;
     ngx_http_tokengate_handle_t  *h;
@@ -3464,17 +3490,12 @@ ngx_http_tokengate_call_wake(ngx_event_t *ev)
     h = ctx->handle;
 
     if (ctx->call_rc != CURLE_OK) {
-        err = ctx->call_rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT
-              : (h->overflow ? TG_PROTOCOL : TG_UNAVAILABLE);
+        tg_diag_clear(&diag);
 
-        p = ngx_snprintf(reason, sizeof(reason) - 1, "%s%s",
-                         h->errbuf[0] != '\0'
-                         ? h->errbuf : curl_easy_strerror(ctx->call_rc),
-                         h->overflow ? " (response too large)" : "");
-        *p = '\0';
+        err = ngx_http_tokengate_curl_error(h, ctx->call_rc, &diag);
 
         ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
-                          (char *) reason);
+                          diag.message);
 
     } else {
         ngx_http_tokengate_response(h, ctx->tg, &resp);
