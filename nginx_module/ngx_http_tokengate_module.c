@@ -2205,7 +2205,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "tokengate: token %s: the auth server failed "
-                          "(%s): %s; deciding from a stale cache entry",
+                          "(err=%s): %s; deciding from a stale cache entry",
                           ctx->fp, tg_err_name(err), diag->message);
             break;
         }
@@ -2215,7 +2215,8 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         ctx->retry_after = retry_after;
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate: token %s: the auth server failed (%s): %s",
+                      "tokengate: token %s: the auth server failed "
+                      "(err=%s): %s",
                       ctx->fp, tg_err_name(err), diag->message);
         break;
     }
