@@ -150,12 +150,13 @@ tg__curl_error(const tg__curl_result_t *res, tg_diag_t *diag)
         return tg__fail(diag, TG_CONFIG, "bad URL: %s", why);
     case CURLE_OUT_OF_MEMORY:
         /* libcurl says "out of memory" for a header line over its own
-         * limit too: after a status line that is the server's doing. */
+         * limit too: after a status line that is the server's doing (and
+         * curl's "Out of memory" would only mislead). */
         if (res->status != 0) {
             return tg__fail(diag, TG_PROTOCOL,
                             "an answer header line is larger than libcurl "
-                            "accepts (about %d KiB) (%s)",
-                            TG_CURL_HEADER_LINE_MAX_KIB, why);
+                            "accepts (about %d KiB)",
+                            TG_CURL_HEADER_LINE_MAX_KIB);
         }
         return tg__fail(diag, TG_NOMEM, "out of memory (%s)", why);
     default:
