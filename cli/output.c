@@ -352,9 +352,11 @@ cli_finish(tg_cli_t *cli, int rc)
         }
     } else if (cli->failed) {
         if (cli->command != NULL) {
-            fprintf(stderr, "tokengate: %s: %s\n", cli->command, cli->message);
+            fprintf(stderr, "tokengate: %s: %s (err=%s)\n", cli->command,
+                    cli->message, cli->error_name);
         } else {
-            fprintf(stderr, "tokengate: %s\n", cli->message);
+            fprintf(stderr, "tokengate: %s (err=%s)\n", cli->message,
+                    cli->error_name);
         }
         for (i = 0; i < cli->diag.n_fields && i < TG_FIELD_ERRORS_MAX; i++) {
             char f[80], c[80], m[200];

@@ -11,6 +11,7 @@
  * callbacks, and the proxy never comes from the environment.
  */
 #include "tokengate.h"
+#include "tg_curl.h"
 #include "tg_internal.h"
 
 #include <pthread.h>
@@ -431,130 +432,26 @@ tg_headers_free(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
-/* The one place a CURLcode becomes a tg_err_t. */
+/* A failed transfer to a tg_err_t, through the map all transports share
+ * (curl_error.c). */
 static tg_err_t
 tg_map_curl_error(tg_client_t *cl, CURLcode rc)
 {
-    char why[CURL_ERROR_SIZE];
-    curl_off_t pretransfer_us = 0;
-    long limit_ms, os_errno = 0;
+    tg__curl_result_t res;
 
-    /* curl's text may quote server bytes; it never holds a token, since
-     * tokens are never in URLs. */
-    if (cl->errbuf[0] != '\0') {
-        tg__sanitize(why, sizeof(why), cl->errbuf, strlen(cl->errbuf));
-    } else {
-        snprintf(why, sizeof(why), "%s", curl_easy_strerror(rc));
-    }
-
-    /* TLS can also fail after the handshake (a TLS 1.3 certificate_required
-     * alert, an unclean shutdown): curl reports a send or receive error,
-     * with the TLS library's reason.  Before any HTTP status that is a TLS
-     * failure, not a broken answer or an unreachable server. */
-    if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) &&
-        strncasecmp(cl->cfg->url, "https://", 8) == 0 &&
-        (strstr(cl->errbuf, "SSL") != NULL ||
-         strstr(cl->errbuf, "TLS") != NULL)) {
-        long status = 0;
-
-        (void) curl_easy_getinfo(cl->curl, CURLINFO_RESPONSE_CODE, &status);
-        if (status == 0) {
-            return tg__fail(&cl->diag, TG_TLS, "TLS failure: %s", why);
-        }
-    }
-
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-        /* curl's text lacks the system's reason ("Connection refused"). */
-        if (curl_easy_getinfo(cl->curl, CURLINFO_OS_ERRNO, &os_errno) ==
-                CURLE_OK &&
-            os_errno != 0) {
-            return tg__fail(&cl->diag, TG_UNAVAILABLE,
-                            "cannot connect: %s (%s)", strerror((int) os_errno),
-                            why);
-        }
-        return tg__fail(&cl->diag, TG_UNAVAILABLE, "cannot connect: %s", why);
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return tg__fail(&cl->diag, TG_UNAVAILABLE, "cannot resolve: %s", why);
-    case CURLE_GOT_NOTHING:
-        return tg__fail(&cl->diag, TG_UNAVAILABLE,
-                        "the server closed the connection without answering "
-                        "(%s)",
-                        why);
-    case CURLE_SEND_ERROR:
-        return tg__fail(&cl->diag, TG_UNAVAILABLE,
-                        "cannot send the request: %s", why);
-    case CURLE_OPERATION_TIMEDOUT:
-        /* Nothing sent yet means the connection (TCP or TLS) was not up:
-         * CONNECT_TIME alone is 0 on a reused connection too. */
-        (void) curl_easy_getinfo(cl->curl, CURLINFO_PRETRANSFER_TIME_T,
-                                 &pretransfer_us);
-        if (pretransfer_us == 0) {
-            limit_ms = cl->cfg->connect_timeout_ms < cl->cfg->timeout_ms
-                           ? cl->cfg->connect_timeout_ms
-                           : cl->cfg->timeout_ms;
-            return tg__fail(&cl->diag, TG_TIMEOUT,
-                            "could not connect within %.1f s (%s)",
-                            (double) limit_ms / 1000.0, why);
-        }
-        return tg__fail(&cl->diag, TG_TIMEOUT, "no answer within %.1f s (%s)",
-                        (double) cl->cfg->timeout_ms / 1000.0, why);
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
-        return tg__fail(&cl->diag, TG_TLS, "TLS failure: %s", why);
-    case CURLE_WRITE_ERROR:
-        if (cl->body_overflow) {
-            return tg__fail(&cl->diag, TG_PROTOCOL,
-                            "response larger than max_response_bytes (%ld)",
-                            cl->cfg->max_response_bytes);
-        }
-        if (cl->header_overflow) {
-            return tg__fail(&cl->diag, TG_PROTOCOL,
-                            "response headers too large (more than %d bytes "
-                            "or %d lines)",
-                            TG_HEADER_BYTES_MAX, TG_HEADER_COUNT_MAX);
-        }
-        return tg__fail(&cl->diag, TG_NOMEM,
-                        "cannot store the response: out of memory");
-    case CURLE_FILESIZE_EXCEEDED:
-        return tg__fail(&cl->diag, TG_PROTOCOL,
-                        "response larger than max_response_bytes (%ld)",
-                        cl->cfg->max_response_bytes);
-    case CURLE_PARTIAL_FILE:
-        return tg__fail(&cl->diag, TG_PROTOCOL, "truncated answer: %s", why);
-    case CURLE_RECV_ERROR:
-        return tg__fail(&cl->diag, TG_PROTOCOL,
-                        "connection broken while reading the answer: %s", why);
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return tg__fail(&cl->diag, TG_PROTOCOL, "malformed answer: %s", why);
-    case CURLE_BAD_CONTENT_ENCODING:
-        return tg__fail(&cl->diag, TG_PROTOCOL, "bad content encoding: %s",
-                        why);
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return tg__fail(&cl->diag, TG_CONFIG, "protocol not allowed: %s", why);
-    case CURLE_URL_MALFORMAT:
-        return tg__fail(&cl->diag, TG_CONFIG, "bad URL: %s", why);
-    case CURLE_OUT_OF_MEMORY:
-        return tg__fail(&cl->diag, TG_NOMEM, "out of memory (%s)", why);
-    default:
-        return tg__fail(&cl->diag, TG_UNAVAILABLE, "%s", why);
-    }
+    memset(&res, 0, sizeof(res));
+    res.rc = rc;
+    res.errbuf = cl->errbuf;
+    tg__curl_result_read(cl->curl, &res);
+    res.https = strncasecmp(cl->cfg->url, "https://", 8) == 0;
+    res.body_overflow = cl->body_overflow;
+    res.header_overflow = cl->header_overflow;
+    res.body_max = cl->cfg->max_response_bytes;
+    res.header_bytes_max = TG_HEADER_BYTES_MAX;
+    res.header_lines_max = TG_HEADER_COUNT_MAX;
+    res.connect_timeout_ms = cl->cfg->connect_timeout_ms;
+    res.timeout_ms = cl->cfg->timeout_ms;
+    return tg__curl_error(&res, &cl->diag);
 }
 
 /* Send one request; the caller clears the diag. */

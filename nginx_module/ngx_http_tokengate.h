@@ -41,9 +41,11 @@ typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_call_t;
  * The end of a call, run from a posted event (never from libcurl's stack,
  * so it may start new calls and finalize requests).  err is TG_OK when an
  * HTTP answer came (any status: resp holds it, borrowed until the handler
- * returns); otherwise TG_TIMEOUT, TG_UNAVAILABLE or TG_PROTOCOL (answer
- * too large) with curl's reason, and resp is NULL.  sent_at is when the
- * request was sent.  The call is freed after the handler returns.
+ * returns); otherwise the transfer's error from common/curl_error.c (the
+ * map the CLI and PAM use: TG_TIMEOUT, TG_UNAVAILABLE, TG_TLS, TG_PROTOCOL
+ * for a broken or too large answer, ...) with its reason, and resp is
+ * NULL.  sent_at is when the request was sent.  The call is freed after
+ * the handler returns.
  */
 typedef void (*ngx_http_tokengate_call_pt)(void *data, tg_err_t err,
     tg_response_t *resp, time_t sent_at, const char *reason);

@@ -40,6 +40,7 @@
 #include <openssl/rand.h>
 
 #include <tokengate.h>
+#include <tg_curl.h>
 
 #include "ngx_http_tokengate.h"
 
@@ -180,6 +181,14 @@ struct ngx_http_tokengate_loc_conf_s {
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
 
 
+/* An fd libcurl uses, and its nginx connection. */
+typedef struct {
+    ngx_connection_t          *connection;     /* NULL: no fd */
+    ino_t                      ino;            /* which socket the fd is */
+    unsigned                   own:1;          /* opened by open_socket */
+} ngx_http_tokengate_sock_t;
+
+
 /*
  * A curl easy handle and everything one transfer needs, kept by the worker
  * between transfers (a free list) so that a validation neither creates a
@@ -218,6 +227,7 @@ typedef struct {
     size_t                     header_bytes;
     ngx_uint_t                 header_lines;
     unsigned                   overflow:1;
+    unsigned                   header_overflow:1;
 
     char                       errbuf[CURL_ERROR_SIZE];
 } ngx_http_tokengate_handle_t;
@@ -343,6 +353,8 @@ static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
     size_t nitems, void *data);
 static void ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h,
     tg_config_t *tg, tg_response_t *resp);
+static tg_err_t ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h,
+    CURLcode rc, tg_diag_t *diag);
 static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
     CURLcode rc);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
@@ -369,6 +381,16 @@ static ngx_int_t ngx_http_tokengate_deny(ngx_http_request_t *r,
     ngx_str_t *realm, ngx_int_t status, const char *error);
 static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r);
 
+static curl_socket_t ngx_http_tokengate_open_socket(void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *addr);
+static int ngx_http_tokengate_close_socket(void *clientp, curl_socket_t s);
+static ngx_http_tokengate_sock_t *ngx_http_tokengate_sock_find(
+    curl_socket_t s);
+static ngx_connection_t *ngx_http_tokengate_sock_add(ngx_socket_t s,
+    ngx_uint_t own);
+static ngx_int_t ngx_http_tokengate_sock_set(ngx_socket_t s,
+    ngx_connection_t *c, ngx_uint_t own);
+static void ngx_http_tokengate_sock_forget(ngx_http_tokengate_sock_t *sk);
 static int ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_tokengate_timer_cb(CURLM *multi, long timeout_ms,
@@ -606,6 +628,11 @@ static ngx_connection_t   ngx_http_tokengate_timer_conn;
 static ngx_uint_t         ngx_http_tokengate_in_flight;
 static ngx_uint_t         ngx_http_tokengate_exiting;
 static ngx_uint_t         ngx_http_tokengate_curl_ready;
+
+/* The fds libcurl uses and their connections, by fd: nginx owns the
+ * lifetime of the sockets (ngx_http_tokengate_open_socket). */
+static ngx_http_tokengate_sock_t  *ngx_http_tokengate_socks;
+static ngx_uint_t                  ngx_http_tokengate_nsocks;
 
 typedef struct {
     u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
@@ -1605,6 +1632,13 @@ ngx_http_tokengate_handle_setup(ngx_http_tokengate_handle_t *h,
         || curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_USERAGENT, "tokengate-nginx")
            != CURLE_OK
+        /* nginx opens and closes the sockets: see open_socket */
+        || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+                            ngx_http_tokengate_open_socket) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, NULL) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
+                            ngx_http_tokengate_close_socket) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, NULL) != CURLE_OK
         /* the list's head is always h->lines[0], "Expect:" (which turns
          * 100-continue off); prepare links the rest for each transfer */
         || curl_easy_setopt(e, CURLOPT_HTTPHEADER, &h->lines[0])
@@ -1663,6 +1697,7 @@ ngx_http_tokengate_handle_prepare(ngx_http_tokengate_handle_t *h)
     h->header_bytes = 0;
     h->header_lines = 0;
     h->overflow = 0;
+    h->header_overflow = 0;
     h->errbuf[0] = '\0';
 
     if (req->url == NULL
@@ -1929,6 +1964,7 @@ ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
         || h->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
     {
         h->overflow = 1;
+        h->header_overflow = 1;
         return 0;
     }
 
@@ -1979,6 +2015,32 @@ ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h, tg_config_t *tg,
 }
 
 
+/* A failed transfer's error, from the map the blocking transport uses too
+ * (common/curl_error.c): one fault, one error, in every front end. */
+static tg_err_t
+ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h, CURLcode rc,
+    tg_diag_t *diag)
+{
+    tg__curl_result_t  res;
+
+    ngx_memzero(&res, sizeof(tg__curl_result_t));
+
+    res.rc = rc;
+    res.errbuf = h->errbuf;
+    tg__curl_result_read(h->easy, &res);
+    res.https = !h->http;
+    res.body_overflow = h->overflow && !h->header_overflow;
+    res.header_overflow = h->header_overflow;
+    res.body_max = (long) h->body_max;
+    res.header_bytes_max = NGX_HTTP_TOKENGATE_HEADER_BYTES;
+    res.header_lines_max = NGX_HTTP_TOKENGATE_HEADER_LINES;
+    res.connect_timeout_ms = h->connect_timeout;
+    res.timeout_ms = h->timeout;
+
+    return tg__curl_error(&res, diag);
+}
+
+
 /* A transfer ended (it is out of the multi already): decide for the
  * leader and its followers, then post their wake-up events.  Never runs a
  * request from curl's stack. */
@@ -2005,13 +2067,7 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     tg_diag_clear(&diag);
 
     if (rc != CURLE_OK) {
-        err = rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT : TG_UNAVAILABLE;
-
-        ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
-                     "%s%s%Z",
-                     h->errbuf[0] != '\0' ? h->errbuf
-                                          : curl_easy_strerror(rc),
-                     h->overflow ? " (response too large)" : "");
+        err = ngx_http_tokengate_curl_error(h, rc, &diag);
 
     } else {
         ngx_http_tokengate_response(h, tlcf->tg, &resp);
@@ -2179,7 +2235,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "tokengate: token %s: the auth server failed "
-                          "(%s): %s; deciding from a stale cache entry",
+                          "(err=%s): %s; deciding from a stale cache entry",
                           ctx->fp, tg_err_name(err), diag->message);
             break;
         }
@@ -2189,7 +2245,8 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         ctx->retry_after = retry_after;
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate: token %s: the auth server failed (%s): %s",
+                      "tokengate: token %s: the auth server failed "
+                      "(err=%s): %s",
                       ctx->fp, tg_err_name(err), diag->message);
         break;
     }
@@ -3200,19 +3257,232 @@ ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds)
 }
 
 
-/* CURLMOPT_SOCKETFUNCTION: watch curl's fd with an nginx connection. */
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: the module, not libcurl, opens the sockets of
+ * its transfers, each with an nginx connection, and closes them in
+ * close_socket the way ngx_close_connection() does: the events go first
+ * (a closed fd has left epoll already), then the fd.
+ *
+ * libcurl 7.88 does not always call close_socket: it closes a socket that
+ * is still connecting (a validation cancelled by a client that left) with
+ * close() itself, and only then asks to stop watching it.  epoll_ctl() on
+ * that fd logged "[alert] epoll_ctl(2, N) failed (9: Bad file
+ * descriptor)" for every such request.  So each socket's identity (its
+ * inode) is kept: when the fd is no longer that socket, its events are
+ * forgotten without a system call (sock_forget), as for a closed one.
+ */
+static curl_socket_t
+ngx_http_tokengate_open_socket(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *addr)
+{
+    ngx_socket_t  s;
+
+    if (purpose != CURLSOCKTYPE_IPCXN) {
+        return CURL_SOCKET_BAD;
+    }
+
+    s = ngx_socket(addr->family, addr->socktype, addr->protocol);
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_socket_errno,
+                      "tokengate: " ngx_socket_n " failed");
+        return CURL_SOCKET_BAD;
+    }
+
+    /* an entry left for this fd is a socket libcurl closed behind our
+     * back: finding it forgets it */
+
+    (void) ngx_http_tokengate_sock_find(s);
+
+    if (ngx_http_tokengate_sock_add(s, 1) == NULL) {
+        (void) ngx_close_socket(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    return s;
+}
+
+
+/* CURLOPT_CLOSESOCKETFUNCTION: close a socket of open_socket as nginx
+ * closes its own connections (NGX_CLOSE_EVENT, then close()). */
+static int
+ngx_http_tokengate_close_socket(void *clientp, curl_socket_t s)
+{
+    ngx_connection_t           *c;
+    ngx_http_tokengate_sock_t  *sk;
+
+    sk = ngx_http_tokengate_sock_find(s);
+
+    if (sk == NULL || !sk->own) {
+        /* not opened by open_socket: its events go with the fd */
+
+        if (sk != NULL) {
+            ngx_http_tokengate_sock_forget(sk);
+        }
+
+        return ngx_close_socket(s) == -1;
+    }
+
+    c = sk->connection;
+    sk->connection = NULL;
+
+    ngx_close_connection(c);
+
+    return 0;
+}
+
+
+/* The entry of fd s, if s still is the socket it was made for; an entry
+ * whose socket libcurl closed itself is forgotten. */
+static ngx_http_tokengate_sock_t *
+ngx_http_tokengate_sock_find(curl_socket_t s)
+{
+    ngx_file_info_t             fi;
+    ngx_http_tokengate_sock_t  *sk;
+
+    if (s < 0 || (ngx_uint_t) s >= ngx_http_tokengate_nsocks) {
+        return NULL;
+    }
+
+    sk = &ngx_http_tokengate_socks[s];
+
+    if (sk->connection == NULL) {
+        return NULL;
+    }
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR || fi.st_ino != sk->ino) {
+        ngx_http_tokengate_sock_forget(sk);
+        return NULL;
+    }
+
+    return sk;
+}
+
+
+/* An nginx connection for fd s, whose events call curl, in the table. */
+static ngx_connection_t *
+ngx_http_tokengate_sock_add(ngx_socket_t s, ngx_uint_t own)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(s, ngx_cycle->log);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_tokengate_sock_set(s, c, own) != NGX_OK) {
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+        return NULL;
+    }
+
+    c->log = ngx_cycle->log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->read->handler = ngx_http_tokengate_event_handler;
+    c->write->handler = ngx_http_tokengate_event_handler;
+
+    return c;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_sock_set(ngx_socket_t s, ngx_connection_t *c,
+    ngx_uint_t own)
+{
+    ngx_uint_t                  n;
+    ngx_file_info_t             fi;
+    ngx_http_tokengate_sock_t  *socks;
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
+                      "tokengate: " ngx_fd_info_n " failed");
+        return NGX_ERROR;
+    }
+
+    if ((ngx_uint_t) s >= ngx_http_tokengate_nsocks) {
+        n = ngx_max((ngx_uint_t) s + 1, 2 * ngx_http_tokengate_nsocks);
+        n = ngx_max(n, 64);
+
+        socks = ngx_calloc(n * sizeof(ngx_http_tokengate_sock_t),
+                           ngx_cycle->log);
+        if (socks == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_tokengate_socks != NULL) {
+            ngx_memcpy(socks, ngx_http_tokengate_socks,
+                       ngx_http_tokengate_nsocks
+                       * sizeof(ngx_http_tokengate_sock_t));
+            ngx_free(ngx_http_tokengate_socks);
+        }
+
+        ngx_http_tokengate_socks = socks;
+        ngx_http_tokengate_nsocks = n;
+    }
+
+    ngx_http_tokengate_socks[s].connection = c;
+    ngx_http_tokengate_socks[s].ino = fi.st_ino;
+    ngx_http_tokengate_socks[s].own = own;
+
+    return NGX_OK;
+}
+
+
+/* The fd is closed (by libcurl itself) or about to be: the kernel drops a
+ * closed fd from epoll, so its events are forgotten without a system call
+ * (what NGX_CLOSE_EVENT means), and the connection is freed, not closed. */
+static void
+ngx_http_tokengate_sock_forget(ngx_http_tokengate_sock_t *sk)
+{
+    ngx_connection_t  *c;
+
+    c = sk->connection;
+    sk->connection = NULL;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+/*
+ * CURLMOPT_SOCKETFUNCTION: watch curl's fd with its nginx connection,
+ * found by the fd (not through curl_multi_assign(): curl may close the
+ * fd first).  A socket of open_socket stays the module's until
+ * close_socket; any other fd curl hands over (the threaded resolver's) gets
+ * a connection here until curl stops watching it.
+ */
 static int
 ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
-    ngx_connection_t  *c;
+    ngx_connection_t           *c;
+    ngx_http_tokengate_sock_t  *sk;
 
-    c = socketp;
+    sk = ngx_http_tokengate_sock_find(s);
 
     if (what == CURL_POLL_REMOVE) {
-        if (c == NULL) {
+        if (sk == NULL) {
+            /* closed already: its events went with it */
             return 0;
         }
+
+        c = sk->connection;
 
         if (!ngx_http_tokengate_exiting) {
             if (c->read->active) {
@@ -3232,33 +3502,25 @@ ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s, int what,
             ngx_delete_posted_event(c->write);
         }
 
-        (void) curl_multi_assign(ngx_http_tokengate_multi, s, NULL);
+        if (!sk->own) {
+            /* curl's own fd: curl closes it, free the connection only */
 
-        /* curl owns and closes the fd: free the connection only */
-
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+            sk->connection = NULL;
+            ngx_free_connection(c);
+            c->fd = (ngx_socket_t) -1;
+        }
 
         return 0;
     }
 
-    if (c == NULL) {
-        c = ngx_get_connection(s, ngx_cycle->log);
+    if (sk == NULL) {
+        c = ngx_http_tokengate_sock_add(s, 0);
         if (c == NULL) {
             return -1;
         }
 
-        c->log = ngx_cycle->log;
-        c->read->log = c->log;
-        c->write->log = c->log;
-        c->read->handler = ngx_http_tokengate_event_handler;
-        c->write->handler = ngx_http_tokengate_event_handler;
-
-        if (curl_multi_assign(ngx_http_tokengate_multi, s, c) != CURLM_OK) {
-            ngx_free_connection(c);
-            c->fd = (ngx_socket_t) -1;
-            return -1;
-        }
+    } else {
+        c = sk->connection;
     }
 
     if (what & CURL_POLL_IN) {
@@ -3451,8 +3713,8 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
 static void
 ngx_http_tokengate_call_wake(ngx_event_t *ev)
 {
-    u_char                       *p, reason[CURL_ERROR_SIZE + 32];
     tg_err_t                      err;
+    tg_diag_t                     diag;
     tg_response_t                 resp;
     ngx_http_tokengate_ctx_t     *ctx;
     ngx_http_tokengate_handle_t  *h;
@@ -3461,17 +3723,12 @@ ngx_http_tokengate_call_wake(ngx_event_t *ev)
     h = ctx->handle;
 
     if (ctx->call_rc != CURLE_OK) {
-        err = ctx->call_rc == CURLE_OPERATION_TIMEDOUT ? TG_TIMEOUT
-              : (h->overflow ? TG_PROTOCOL : TG_UNAVAILABLE);
+        tg_diag_clear(&diag);
 
-        p = ngx_snprintf(reason, sizeof(reason) - 1, "%s%s",
-                         h->errbuf[0] != '\0'
-                         ? h->errbuf : curl_easy_strerror(ctx->call_rc),
-                         h->overflow ? " (response too large)" : "");
-        *p = '\0';
+        err = ngx_http_tokengate_curl_error(h, ctx->call_rc, &diag);
 
         ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
-                          (char *) reason);
+                          diag.message);
 
     } else {
         ngx_http_tokengate_response(h, ctx->tg, &resp);
@@ -3902,7 +4159,9 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_queue_t  *q;
+    ngx_uint_t                  i;
+    ngx_queue_t                *q;
+    ngx_http_tokengate_sock_t  *sk;
 
     if (ngx_http_tokengate_multi == NULL) {
         return;
@@ -3923,8 +4182,34 @@ ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_tokengate_nhandles = 0;
 
+    /* closes the kept connections through close_socket */
     curl_multi_cleanup(ngx_http_tokengate_multi);
     ngx_http_tokengate_multi = NULL;
+
+    if (ngx_http_tokengate_socks != NULL) {
+
+        /* what libcurl closed itself, or left open */
+
+        for (i = 0; i < ngx_http_tokengate_nsocks; i++) {
+            sk = ngx_http_tokengate_sock_find((curl_socket_t) i);
+
+            if (sk == NULL) {
+                continue;
+            }
+
+            if (sk->own) {
+                (void) ngx_http_tokengate_close_socket(NULL,
+                                                       (curl_socket_t) i);
+
+            } else {
+                ngx_http_tokengate_sock_forget(sk);
+            }
+        }
+
+        ngx_free(ngx_http_tokengate_socks);
+        ngx_http_tokengate_socks = NULL;
+        ngx_http_tokengate_nsocks = 0;
+    }
 }
 
 

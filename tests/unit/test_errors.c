@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_errors.c - the error list, diag, sanitizing, fingerprints, the local
- * token and credential checks, and the clear functions that wipe secrets.
+ * token and credential checks, the clear functions that wipe secrets, and
+ * the one map from a failed curl transfer to an error (curl_error.c).
  * Each test is named by what it protects.
  */
 #include "tokengate.h"
+#include "tg_curl.h"
 #include "tg_internal.h"
 
 #include <setjmp.h>
@@ -463,6 +465,120 @@ token_credentials_session_clear_leave_nothing(void **state)
     tg_session_clear(&se);
 }
 
+/* ---------------------------------------------------------------------- */
+/* The CURLcode map (curl_error.c): one fault, one error, every front end */
+/* ---------------------------------------------------------------------- */
+
+/* One failed transfer as a transport sees it, and the error it must be. */
+struct curl_case {
+    const char *what;
+    CURLcode rc;
+    long status; /* 0: no status line arrived */
+    int sent;    /* the request went out */
+    int body_overflow, header_overflow;
+    int https;
+    const char *errbuf;
+    tg_err_t want;
+    const char *says; /* in the message */
+};
+
+static const struct curl_case curl_cases[] = {
+    {"refused", CURLE_COULDNT_CONNECT, 0, 0, 0, 0, 0, "", TG_UNAVAILABLE,
+     "cannot connect"},
+    {"no such host", CURLE_COULDNT_RESOLVE_HOST, 0, 0, 0, 0, 0, "",
+     TG_UNAVAILABLE, "cannot resolve"},
+    {"closed without an answer", CURLE_GOT_NOTHING, 0, 1, 0, 0, 0, "",
+     TG_UNAVAILABLE, "without answering"},
+    {"reset before any answer", CURLE_RECV_ERROR, 0, 1, 0, 0, 0,
+     "Connection reset by peer", TG_UNAVAILABLE, "before an answer"},
+    {"reset mid-answer", CURLE_RECV_ERROR, 200, 1, 0, 0, 0,
+     "Connection reset by peer", TG_PROTOCOL, "while reading"},
+    {"connect timeout", CURLE_OPERATION_TIMEDOUT, 0, 0, 0, 0, 0, "", TG_TIMEOUT,
+     "could not connect within 2.0 s"},
+    {"answer timeout", CURLE_OPERATION_TIMEDOUT, 0, 1, 0, 0, 0, "", TG_TIMEOUT,
+     "no answer within 5.0 s"},
+    {"bad certificate", CURLE_PEER_FAILED_VERIFICATION, 0, 0, 0, 0, 1, "",
+     TG_TLS, "TLS failure"},
+    {"TLS alert after the handshake", CURLE_RECV_ERROR, 0, 1, 0, 0, 1,
+     "OpenSSL SSL_read: tlsv13 alert certificate required", TG_TLS,
+     "TLS failure"},
+    {"truncated body", CURLE_PARTIAL_FILE, 200, 1, 0, 0, 0, "", TG_PROTOCOL,
+     "truncated"},
+    {"oversize, known length", CURLE_FILESIZE_EXCEEDED, 200, 1, 0, 0, 0, "",
+     TG_PROTOCOL, "max_response_bytes (65536)"},
+    {"oversize, unknown length", CURLE_WRITE_ERROR, 200, 1, 1, 0, 0, "",
+     TG_PROTOCOL, "max_response_bytes (65536)"},
+    {"headers over our caps", CURLE_WRITE_ERROR, 200, 1, 0, 1, 0, "",
+     TG_PROTOCOL, "headers too large (more than 16384 bytes or 100 lines)"},
+    {"our own allocation failed", CURLE_WRITE_ERROR, 200, 1, 0, 0, 0, "",
+     TG_NOMEM, "out of memory"},
+    {"header line over libcurl's limit", CURLE_OUT_OF_MEMORY, 200, 1, 0, 0, 0,
+     "Avoided giant realloc for header (max is 102400)!", TG_PROTOCOL,
+     "larger than libcurl accepts"},
+    {"out of memory before any answer", CURLE_OUT_OF_MEMORY, 0, 0, 0, 0, 0, "",
+     TG_NOMEM, "out of memory"},
+    {"malformed status line", CURLE_WEIRD_SERVER_REPLY, 0, 1, 0, 0, 0, "",
+     TG_PROTOCOL, "malformed answer"},
+    {"file:// redirect target", CURLE_UNSUPPORTED_PROTOCOL, 0, 0, 0, 0, 0, "",
+     TG_CONFIG, "protocol not allowed"},
+    {"anything else", CURLE_TOO_MANY_REDIRECTS, 0, 1, 0, 0, 0, "",
+     TG_UNAVAILABLE, "redirects"},
+};
+
+static void
+curl_errors_map_to_one_error_per_fault(void **state)
+{
+    size_t i;
+
+    (void) state;
+    for (i = 0; i < sizeof(curl_cases) / sizeof(curl_cases[0]); i++) {
+        const struct curl_case *c = &curl_cases[i];
+        tg__curl_result_t res;
+        tg_diag_t diag;
+        tg_err_t err;
+
+        memset(&res, 0, sizeof(res));
+        res.rc = c->rc;
+        res.errbuf = c->errbuf;
+        res.status = c->status;
+        res.sent = c->sent;
+        res.https = c->https;
+        res.body_overflow = c->body_overflow;
+        res.header_overflow = c->header_overflow;
+        res.body_max = 65536;
+        res.header_bytes_max = 16384;
+        res.header_lines_max = 100;
+        res.connect_timeout_ms = 2000;
+        res.timeout_ms = 5000;
+        tg_diag_clear(&diag);
+        err = tg__curl_error(&res, &diag);
+        if (err != c->want) {
+            fail_msg("%s: %s, want %s (%s)", c->what, tg_err_name(err),
+                     tg_err_name(c->want), diag.message);
+        }
+        assert_contains(diag.message, c->says);
+    }
+}
+
+/* curl's text may quote the server: control bytes never reach a log. */
+static void
+curl_error_message_is_sanitized_and_diag_may_be_null(void **state)
+{
+    tg__curl_result_t res;
+    tg_diag_t diag;
+
+    (void) state;
+    memset(&res, 0, sizeof(res));
+    res.rc = CURLE_WEIRD_SERVER_REPLY;
+    res.errbuf = "bad\r\nX-Injected: 1\x1b[31m";
+    tg_diag_clear(&diag);
+    assert_int_equal(tg__curl_error(&res, &diag), TG_PROTOCOL);
+    assert_null(strchr(diag.message, '\r'));
+    assert_null(strchr(diag.message, '\n'));
+    assert_null(strchr(diag.message, '\x1b'));
+    assert_int_equal(tg__curl_error(&res, NULL), TG_PROTOCOL);
+}
+
 int
 main(void)
 {
@@ -487,6 +603,8 @@ main(void)
         cmocka_unit_test(secret_dup_copies_and_free_accepts_null),
         cmocka_unit_test(request_clear_frees_and_zeroes_and_is_idempotent),
         cmocka_unit_test(token_credentials_session_clear_leave_nothing),
+        cmocka_unit_test(curl_errors_map_to_one_error_per_fault),
+        cmocka_unit_test(curl_error_message_is_sanitized_and_diag_may_be_null),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
