@@ -39,6 +39,8 @@
 /* What "check" tolerates between the server's clock and ours. */
 #define TG_SKEW_WARN 30
 #define TG_SKEW_FAIL 300
+/* The label column of "credentials": "credentials id:" and a space. */
+#define TG_CREDS_LABEL_WIDTH 15
 /* Addresses "check" lists after a DNS lookup. */
 #define TG_CHECK_ADDRS_SHOWN 4
 /* A dummy token for building the unauthenticated "check" request. */
@@ -95,6 +97,8 @@ static int token_client_open(tg_cli_t *cli, tg_cli_token_t *tok,
 static int client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err);
 static void show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
                           time_t expires_hint);
+static void creds_field(tg_cli_t *cli, const char *key, const char *label,
+                        const char *value);
 static const char *who(const tg_identity_t *id);
 static void check_step(tg_check_t *ck, tg_check_status_t status,
                        const char *name, tg_err_t err, const char *hint,
@@ -1227,10 +1231,26 @@ out:
 /* credentials (insight), session and sudo (looker)                       */
 /* ---------------------------------------------------------------------- */
 
+/* A "label: value" line of credentials, the values in one column after
+ * the longest label ("credentials id:"); key, when set, is the JSON key. */
+static void
+creds_field(tg_cli_t *cli, const char *key, const char *label,
+            const char *value)
+{
+    char shown[512];
+
+    if (key != NULL) {
+        cli_set_str(cli, key, value);
+    }
+    cli_say(cli, "%-*s %s", TG_CREDS_LABEL_WIDTH, label,
+            clean(shown, sizeof(shown), value));
+    explicit_bzero(shown, sizeof(shown)); /* may be the new secret */
+}
+
 int
 cmd_credentials(tg_cli_t *cli, int argc, char **argv)
 {
-    char when[TG_CLI_TIME_SIZE], arg[64];
+    char when[TG_CLI_TIME_SIZE], arg[64], id[32];
     tg_credentials_t creds;
     tg_cli_token_t tok = {0};
     tg_client_t *cl = NULL;
@@ -1282,17 +1302,17 @@ cmd_credentials(tg_cli_t *cli, int argc, char **argv)
     cli_set_int(cli, "created_ms", (long long) creds.created_ms);
     cli_set_str(cli, "created", cli_time(created, when));
     if (op == TG_CREDS_NEW) {
-        cli_field(cli, "client_id", "client id", creds.client_id);
+        creds_field(cli, "client_id", "client id:", creds.client_id);
         /* The one place a secret is printed: it cannot be read again. */
-        cli_field(cli, "secret", "secret", creds.secret);
+        creds_field(cli, "secret", "secret:", creds.secret);
         cli_warn(cli, "the secret is shown only this once; the previous "
                       "client id and secret are revoked");
     } else if (creds.client_id != NULL && creds.client_id[0] != '\0') {
-        cli_field(cli, "client_id", "client id", creds.client_id);
+        creds_field(cli, "client_id", "client id:", creds.client_id);
     }
-    cli_say(cli, "%-14s %lld",
-            "credentials id:", (long long) creds.credentials_id);
-    cli_say(cli, "%-14s %s", "created:", when);
+    snprintf(id, sizeof(id), "%lld", (long long) creds.credentials_id);
+    creds_field(cli, NULL, "credentials id:", id);
+    creds_field(cli, NULL, "created:", when);
 out:
     tg_credentials_clear(&creds);
     token_release(&tok);

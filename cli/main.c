@@ -353,7 +353,7 @@ cli_print_global_help(FILE *fp)
             "  --json              print one JSON object on stdout\n"
             "  -q, --quiet         print nothing on success\n"
             "  -h, --help          show this help (also COMMAND --help)\n"
-            "  --version           show the version\n"
+            "  -V, --version       show the version\n"
             "\n"
             "Commands:\n");
     for (c = tg_cli_commands; c->name != NULL; c++) {
@@ -562,7 +562,7 @@ main(int argc, char **argv)
 
     opterr = 0;
     for (;;) {
-        c = getopt_long(argc, argv, "+:ho:q", tg_global_options, NULL);
+        c = getopt_long(argc, argv, "+:ho:qV", tg_global_options, NULL);
         if (c == -1) {
             break;
         }

@@ -358,3 +358,35 @@ def test_bad_proxy_value_is_not_quoted(cli):
               "whoami")
     assert res.rc == EXIT["CONFIG"], res
     assert "Pr0xyPassw0rd" not in res.text
+
+
+# ---------------------------------------------------------------------------
+# What a newcomer meets first (issue 16): messages that say what was tried
+# and what to do.
+# ---------------------------------------------------------------------------
+
+
+def test_short_version_option(cli):
+    """-V is --version, as for tokengate-devserver."""
+    long = cli("--version", config=False)
+    short = cli("-V", config=False)
+    assert long.rc == 0 and short.rc == 0, (long, short)
+    assert short.out == long.out and short.out.startswith("tokengate "), short
+    assert "-V, --version" in cli("--help", config=False).out
+
+
+def test_credentials_values_are_aligned(tmp_path, devserver):
+    """credentials show and new print their values in one column (new
+    prints the fresh secret: nothing the runner knows to look for)."""
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "insight")
+    assert cli.login("alice").rc == 0
+    for action in ("show", "new"):
+        res = cli("credentials", action)
+        assert res.rc == 0, res
+        lines = res.out.splitlines()
+        labels = [line.split(":", 1)[0] for line in lines]
+        assert "credentials id" in labels and "created" in labels, res
+        columns = {len(line) - len(line.split(":", 1)[1].lstrip())
+                   for line in lines}
+        assert len(columns) == 1, f"values not aligned:\n{res.out}"
