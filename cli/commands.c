@@ -681,13 +681,22 @@ token_load(tg_cli_t *cli, tg_cli_token_t *tok, int allow_expired)
                        shown);
         goto out;
     }
-    if (strcmp(api, cli_api_name(cli->cfg->api)) != 0 ||
-        strcmp(url, cli->cfg->url) != 0) {
+    if (strcmp(url, cli->cfg->url) != 0) {
         rc = cli_failf(cli, TG_INPUT,
                        "stored token is for %s (api %s), not this server; "
                        "run tokengate login",
                        clean(url_shown, sizeof(url_shown), url),
                        clean(api_shown, sizeof(api_shown), api));
+        goto out;
+    }
+    if (strcmp(api, cli_api_name(cli->cfg->api)) != 0) {
+        clean(api_shown, sizeof(api_shown), api);
+        rc = cli_failf(cli, TG_INPUT,
+                       "stored token is for the %s API of this server, not "
+                       "the %s API; use --api %s, or run tokengate login "
+                       "with api %s",
+                       api_shown, cli_api_name(cli->cfg->api), api_shown,
+                       cli_api_name(cli->cfg->api));
         goto out;
     }
     if (tg_token_check(value, &diag) != TG_OK) {

@@ -366,6 +366,29 @@ def test_bad_proxy_value_is_not_quoted(cli):
 # ---------------------------------------------------------------------------
 
 
+def test_token_for_the_other_api_says_the_api_differs(cli, api):
+    """The same server, the other flavor: the message says the API differs
+    (not that the server does) and how to use the stored token."""
+    assert cli.login("alice").rc == 0
+    other = "looker" if api == "insight" else "insight"
+    res = cli("--api", other, "whoami")
+    assert res.rc == EXIT["INPUT"], res
+    assert f"stored token is for the {api} API of this server, not the " \
+        f"{other} API" in res.err, res
+    assert f"--api {api}" in res.err, res
+    assert "not this server" not in res.err, res
+
+
+def test_token_for_another_server_names_it(cli, devserver_factory, api):
+    assert cli.login("alice").rc == 0
+    other = devserver_factory()
+    res = cli("--url", other.url, "whoami")
+    assert res.rc == EXIT["INPUT"], res
+    stored = json.loads(cli.token_file.read_text())["url"]
+    assert f"stored token is for {stored} (api {api}), not this server" \
+        in res.err, res
+
+
 def test_short_version_option(cli):
     """-V is --version, as for tokengate-devserver."""
     long = cli("--version", config=False)
