@@ -37,6 +37,9 @@ typedef struct tg_cli {
     const char *config_path; /* the file loaded, or NULL */
     tg_err_t config_err;     /* why the config is unusable (check shows it) */
     char config_msg[512];
+    int url_missing;     /* config_err is "url is not set" (embed-url can do
+                            without it) */
+    int api_given;       /* a file, --api or -o api= chose the API */
     int json;            /* --json */
     int quiet;           /* --quiet */
     int human_to_stderr; /* --print-token: stdout is for the token */

@@ -48,6 +48,8 @@ static void *tg_wipe_crypto_realloc(void *p, size_t n, const char *file,
 static void tg_wipe_crypto_free(void *p, const char *file, int line);
 static void cli_harden(void);
 static int cli_wants_help(int argc, char **argv);
+static void cli_config_explain(tg_cli_t *cli, tg_diag_t *diag, const char *path,
+                               const char *origin, int default_err);
 static int cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts);
 
 static const struct option tg_global_options[] = {
@@ -454,19 +456,63 @@ cli_wants_help(int argc, char **argv)
 /* Configuration                                                          */
 /* ---------------------------------------------------------------------- */
 
+/*
+ * Say where the configuration came from when it is unusable: which file was
+ * read (and by which option), or why none was, and what to do.  default_err
+ * is why TG_CLI_DEFAULT_CONFIG was not read (ENOENT: there is none; 0: it
+ * was, or it was not looked for).
+ */
+static void
+cli_config_explain(tg_cli_t *cli, tg_diag_t *diag, const char *path,
+                   const char *origin, int default_err)
+{
+    size_t n = strlen(diag->message);
+    char *end = diag->message + n;
+    size_t room = sizeof(diag->message) - n;
+
+    if (!cli->url_missing) {
+        if (default_err != 0 && default_err != ENOENT) {
+            snprintf(end, room,
+                     " (" TG_CLI_DEFAULT_CONFIG " is not readable by you; "
+                     "give your own with --config FILE or TOKENGATE_CONFIG, "
+                     "or --url)");
+        }
+        return;
+    }
+    if (path != NULL) {
+        snprintf(end, room,
+                 ": %s%s%s%s has no url line; add one (url = https://HOST) "
+                 "or use --url URL",
+                 path, origin != NULL ? " (named by " : "",
+                 origin != NULL ? origin : "", origin != NULL ? ")" : "");
+    } else if (default_err != ENOENT) {
+        snprintf(end, room,
+                 ": " TG_CLI_DEFAULT_CONFIG " is not readable by you (%s); "
+                 "give your own file with --config FILE or "
+                 "TOKENGATE_CONFIG, or use --url URL",
+                 strerror(default_err));
+    } else {
+        snprintf(end, room,
+                 ": no configuration file was read (no --config, no "
+                 "TOKENGATE_CONFIG, and " TG_CLI_DEFAULT_CONFIG
+                 " does not exist); use --url URL (and --api looker for "
+                 "Looker), or --config FILE");
+    }
+}
+
 /* Load the file, apply the command line, validate.  Errors are kept in
  * cli->config_err / config_msg (check reports them as a step). */
 static int
 cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
 {
     tg_diag_t diag;
-    const char *path = opts->config;
+    const char *path = opts->config, *origin = "--config";
     struct stat st;
     tg_err_t err = TG_OK;
     char key[128];
     const char *eq;
     size_t n;
-    int i, skipped_default = 0;
+    int i, default_err = 0;
 
     tg_diag_clear(&diag);
     cli->cfg = tg_config_new();
@@ -477,27 +523,38 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
     }
     if (path == NULL) {
         path = getenv("TOKENGATE_CONFIG");
+        origin = "TOKENGATE_CONFIG";
         if (path != NULL && path[0] == '\0') {
             path = NULL;
         }
     }
-    if (path == NULL && lstat(TG_CLI_DEFAULT_CONFIG, &st) == 0) {
+    if (path == NULL) {
         /* The packaged file is root-only (0600): other users run with
          * their own file or options, and are told so if that falls short. */
-        if (access(TG_CLI_DEFAULT_CONFIG, R_OK) == 0) {
+        origin = NULL;
+        if (lstat(TG_CLI_DEFAULT_CONFIG, &st) != 0) {
+            default_err = errno;
+        } else if (access(TG_CLI_DEFAULT_CONFIG, R_OK) == 0) {
             path = TG_CLI_DEFAULT_CONFIG;
         } else {
-            skipped_default = 1;
+            default_err = errno;
         }
     }
     if (path != NULL) {
         cli->config_path = path;
         err = tg_config_load_file(cli->cfg, path, &diag);
         if (err != TG_OK) {
+            n = strlen(diag.message);
+            if (origin != NULL) {
+                snprintf(diag.message + n, sizeof(diag.message) - n,
+                         " (the file named by %s)", origin);
+            }
             goto out;
         }
+        cli->api_given = 1;
     }
     if (opts->api != NULL) {
+        cli->api_given = 1;
         err = tg_config_set(cli->cfg, "api", opts->api, "command line", &diag);
         if (err != TG_OK) {
             goto out;
@@ -517,18 +574,18 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
         }
         memcpy(key, opts->overrides[i], n);
         key[n] = '\0';
+        if (strcmp(key, "api") == 0) {
+            cli->api_given = 1;
+        }
         err = tg_config_set(cli->cfg, key, eq + 1, "command line", &diag);
         if (err != TG_OK) {
             goto out;
         }
     }
     err = tg_config_validate(cli->cfg, &diag);
-    if (err != TG_OK && skipped_default) {
-        n = strlen(diag.message);
-        snprintf(diag.message + n, sizeof(diag.message) - n,
-                 " (" TG_CLI_DEFAULT_CONFIG " is not readable by you; "
-                 "give your own with --config FILE or TOKENGATE_CONFIG, "
-                 "or --url)");
+    if (err != TG_OK) {
+        cli->url_missing = cli->cfg->url == NULL || cli->cfg->url[0] == '\0';
+        cli_config_explain(cli, &diag, path, origin, default_err);
     }
 out:
     if (err != TG_OK) {

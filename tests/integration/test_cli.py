@@ -365,6 +365,50 @@ def test_bad_proxy_value_is_not_quoted(cli):
 # and what to do.
 # ---------------------------------------------------------------------------
 
+DEFAULT_CONFIG = "/etc/tokengate.conf"
+
+
+def test_no_config_file_says_what_was_tried(cli):
+    """Without --config, TOKENGATE_CONFIG or a readable /etc/tokengate.conf,
+    the error says that no file was read (or which one was, without url)
+    and suggests --url and --config."""
+    res = cli("whoami", config=False)
+    assert res.rc == EXIT["CONFIG"], res
+    assert "url is not set" in res.err, res
+    assert "--url URL" in res.err and "--config FILE" in res.err, res
+    if not os.path.exists(DEFAULT_CONFIG):
+        assert "no configuration file was read" in res.err, res
+        assert f"{DEFAULT_CONFIG} does not exist" in res.err, res
+    elif os.access(DEFAULT_CONFIG, os.R_OK):
+        assert f"{DEFAULT_CONFIG} has no url line" in res.err, res
+    else:
+        assert f"{DEFAULT_CONFIG} is not readable by you" in res.err, res
+
+
+def test_config_file_without_url_is_named(cli):
+    """A file that was read but has no url is named, with the option or
+    variable that named it."""
+    cli.write_config(api="looker")
+    res = cli("whoami")
+    assert res.rc == EXIT["CONFIG"], res
+    assert f"{cli.config} (named by --config) has no url line" in res.err, res
+    assert "--url URL" in res.err, res
+    res = cli("whoami", config=False,
+              env={"TOKENGATE_CONFIG": str(cli.config)})
+    assert res.rc == EXIT["CONFIG"], res
+    assert f"{cli.config} (named by TOKENGATE_CONFIG) has no url line" \
+        in res.err, res
+
+
+def test_missing_config_file_names_its_origin(cli, tmp_path):
+    missing = tmp_path / "no-such.conf"
+    res = cli("whoami", config=False, env={"TOKENGATE_CONFIG": str(missing)})
+    assert res.rc == EXIT["CONFIG"], res
+    assert str(missing) in res.err, res
+    assert "(the file named by TOKENGATE_CONFIG)" in res.err, res
+    res = cli("--config", missing, "whoami", config=False)
+    assert "(the file named by --config)" in res.err, res
+
 
 def test_token_for_the_other_api_says_the_api_differs(cli, api):
     """The same server, the other flavor: the message says the API differs
