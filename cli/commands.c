@@ -1826,7 +1826,13 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
                             "(the server signs with its own secret)");
         goto out;
     }
-    if (cli->cfg->api != TG_API_LOOKER) {
+    /* Signing locally talks to no server: it needs no url, and no api
+     * unless one was chosen (then it must be looker). */
+    if (cli->config_err != TG_OK && (server || !cli->url_missing)) {
+        rc = cli_failf(cli, cli->config_err, "%s", cli->config_msg);
+        goto out;
+    }
+    if (cli->cfg->api != TG_API_LOOKER && (server || cli->api_given)) {
         rc = cli_failf(cli, TG_INPUT,
                        "signed embedding is a looker feature; the insight "
                        "API has none (api = insight)");

@@ -64,7 +64,7 @@ static const struct option tg_global_options[] = {
 };
 
 const tg_cli_command_t tg_cli_commands[] = {
-    {"login", cmd_login, 1,
+    {"login", cmd_login, TG_CLI_CONFIG_VALID,
      "get a token for a client id and secret, and store it",
      "Usage: tokengate login [--client-id ID] [--secret-file FILE]\n"
      "                       [--secret-stdin] [--print-token]\n"
@@ -84,39 +84,41 @@ const tg_cli_command_t tg_cli_commands[] = {
      "client_secret_file, or a prompt on the terminal, in that order; "
      "never\n"
      "from the command line.\n"},
-    {"whoami", cmd_whoami, 1,
+    {"whoami", cmd_whoami, TG_CLI_CONFIG_VALID,
      "validate the token, show its identity and check the rules",
      "Usage: tokengate whoami\n"
      "\n"
      "Validate the token (TOKENGATE_TOKEN or the token file), show who it\n"
      "belongs to, and apply the authorization rules of the configuration.\n"
      "Exits with 5 (forbidden) when the rules deny the user.\n"},
-    {"profile", cmd_profile, 1, "show the full profile of the token's user",
+    {"profile", cmd_profile, TG_CLI_CONFIG_VALID,
+     "show the full profile of the token's user",
      "Usage: tokengate profile\n"
      "\n"
      "Show the full profile of the token's user (insight: auth/currentuser,\n"
      "with authorities; looker: GET /user).\n"},
-    {"logout", cmd_logout, 1,
+    {"logout", cmd_logout, TG_CLI_CONFIG_VALID,
      "invalidate the token (looker) and remove the token file",
      "Usage: tokengate logout\n"
      "\n"
      "looker: invalidate the token on the server, then remove the token\n"
      "file.  insight has no logout call: the token file is removed and the\n"
      "token stays valid until it expires.\n"},
-    {"credentials", cmd_credentials, 1,
+    {"credentials", cmd_credentials, TG_CLI_CONFIG_VALID,
      "show, renew or revoke your REST API credentials (insight)",
      "Usage: tokengate credentials show|new|revoke\n"
      "\n"
      "insight only.  show: the id and creation date of your current REST\n"
      "API credentials.  new: generate a new client id and secret, printed\n"
      "once (the previous pair is revoked).  revoke: revoke them.\n"},
-    {"session", cmd_session, 1,
+    {"session", cmd_session, TG_CLI_CONFIG_VALID,
      "show or switch the API session workspace (looker)",
      "Usage: tokengate session [--workspace NAME]\n"
      "\n"
      "looker only.  Show the API session of the token, or switch its\n"
      "workspace (production or dev) with --workspace.\n"},
-    {"sudo", cmd_sudo, 1, "get a token acting as another user (looker)",
+    {"sudo", cmd_sudo, TG_CLI_CONFIG_VALID,
+     "get a token acting as another user (looker)",
      "Usage: tokengate sudo USER_ID (--output FILE | --print-token)\n"
      "\n"
      "looker only, for admins.  Get a token that acts as the user USER_ID\n"
@@ -125,7 +127,7 @@ const tg_cli_command_t tg_cli_commands[] = {
      "\n"
      "  --output FILE   write the token to FILE\n"
      "  --print-token   print the token alone on stdout\n"},
-    {"embed-url", cmd_embed_url, 1,
+    {"embed-url", cmd_embed_url, TG_CLI_CONFIG_OWN,
      "sign a Looker embed URL, locally or by the server (looker)",
      "Usage: tokengate embed-url --host HOST --path /embed/... --user-id ID\n"
      "           [--first-name NAME] [--last-name NAME] [--permission P]...\n"
@@ -161,7 +163,7 @@ const tg_cli_command_t tg_cli_commands[] = {
      "Needs group ids, or models and permissions.  The secret is never\n"
      "taken from the command line.  With --json: the URL and every\n"
      "parameter, and the signed text when signed locally.\n"},
-    {"check", cmd_check, 1,
+    {"check", cmd_check, TG_CLI_CONFIG_OWN,
      "diagnose the configuration and the way to the server",
      "Usage: tokengate check\n"
      "\n"
@@ -170,11 +172,11 @@ const tg_cli_command_t tg_cli_commands[] = {
      "TLS, the HTTP API (an unauthenticated request that must answer 401)\n"
      "and the clock skew.  Sends no token and no secret.  Exits 0 when\n"
      "every step is OK or WARN, else with the code of the first FAIL.\n"},
-    {"help", cmd_help, 0, "show help for a command",
+    {"help", cmd_help, TG_CLI_CONFIG_NONE, "show help for a command",
      "Usage: tokengate help [COMMAND]\n"},
-    {"version", cmd_version, 0, "show the version",
+    {"version", cmd_version, TG_CLI_CONFIG_NONE, "show the version",
      "Usage: tokengate version\n"},
-    {NULL, NULL, 0, NULL, NULL},
+    {NULL, NULL, TG_CLI_CONFIG_NONE, NULL, NULL},
 };
 
 /* ---------------------------------------------------------------------- */
@@ -706,8 +708,9 @@ main(int argc, char **argv)
         rc = cli_print_command_help(&cli, cmd);
         goto out;
     }
-    if (cmd->needs_config && cli_load_config(&cli, &opts) != TG_OK &&
-        cmd->run != cmd_check) {
+    if (cmd->config != TG_CLI_CONFIG_NONE &&
+        cli_load_config(&cli, &opts) != TG_OK &&
+        cmd->config != TG_CLI_CONFIG_OWN) {
         rc = cli_failf(&cli, cli.config_err, "%s", cli.config_msg);
         goto out;
     }

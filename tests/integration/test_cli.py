@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """The tokengate CLI against a real devserver, every command, both flavors."""
+import http.client
 import json
 import os
 import stat
+import urllib.parse
 
 from conftest import DEMO, EXIT
 
@@ -457,3 +459,57 @@ def test_credentials_values_are_aligned(tmp_path, devserver):
         columns = {len(line) - len(line.split(":", 1)[1].lstrip())
                    for line in lines}
         assert len(columns) == 1, f"values not aligned:\n{res.out}"
+
+
+def embed_get(url):
+    """GET a signed embed URL at the devserver (no redirect following)."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == "127.0.0.1"
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path + "?" + parts.query)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+EMBED = ["--path", "/embed/dashboards/42", "--user-id", "user-57",
+         "--permission", "access_data", "--model", "thelook"]
+DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
+
+
+def test_local_embed_signing_needs_no_url(cli, devserver):
+    """embed-url --secret-stdin signs locally: no configuration at all is
+    needed, and the URL is one the devserver accepts."""
+    cli.extra_secrets.append(DEMO_EMBED_SECRET)
+    res = cli("embed-url", "--host", devserver.url, *EMBED,
+              "--secret-stdin", input=DEMO_EMBED_SECRET + "\n", config=False)
+    assert res.rc == 0, res
+    url = res.out.strip()
+    assert url.startswith(devserver.url + "/login/embed/"), res
+    assert embed_get(url) == 302
+    # A config file without url is fine too.
+    cli.write_config(api="looker")
+    res = cli("embed-url", "--host", devserver.url, *EMBED,
+              "--secret-stdin", input=DEMO_EMBED_SECRET + "\n")
+    assert res.rc == 0, res
+
+
+def test_embed_signing_still_checks_what_it_uses(cli, devserver):
+    """Signing by the server needs the url; an API chosen as insight is
+    refused; any other configuration error still stops local signing."""
+    cli.extra_secrets.append(DEMO_EMBED_SECRET)
+    res = cli("embed-url", "--host", devserver.url, *EMBED, "--server",
+              config=False)
+    assert res.rc == EXIT["CONFIG"], res
+    assert "url is not set" in res.err, res
+    res = cli("--api", "insight", "embed-url", "--host", devserver.url,
+              *EMBED, "--secret-stdin", input=DEMO_EMBED_SECRET + "\n",
+              config=False)
+    assert res.rc == EXIT["INPUT"], res
+    assert "looker" in res.err, res
+    cli.write_config(api="looker", timeuot="5")
+    res = cli("embed-url", "--host", devserver.url, *EMBED, "--secret-stdin",
+              input=DEMO_EMBED_SECRET + "\n")
+    assert res.rc == EXIT["CONFIG"], res
+    assert "timeuot" in res.err, res
