@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,8 @@
 #define TG_CREDS_LABEL_WIDTH 15
 /* Addresses "check" lists after a DNS lookup. */
 #define TG_CHECK_ADDRS_SHOWN 4
+/* Where syslog(3) sends the messages of the PAM module (glibc's _PATH_LOG). */
+#define TG_SYSLOG_PATH "/dev/log"
 /* A dummy token for building the unauthenticated "check" request. */
 #define TG_CHECK_DUMMY_TOKEN "tokengate-check"
 /* Room for one embed parameter shown in JSON (the library caps them at
@@ -110,6 +113,7 @@ static int check_parse_url(const char *url, char *scheme, size_t scheme_size,
 static int check_connect(const struct addrinfo *ai, long timeout_ms,
                          double *elapsed_ms, int *timed_out);
 static double now_ms(void);
+static void check_syslog(tg_check_t *ck);
 static int embed_host(tg_cli_t *cli, const char *arg, tg_embed_params_t *p);
 static int embed_session_length(tg_cli_t *cli, const char *arg, long *out);
 static int embed_attr(tg_cli_t *cli, const char *arg, tg_embed_attr_t *attr);
@@ -2052,6 +2056,53 @@ out:
     return rc;
 }
 
+/*
+ * The PAM module logs only through syslog(3), which writes to /dev/log and
+ * drops the message when nothing listens there: connect as glibc does (a
+ * datagram socket, else a stream one).  A WARN, not a FAIL: the CLI itself
+ * does not need syslog.
+ */
+static void
+check_syslog(tg_check_t *ck)
+{
+    struct sockaddr_un sa;
+    int fd, e;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", TG_SYSLOG_PATH);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    e = fd < 0 ? errno : 0;
+    if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+        e = errno;
+        if (e == EPROTOTYPE) {
+            close(fd);
+            fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            e = fd < 0 ? errno : 0;
+            if (fd >= 0 &&
+                connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+                e = errno;
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (e == 0) {
+        check_step(ck, TG_CHECK_OK, "syslog", TG_OK, NULL,
+                   "%s accepts messages (the PAM module logs there)",
+                   TG_SYSLOG_PATH);
+    } else {
+        check_step(ck, TG_CHECK_WARN, "syslog", TG_OK,
+                   "run a syslog daemon (rsyslog) or systemd-journald; the "
+                   "PAM module's messages are then in journalctl or "
+                   "/var/log/auth.log",
+                   "cannot connect to %s: %s: the PAM module's log messages "
+                   "would be lost",
+                   TG_SYSLOG_PATH, strerror(e));
+    }
+}
+
 /* The proxy URL for display, without user name and password (the config
  * may hold "http://user:secret@proxy:3128"). */
 static void
@@ -2321,6 +2372,8 @@ cmd_check(tg_cli_t *cli, int argc, char **argv)
     }
 
 done:
+    /* Independent of the server: also after a failed step. */
+    check_syslog(&ck);
     if (res != NULL) {
         freeaddrinfo(res);
     }

@@ -169,8 +169,9 @@ const tg_cli_command_t tg_cli_commands[] = {
      "\n"
      "Check, one line per step: the configuration, DNS, the TCP "
      "connection,\n"
-     "TLS, the HTTP API (an unauthenticated request that must answer 401)\n"
-     "and the clock skew.  Sends no token and no secret.  Exits 0 when\n"
+     "TLS, the HTTP API (an unauthenticated request that must answer 401),\n"
+     "the clock skew, and whether syslog (/dev/log, where the PAM module\n"
+     "logs) accepts messages.  Sends no token and no secret.  Exits 0 when\n"
      "every step is OK or WARN, else with the code of the first FAIL.\n"},
     {"help", cmd_help, TG_CLI_CONFIG_NONE, "show help for a command",
      "Usage: tokengate help [COMMAND]\n"},

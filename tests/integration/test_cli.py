@@ -3,10 +3,16 @@
 import http.client
 import json
 import os
+import shutil
+import socket
 import stat
+import subprocess
+import time
 import urllib.parse
 
-from conftest import DEMO, EXIT
+import pytest
+
+from conftest import DEMO, EXIT, binary
 
 
 def test_login_then_whoami(cli, devserver, api):
@@ -513,3 +519,56 @@ def test_embed_signing_still_checks_what_it_uses(cli, devserver):
               input=DEMO_EMBED_SECRET + "\n")
     assert res.rc == EXIT["CONFIG"], res
     assert "timeuot" in res.err, res
+
+
+def check_in_private_dev(cli, syslog_socket=None):
+    """tokengate --json check in a mount namespace whose /dev has no log
+    socket, or the given socket bound at /dev/log (an overlay on /dev: the
+    machine's /dev is not touched).  Needs root, like test_sshd.py."""
+    if os.geteuid() != 0:
+        pytest.fail("the syslog check tests need root (a private /dev in a "
+                    "mount namespace)")
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare (util-linux) is missing"
+    ovl = cli.tmp / f"dev-{time.monotonic_ns()}"
+    ovl.mkdir()
+    script = (
+        'set -e; mount -t tmpfs tmpfs "$OVL"; mkdir "$OVL/u" "$OVL/w"; '
+        'mount -t overlay overlay '
+        '-o "lowerdir=/dev,upperdir=$OVL/u,workdir=$OVL/w" /dev; '
+        'rm -f /dev/log; '
+        'if [ -n "$SOCK" ]; then touch /dev/log; '
+        'mount --bind "$SOCK" /dev/log; fi; exec "$@"')
+    env = cli.env({"OVL": str(ovl), "SOCK": str(syslog_socket or "")})
+    cmd = [unshare, "--mount", "--propagation", "private", "sh", "-c",
+           script, "sh", binary("cli/tokengate"), "--config",
+           str(cli.config), "--json", "check"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert "AddressSanitizer" not in proc.stderr, proc.stderr
+    steps = {s["step"]: s for s in json.loads(proc.stdout)["steps"]}
+    return proc, steps
+
+
+def test_check_says_when_syslog_is_unreachable(cli):
+    """The PAM module logs only to syslog: check warns when /dev/log takes
+    no connection, and still exits 0 (the CLI does not need it)."""
+    proc, steps = check_in_private_dev(cli)
+    assert proc.returncode == 0, proc
+    assert steps["syslog"]["status"] == "WARN", steps
+    assert "/dev/log" in steps["syslog"]["message"], steps
+    assert "journalctl" in steps["syslog"]["hint"], steps
+
+
+def test_check_says_when_syslog_is_reachable(cli):
+    sock_path = cli.tmp / "log.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        proc, steps = check_in_private_dev(cli, sock_path)
+    assert proc.returncode == 0, proc
+    assert steps["syslog"]["status"] == "OK", steps
+    # Also after a failed step: syslog does not depend on the server.
+    cli.write_config(url="http://127.0.0.1:1", api=cli.api)
+    proc, steps = check_in_private_dev(cli)
+    assert proc.returncode == EXIT["UNAVAILABLE"], proc
+    assert steps["syslog"]["status"] == "WARN", steps
