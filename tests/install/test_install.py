@@ -11,6 +11,8 @@ the real system (as root, through dpkg):
 * the CLI, the devserver, the man pages and the modules work from their
   installed places, with the installed /etc/tokengate.conf (root:root 0600,
   a conffile, every key commented out);
+* the PAM module's state directory /run/tokengate is made root:root 0700
+  by its tmpfiles.d entry, by the postinst and at boot;
 * reinstalling (the upgrade path) keeps an edited /etc/tokengate.conf
   without a prompt, and keeps an nginx module the administrator disabled
   disabled;
@@ -61,6 +63,9 @@ LOAD_LINK = ENABLED + "/50-mod-http-tokengate.conf"
 LOAD_FILE = "/usr/share/nginx/modules-available/mod-http-tokengate.conf"
 NGX_SO = "/usr/lib/nginx/modules/ngx_http_tokengate_module.so"
 PAM_CONFIG = "/usr/share/pam-configs/tokengate"
+# The module's state directory, made at boot by the tmpfiles.d entry.
+STATE_DIR = "/run/tokengate"
+TMPFILES = "/usr/lib/tmpfiles.d/tokengate.conf"
 EXAMPLES = "/usr/share/doc/libnginx-mod-http-tokengate/examples"
 # The devserver's built-in demo users: alice is in the group "admins",
 # bob is not.
@@ -279,6 +284,7 @@ class Machine:
             "alternatives": alternatives(),
             "packages": installed_packages(),
             "shipped": shipped,
+            "state-dir": os.path.lexists(STATE_DIR),
         }
 
     def install(self, *extra):
@@ -441,6 +447,8 @@ def machine(tmp_path_factory):
         problems += [f"{p} left behind" for p in (CONF, LOAD_LINK,
                                                   LOAD_LINK + ".removed")
                      if os.path.lexists(p)]
+        if os.path.lexists(STATE_DIR) and not m.before["state-dir"]:
+            problems.append(f"{STATE_DIR} left behind")
         assert not problems, "after the cleanup:\n" + "\n".join(problems)
     finally:
         for s, h in old_handlers.items():
@@ -486,6 +494,16 @@ def test_deb_contents(machine):
     p = entries["libpam-tokengate"]
     assert p[f"{pamdir}/pam_tokengate.so"][0] == "-rw-r--r--"
     assert PAM_CONFIG in p
+    # The tmpfiles.d entry, activated by the postinst (dh_installtmpfiles)
+    # and its directory removed on purge.
+    assert p[TMPFILES][0] == "-rw-r--r--", p.get(TMPFILES)
+    pamctl = machine.tmp / "ctl-pam"
+    run(["dpkg-deb", "-e", machine.debs["libpam-tokengate"], str(pamctl)])
+    postinst = (pamctl / "postinst").read_text()
+    assert "systemd-tmpfiles" in postinst and \
+        "--create tokengate.conf" in postinst, postinst
+    postrm = (pamctl / "postrm").read_text()
+    assert f"rm -rf {STATE_DIR}" in postrm, postrm
     assert "/usr/share/man/man8/pam_tokengate.8.gz" in p
     n = entries["libnginx-mod-http-tokengate"]
     assert NGX_SO in n and LOAD_FILE in n
@@ -538,6 +556,10 @@ def test_rpm_contents(machine):
                  "/usr/share/man/man5/tokengate.conf.5.gz"):
         assert page in t, page
     assert p["/usr/lib64/security/pam_tokengate.so"][0] == "100755"
+    assert p[TMPFILES][0] == "100644", p.get(TMPFILES)
+    scripts = run(["rpm", "-qp", "--scripts",
+                   machine.rpms["pam_tokengate"]]).stdout
+    assert f"systemd-tmpfiles --create {TMPFILES}" in scripts, scripts
     assert "/usr/share/man/man8/pam_tokengate.8.gz" in p
     so = "/usr/lib64/nginx/modules/ngx_http_tokengate_module.so"
     conf = "/usr/share/nginx/modules/mod-http-tokengate.conf"
@@ -616,6 +638,39 @@ def test_pam_not_enabled(machine):
         assert hasattr(lib, sym), f"{path} does not export {sym}"
     owner = run(["dpkg", "-S", path]).stdout
     assert owner.startswith("libpam-tokengate"), owner
+
+
+def test_state_dir_from_tmpfiles(machine):
+    """The tmpfiles.d entry makes /run/tokengate root:root 0700: at once
+    from the postinst, and at boot (systemd-tmpfiles --create on an empty
+    /run, done here as the boot does)."""
+    require_installed(machine)
+    with open(TMPFILES) as f:
+        entries = [line.split() for line in f
+                   if line.strip() and not line.startswith("#")]
+    assert entries == [["d", STATE_DIR, "0700", "root", "root", "-"]], \
+        entries
+    owner = run(["dpkg", "-S", TMPFILES]).stdout
+    assert owner.startswith("libpam-tokengate:"), owner
+    tool = shutil.which("systemd-tmpfiles")
+    if tool is None:
+        pytest.fail("systemd-tmpfiles is missing: cannot check that the "
+                    f"entry makes {STATE_DIR} (install systemd)")
+    # The postinst runs systemd-tmpfiles when it is there.
+    check_state_dir("after the postinst")
+    if not machine.before["state-dir"]:
+        os.rmdir(STATE_DIR)     # ours, still empty: as after a reboot
+    run([tool, "--create", TMPFILES])
+    check_state_dir("after systemd-tmpfiles --create")
+
+
+def check_state_dir(when):
+    st = os.lstat(STATE_DIR)
+    assert stat.S_ISDIR(st.st_mode), f"{STATE_DIR} {when}: not a directory"
+    assert (st.st_uid, st.st_gid) == (0, 0), \
+        f"{STATE_DIR} {when}: owned by {st.st_uid}:{st.st_gid}"
+    assert stat.S_IMODE(st.st_mode) == 0o700, \
+        f"{STATE_DIR} {when}: mode {stat.S_IMODE(st.st_mode):04o}"
 
 
 def test_nginx_module_enabled(machine):
@@ -827,6 +882,9 @@ def test_purge_restores_machine(machine):
                 "etc-alternatives"):
         problems += [f"{key}: {line}"
                      for line in diff(machine.before[key], after[key])]
+    if after["state-dir"] != machine.before["state-dir"]:
+        problems.append(f"{STATE_DIR}: existed {machine.before['state-dir']}"
+                        f", now {after['state-dir']}")
     if after["alternatives"] != machine.before["alternatives"]:
         problems.append("update-alternatives --get-selections changed")
     before_pkgs, after_pkgs = machine.before["packages"], after["packages"]
