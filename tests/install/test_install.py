@@ -22,6 +22,10 @@ the real system (as root, through dpkg):
 
 The RPMs are inspected without installing them (rpm -qp, rpm2cpio).
 
+The run takes minutes (building the packages, most of it): a line per phase
+(each step of scripts/package, installing, upgrading, purging...) with the
+time since the start goes to the terminal through pytest's capture.
+
 Packages come from scripts/package, or from $TG_PACKAGES_DIR when set (a
 folder scripts/package filled).  The machine is restored by a finalizer
 even when a test fails midway or the run is stopped (Ctrl-C, SIGTERM,
@@ -46,6 +50,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -86,6 +91,36 @@ PENDING = "/var/tmp/tokengate-install-test.pending"
 DPKG_LOCK_WAIT = 300
 # Mentioned in the conffile prompt dpkg shows when a conffile conflicts.
 PROMPT_TEXT = "Configuration file '/etc/tokengate.conf'"
+
+
+# The pytest config (for its capture manager and terminal), and the start.
+_PROGRESS = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _progress(pytestconfig):
+    """Set up phase(): autouse, so it comes before the machine fixture and
+    goes after it."""
+    _PROGRESS.update(config=pytestconfig, start=time.monotonic())
+    yield
+    _PROGRESS.clear()
+
+
+def phase(text):
+    """One progress line on the terminal, "[ 95s] install test: TEXT",
+    around pytest's output capture (the summary stays as it is)."""
+    start = _PROGRESS.get("start", time.monotonic())
+    line = f"[{time.monotonic() - start:4.0f}s] install test: {text}"
+    config = _PROGRESS.get("config")
+    capman = config.pluginmanager.getplugin("capturemanager") if config \
+        else None
+    reporter = config.pluginmanager.getplugin("terminalreporter") if config \
+        else None
+    if capman is None or reporter is None:
+        print(line, file=sys.stderr, flush=True)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 def run(cmd, check=True, timeout=300, shielded=False, **kw):
@@ -343,7 +378,7 @@ def recover_killed_run():
     except (OSError, ValueError):
         pulled = []
     left = ours_installed()
-    print(f"an earlier install test was killed: purging {left + pulled}")
+    phase(f"an earlier install test was killed: purging {left + pulled}")
     if left:
         dpkg("--purge", *PACKAGES, check=False)
     if pulled:
@@ -383,11 +418,15 @@ def machine(tmp_path_factory):
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     lock = open(LOCK, "w")
     deadline = time.monotonic() + LOCK_WAIT
+    waiting = False
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
+            if not waiting:
+                phase(f"waiting for another install test ({LOCK})")
+                waiting = True
             if time.monotonic() > deadline:
                 pytest.fail(f"another install test has held {LOCK} for "
                             f"{LOCK_WAIT} s")
@@ -403,14 +442,25 @@ def machine(tmp_path_factory):
         pkgdir = os.path.join(ROOT, "_build", "packages")
         log = tmp / "package.log"
         t = time.monotonic()
+        phase(f"building the packages with scripts/package (log: {log})")
+        # Its "==== step ====" headings are the phases of the build.
         with open(log, "w") as out:
-            rc = subprocess.run([os.path.join(ROOT, "scripts", "package")],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL).returncode
+            proc = subprocess.Popen([os.path.join(ROOT, "scripts", "package")],
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, text=True,
+                                    errors="replace")
+            for line in proc.stdout:
+                out.write(line)
+                if line.startswith("==== "):
+                    phase("scripts/package: " + line.strip().strip("= "))
+            rc = proc.wait()
         if rc != 0:
             pytest.fail(f"scripts/package exited {rc}:\n"
                         + log.read_text(errors="replace")[-4000:])
-        print(f"scripts/package: {time.monotonic() - t:.0f} s")
+        phase(f"packages built in {time.monotonic() - t:.0f} s")
+    else:
+        phase(f"using the packages in {pkgdir} (TG_PACKAGES_DIR)")
 
     m = Machine(pkgdir, tmp)
     m.find_packages()
@@ -431,7 +481,7 @@ def machine(tmp_path_factory):
     try:
         left = ours_installed()
         if left or m.pulled:
-            print(f"cleanup: purging {left + m.pulled}")
+            phase(f"cleanup: purging {left + m.pulled}")
             m.purge()
         left = ours_installed()
         assert not left, f"cleanup could not purge {left}"
@@ -450,6 +500,7 @@ def machine(tmp_path_factory):
         if os.path.lexists(STATE_DIR) and not m.before["state-dir"]:
             problems.append(f"{STATE_DIR} left behind")
         assert not problems, "after the cleanup:\n" + "\n".join(problems)
+        phase("done: the machine is as it was")
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
@@ -467,6 +518,7 @@ def require_installed(m):
 
 def test_deb_contents(machine):
     """Paths, owners and modes of the .debs, as Debian lays them out."""
+    phase("checking the contents of the .debs")
     # Where this Debian keeps its own PAM modules (Debian 12:
     # /lib/<multiarch>/security).
     unix = [p for p in run(["dpkg", "-L", "libpam-modules"]).stdout.split()
@@ -524,6 +576,7 @@ def test_deb_contents(machine):
 
 def test_rpm_contents(machine):
     """The RPMs: Fedora's layout, modes, the config as %config(noreplace)."""
+    phase("checking the contents of the .rpms")
     qf = "[%{FILEMODES:octal}|%{FILEUSERNAME}|%{FILEGROUPNAME}|" \
          "%{FILEFLAGS:fflags}|%{FILENAMES}\n]"
     files = {}
@@ -597,6 +650,7 @@ def test_rpm_contents(machine):
 
 def test_install(machine):
     """dpkg -i the three packages: all configured, nothing prompted."""
+    phase("installing the .debs (dpkg -i)")
     proc = machine.install()
     machine.installed = True
     assert PROMPT_TEXT not in proc.stdout + proc.stderr
@@ -778,6 +832,7 @@ def test_working_product(machine):
     the shipped config, and the system's nginx binary running the installed
     module with the packaged example snippets."""
     require_installed(machine)
+    phase("running the installed CLI, devserver and nginx module together")
     with Devserver(machine.tmp) as dev:
         tokens = {}
         for name, (client_id, secret) in DEMO.items():
@@ -840,6 +895,7 @@ def test_upgrade_keeps_edited_config(machine):
     """An administrator's edit survives a reinstall, with no prompt; an
     nginx module they disabled stays disabled."""
     require_installed(machine)
+    phase("upgrading (reinstalling over an edited configuration)")
     with open(CONF, "a") as f:
         f.write("\n# edited by tests/install\ndeny_disabled = yes\n")
     with open(CONF, "rb") as f:
@@ -871,6 +927,7 @@ def test_upgrade_keeps_edited_config(machine):
 def test_purge_restores_machine(machine):
     """dpkg --purge: the machine is as it was before the install."""
     require_installed(machine)
+    phase("purging (dpkg --purge)")
     machine.purge()
     machine.installed = False
     assert not ours_installed(), ours_installed()
