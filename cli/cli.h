@@ -37,6 +37,9 @@ typedef struct tg_cli {
     const char *config_path; /* the file loaded, or NULL */
     tg_err_t config_err;     /* why the config is unusable (check shows it) */
     char config_msg[512];
+    int url_missing;     /* config_err is "url is not set" (embed-url can do
+                            without it) */
+    int api_given;       /* a file, --api or -o api= chose the API */
     int json;            /* --json */
     int quiet;           /* --quiet */
     int human_to_stderr; /* --print-token: stdout is for the token */
@@ -53,10 +56,18 @@ typedef struct tg_cli {
  * after recording any error through cli_fail*(). */
 typedef int (*tg_cli_cmd_fn)(tg_cli_t *cli, int argc, char **argv);
 
+/* What a command needs of the configuration. */
+typedef enum tg_cli_config_use {
+    TG_CLI_CONFIG_NONE = 0, /* help, version: not loaded */
+    TG_CLI_CONFIG_VALID,    /* loaded; the command runs only if it is valid */
+    TG_CLI_CONFIG_OWN       /* loaded; the command runs anyway and decides
+                               about cli->config_err (check, embed-url) */
+} tg_cli_config_use_t;
+
 typedef struct tg_cli_command {
     const char *name;
     tg_cli_cmd_fn run;
-    int needs_config;    /* 0 for help/version; check takes errors */
+    tg_cli_config_use_t config;
     const char *summary; /* one line for the command list */
     const char *usage;   /* the full help of the command */
 } tg_cli_command_t;

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,8 +40,12 @@
 /* What "check" tolerates between the server's clock and ours. */
 #define TG_SKEW_WARN 30
 #define TG_SKEW_FAIL 300
+/* The label column of "credentials": "credentials id:" and a space. */
+#define TG_CREDS_LABEL_WIDTH 15
 /* Addresses "check" lists after a DNS lookup. */
 #define TG_CHECK_ADDRS_SHOWN 4
+/* Where syslog(3) sends the messages of the PAM module (glibc's _PATH_LOG). */
+#define TG_SYSLOG_PATH "/dev/log"
 /* A dummy token for building the unauthenticated "check" request. */
 #define TG_CHECK_DUMMY_TOKEN "tokengate-check"
 /* Room for one embed parameter shown in JSON (the library caps them at
@@ -95,6 +100,8 @@ static int token_client_open(tg_cli_t *cli, tg_cli_token_t *tok,
 static int client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err);
 static void show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
                           time_t expires_hint);
+static void creds_field(tg_cli_t *cli, const char *key, const char *label,
+                        const char *value);
 static const char *who(const tg_identity_t *id);
 static void check_step(tg_check_t *ck, tg_check_status_t status,
                        const char *name, tg_err_t err, const char *hint,
@@ -106,6 +113,7 @@ static int check_parse_url(const char *url, char *scheme, size_t scheme_size,
 static int check_connect(const struct addrinfo *ai, long timeout_ms,
                          double *elapsed_ms, int *timed_out);
 static double now_ms(void);
+static void check_syslog(tg_check_t *ck);
 static int embed_host(tg_cli_t *cli, const char *arg, tg_embed_params_t *p);
 static int embed_session_length(tg_cli_t *cli, const char *arg, long *out);
 static int embed_attr(tg_cli_t *cli, const char *arg, tg_embed_attr_t *attr);
@@ -677,13 +685,22 @@ token_load(tg_cli_t *cli, tg_cli_token_t *tok, int allow_expired)
                        shown);
         goto out;
     }
-    if (strcmp(api, cli_api_name(cli->cfg->api)) != 0 ||
-        strcmp(url, cli->cfg->url) != 0) {
+    if (strcmp(url, cli->cfg->url) != 0) {
         rc = cli_failf(cli, TG_INPUT,
                        "stored token is for %s (api %s), not this server; "
                        "run tokengate login",
                        clean(url_shown, sizeof(url_shown), url),
                        clean(api_shown, sizeof(api_shown), api));
+        goto out;
+    }
+    if (strcmp(api, cli_api_name(cli->cfg->api)) != 0) {
+        clean(api_shown, sizeof(api_shown), api);
+        rc = cli_failf(cli, TG_INPUT,
+                       "stored token is for the %s API of this server, not "
+                       "the %s API; use --api %s, or run tokengate login "
+                       "with api %s",
+                       api_shown, cli_api_name(cli->cfg->api), api_shown,
+                       cli_api_name(cli->cfg->api));
         goto out;
     }
     if (tg_token_check(value, &diag) != TG_OK) {
@@ -1227,10 +1244,26 @@ out:
 /* credentials (insight), session and sudo (looker)                       */
 /* ---------------------------------------------------------------------- */
 
+/* A "label: value" line of credentials, the values in one column after
+ * the longest label ("credentials id:"); key, when set, is the JSON key. */
+static void
+creds_field(tg_cli_t *cli, const char *key, const char *label,
+            const char *value)
+{
+    char shown[512];
+
+    if (key != NULL) {
+        cli_set_str(cli, key, value);
+    }
+    cli_say(cli, "%-*s %s", TG_CREDS_LABEL_WIDTH, label,
+            clean(shown, sizeof(shown), value));
+    explicit_bzero(shown, sizeof(shown)); /* may be the new secret */
+}
+
 int
 cmd_credentials(tg_cli_t *cli, int argc, char **argv)
 {
-    char when[TG_CLI_TIME_SIZE], arg[64];
+    char when[TG_CLI_TIME_SIZE], arg[64], id[32];
     tg_credentials_t creds;
     tg_cli_token_t tok = {0};
     tg_client_t *cl = NULL;
@@ -1282,17 +1315,17 @@ cmd_credentials(tg_cli_t *cli, int argc, char **argv)
     cli_set_int(cli, "created_ms", (long long) creds.created_ms);
     cli_set_str(cli, "created", cli_time(created, when));
     if (op == TG_CREDS_NEW) {
-        cli_field(cli, "client_id", "client id", creds.client_id);
+        creds_field(cli, "client_id", "client id:", creds.client_id);
         /* The one place a secret is printed: it cannot be read again. */
-        cli_field(cli, "secret", "secret", creds.secret);
+        creds_field(cli, "secret", "secret:", creds.secret);
         cli_warn(cli, "the secret is shown only this once; the previous "
                       "client id and secret are revoked");
     } else if (creds.client_id != NULL && creds.client_id[0] != '\0') {
-        cli_field(cli, "client_id", "client id", creds.client_id);
+        creds_field(cli, "client_id", "client id:", creds.client_id);
     }
-    cli_say(cli, "%-14s %lld",
-            "credentials id:", (long long) creds.credentials_id);
-    cli_say(cli, "%-14s %s", "created:", when);
+    snprintf(id, sizeof(id), "%lld", (long long) creds.credentials_id);
+    creds_field(cli, NULL, "credentials id:", id);
+    creds_field(cli, NULL, "created:", when);
 out:
     tg_credentials_clear(&creds);
     token_release(&tok);
@@ -1797,7 +1830,13 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
                             "(the server signs with its own secret)");
         goto out;
     }
-    if (cli->cfg->api != TG_API_LOOKER) {
+    /* Signing locally talks to no server: it needs no url, and no api
+     * unless one was chosen (then it must be looker). */
+    if (cli->config_err != TG_OK && (server || !cli->url_missing)) {
+        rc = cli_failf(cli, cli->config_err, "%s", cli->config_msg);
+        goto out;
+    }
+    if (cli->cfg->api != TG_API_LOOKER && (server || cli->api_given)) {
         rc = cli_failf(cli, TG_INPUT,
                        "signed embedding is a looker feature; the insight "
                        "API has none (api = insight)");
@@ -2015,6 +2054,53 @@ out:
     *elapsed_ms = now_ms() - start;
     close(fd);
     return rc;
+}
+
+/*
+ * The PAM module logs only through syslog(3), which writes to /dev/log and
+ * drops the message when nothing listens there: connect as glibc does (a
+ * datagram socket, else a stream one).  A WARN, not a FAIL: the CLI itself
+ * does not need syslog.
+ */
+static void
+check_syslog(tg_check_t *ck)
+{
+    struct sockaddr_un sa;
+    int fd, e;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", TG_SYSLOG_PATH);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    e = fd < 0 ? errno : 0;
+    if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+        e = errno;
+        if (e == EPROTOTYPE) {
+            close(fd);
+            fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            e = fd < 0 ? errno : 0;
+            if (fd >= 0 &&
+                connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+                e = errno;
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (e == 0) {
+        check_step(ck, TG_CHECK_OK, "syslog", TG_OK, NULL,
+                   "%s accepts messages (the PAM module logs there)",
+                   TG_SYSLOG_PATH);
+    } else {
+        check_step(ck, TG_CHECK_WARN, "syslog", TG_OK,
+                   "run a syslog daemon (rsyslog) or systemd-journald; the "
+                   "PAM module's messages are then in journalctl or "
+                   "/var/log/auth.log",
+                   "cannot connect to %s: %s: the PAM module's log messages "
+                   "would be lost",
+                   TG_SYSLOG_PATH, strerror(e));
+    }
 }
 
 /* The proxy URL for display, without user name and password (the config
@@ -2286,6 +2372,8 @@ cmd_check(tg_cli_t *cli, int argc, char **argv)
     }
 
 done:
+    /* Independent of the server: also after a failed step. */
+    check_syslog(&ck);
     if (res != NULL) {
         freeaddrinfo(res);
     }

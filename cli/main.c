@@ -48,6 +48,8 @@ static void *tg_wipe_crypto_realloc(void *p, size_t n, const char *file,
 static void tg_wipe_crypto_free(void *p, const char *file, int line);
 static void cli_harden(void);
 static int cli_wants_help(int argc, char **argv);
+static void cli_config_explain(tg_cli_t *cli, tg_diag_t *diag, const char *path,
+                               const char *origin, int default_err);
 static int cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts);
 
 static const struct option tg_global_options[] = {
@@ -62,7 +64,7 @@ static const struct option tg_global_options[] = {
 };
 
 const tg_cli_command_t tg_cli_commands[] = {
-    {"login", cmd_login, 1,
+    {"login", cmd_login, TG_CLI_CONFIG_VALID,
      "get a token for a client id and secret, and store it",
      "Usage: tokengate login [--client-id ID] [--secret-file FILE]\n"
      "                       [--secret-stdin] [--print-token]\n"
@@ -82,39 +84,41 @@ const tg_cli_command_t tg_cli_commands[] = {
      "client_secret_file, or a prompt on the terminal, in that order; "
      "never\n"
      "from the command line.\n"},
-    {"whoami", cmd_whoami, 1,
+    {"whoami", cmd_whoami, TG_CLI_CONFIG_VALID,
      "validate the token, show its identity and check the rules",
      "Usage: tokengate whoami\n"
      "\n"
      "Validate the token (TOKENGATE_TOKEN or the token file), show who it\n"
      "belongs to, and apply the authorization rules of the configuration.\n"
      "Exits with 5 (forbidden) when the rules deny the user.\n"},
-    {"profile", cmd_profile, 1, "show the full profile of the token's user",
+    {"profile", cmd_profile, TG_CLI_CONFIG_VALID,
+     "show the full profile of the token's user",
      "Usage: tokengate profile\n"
      "\n"
      "Show the full profile of the token's user (insight: auth/currentuser,\n"
      "with authorities; looker: GET /user).\n"},
-    {"logout", cmd_logout, 1,
+    {"logout", cmd_logout, TG_CLI_CONFIG_VALID,
      "invalidate the token (looker) and remove the token file",
      "Usage: tokengate logout\n"
      "\n"
      "looker: invalidate the token on the server, then remove the token\n"
      "file.  insight has no logout call: the token file is removed and the\n"
      "token stays valid until it expires.\n"},
-    {"credentials", cmd_credentials, 1,
+    {"credentials", cmd_credentials, TG_CLI_CONFIG_VALID,
      "show, renew or revoke your REST API credentials (insight)",
      "Usage: tokengate credentials show|new|revoke\n"
      "\n"
      "insight only.  show: the id and creation date of your current REST\n"
      "API credentials.  new: generate a new client id and secret, printed\n"
      "once (the previous pair is revoked).  revoke: revoke them.\n"},
-    {"session", cmd_session, 1,
+    {"session", cmd_session, TG_CLI_CONFIG_VALID,
      "show or switch the API session workspace (looker)",
      "Usage: tokengate session [--workspace NAME]\n"
      "\n"
      "looker only.  Show the API session of the token, or switch its\n"
      "workspace (production or dev) with --workspace.\n"},
-    {"sudo", cmd_sudo, 1, "get a token acting as another user (looker)",
+    {"sudo", cmd_sudo, TG_CLI_CONFIG_VALID,
+     "get a token acting as another user (looker)",
      "Usage: tokengate sudo USER_ID (--output FILE | --print-token)\n"
      "\n"
      "looker only, for admins.  Get a token that acts as the user USER_ID\n"
@@ -123,7 +127,7 @@ const tg_cli_command_t tg_cli_commands[] = {
      "\n"
      "  --output FILE   write the token to FILE\n"
      "  --print-token   print the token alone on stdout\n"},
-    {"embed-url", cmd_embed_url, 1,
+    {"embed-url", cmd_embed_url, TG_CLI_CONFIG_OWN,
      "sign a Looker embed URL, locally or by the server (looker)",
      "Usage: tokengate embed-url --host HOST --path /embed/... --user-id ID\n"
      "           [--first-name NAME] [--last-name NAME] [--permission P]...\n"
@@ -159,20 +163,21 @@ const tg_cli_command_t tg_cli_commands[] = {
      "Needs group ids, or models and permissions.  The secret is never\n"
      "taken from the command line.  With --json: the URL and every\n"
      "parameter, and the signed text when signed locally.\n"},
-    {"check", cmd_check, 1,
+    {"check", cmd_check, TG_CLI_CONFIG_OWN,
      "diagnose the configuration and the way to the server",
      "Usage: tokengate check\n"
      "\n"
      "Check, one line per step: the configuration, DNS, the TCP "
      "connection,\n"
-     "TLS, the HTTP API (an unauthenticated request that must answer 401)\n"
-     "and the clock skew.  Sends no token and no secret.  Exits 0 when\n"
+     "TLS, the HTTP API (an unauthenticated request that must answer 401),\n"
+     "the clock skew, and whether syslog (/dev/log, where the PAM module\n"
+     "logs) accepts messages.  Sends no token and no secret.  Exits 0 when\n"
      "every step is OK or WARN, else with the code of the first FAIL.\n"},
-    {"help", cmd_help, 0, "show help for a command",
+    {"help", cmd_help, TG_CLI_CONFIG_NONE, "show help for a command",
      "Usage: tokengate help [COMMAND]\n"},
-    {"version", cmd_version, 0, "show the version",
+    {"version", cmd_version, TG_CLI_CONFIG_NONE, "show the version",
      "Usage: tokengate version\n"},
-    {NULL, NULL, 0, NULL, NULL},
+    {NULL, NULL, TG_CLI_CONFIG_NONE, NULL, NULL},
 };
 
 /* ---------------------------------------------------------------------- */
@@ -353,7 +358,7 @@ cli_print_global_help(FILE *fp)
             "  --json              print one JSON object on stdout\n"
             "  -q, --quiet         print nothing on success\n"
             "  -h, --help          show this help (also COMMAND --help)\n"
-            "  --version           show the version\n"
+            "  -V, --version       show the version\n"
             "\n"
             "Commands:\n");
     for (c = tg_cli_commands; c->name != NULL; c++) {
@@ -454,19 +459,63 @@ cli_wants_help(int argc, char **argv)
 /* Configuration                                                          */
 /* ---------------------------------------------------------------------- */
 
+/*
+ * Say where the configuration came from when it is unusable: which file was
+ * read (and by which option), or why none was, and what to do.  default_err
+ * is why TG_CLI_DEFAULT_CONFIG was not read (ENOENT: there is none; 0: it
+ * was, or it was not looked for).
+ */
+static void
+cli_config_explain(tg_cli_t *cli, tg_diag_t *diag, const char *path,
+                   const char *origin, int default_err)
+{
+    size_t n = strlen(diag->message);
+    char *end = diag->message + n;
+    size_t room = sizeof(diag->message) - n;
+
+    if (!cli->url_missing) {
+        if (default_err != 0 && default_err != ENOENT) {
+            snprintf(end, room,
+                     " (" TG_CLI_DEFAULT_CONFIG " is not readable by you; "
+                     "give your own with --config FILE or TOKENGATE_CONFIG, "
+                     "or --url)");
+        }
+        return;
+    }
+    if (path != NULL) {
+        snprintf(end, room,
+                 ": %s%s%s%s has no url line; add one (url = https://HOST) "
+                 "or use --url URL",
+                 path, origin != NULL ? " (named by " : "",
+                 origin != NULL ? origin : "", origin != NULL ? ")" : "");
+    } else if (default_err != ENOENT) {
+        snprintf(end, room,
+                 ": " TG_CLI_DEFAULT_CONFIG " is not readable by you (%s); "
+                 "give your own file with --config FILE or "
+                 "TOKENGATE_CONFIG, or use --url URL",
+                 strerror(default_err));
+    } else {
+        snprintf(end, room,
+                 ": no configuration file was read (no --config, no "
+                 "TOKENGATE_CONFIG, and " TG_CLI_DEFAULT_CONFIG
+                 " does not exist); use --url URL (and --api looker for "
+                 "Looker), or --config FILE");
+    }
+}
+
 /* Load the file, apply the command line, validate.  Errors are kept in
  * cli->config_err / config_msg (check reports them as a step). */
 static int
 cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
 {
     tg_diag_t diag;
-    const char *path = opts->config;
+    const char *path = opts->config, *origin = "--config";
     struct stat st;
     tg_err_t err = TG_OK;
     char key[128];
     const char *eq;
     size_t n;
-    int i, skipped_default = 0;
+    int i, default_err = 0;
 
     tg_diag_clear(&diag);
     cli->cfg = tg_config_new();
@@ -477,27 +526,38 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
     }
     if (path == NULL) {
         path = getenv("TOKENGATE_CONFIG");
+        origin = "TOKENGATE_CONFIG";
         if (path != NULL && path[0] == '\0') {
             path = NULL;
         }
     }
-    if (path == NULL && lstat(TG_CLI_DEFAULT_CONFIG, &st) == 0) {
+    if (path == NULL) {
         /* The packaged file is root-only (0600): other users run with
          * their own file or options, and are told so if that falls short. */
-        if (access(TG_CLI_DEFAULT_CONFIG, R_OK) == 0) {
+        origin = NULL;
+        if (lstat(TG_CLI_DEFAULT_CONFIG, &st) != 0) {
+            default_err = errno;
+        } else if (access(TG_CLI_DEFAULT_CONFIG, R_OK) == 0) {
             path = TG_CLI_DEFAULT_CONFIG;
         } else {
-            skipped_default = 1;
+            default_err = errno;
         }
     }
     if (path != NULL) {
         cli->config_path = path;
         err = tg_config_load_file(cli->cfg, path, &diag);
         if (err != TG_OK) {
+            n = strlen(diag.message);
+            if (origin != NULL) {
+                snprintf(diag.message + n, sizeof(diag.message) - n,
+                         " (the file named by %s)", origin);
+            }
             goto out;
         }
+        cli->api_given = 1;
     }
     if (opts->api != NULL) {
+        cli->api_given = 1;
         err = tg_config_set(cli->cfg, "api", opts->api, "command line", &diag);
         if (err != TG_OK) {
             goto out;
@@ -517,18 +577,18 @@ cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts)
         }
         memcpy(key, opts->overrides[i], n);
         key[n] = '\0';
+        if (strcmp(key, "api") == 0) {
+            cli->api_given = 1;
+        }
         err = tg_config_set(cli->cfg, key, eq + 1, "command line", &diag);
         if (err != TG_OK) {
             goto out;
         }
     }
     err = tg_config_validate(cli->cfg, &diag);
-    if (err != TG_OK && skipped_default) {
-        n = strlen(diag.message);
-        snprintf(diag.message + n, sizeof(diag.message) - n,
-                 " (" TG_CLI_DEFAULT_CONFIG " is not readable by you; "
-                 "give your own with --config FILE or TOKENGATE_CONFIG, "
-                 "or --url)");
+    if (err != TG_OK) {
+        cli->url_missing = cli->cfg->url == NULL || cli->cfg->url[0] == '\0';
+        cli_config_explain(cli, &diag, path, origin, default_err);
     }
 out:
     if (err != TG_OK) {
@@ -562,7 +622,7 @@ main(int argc, char **argv)
 
     opterr = 0;
     for (;;) {
-        c = getopt_long(argc, argv, "+:ho:q", tg_global_options, NULL);
+        c = getopt_long(argc, argv, "+:ho:qV", tg_global_options, NULL);
         if (c == -1) {
             break;
         }
@@ -649,8 +709,9 @@ main(int argc, char **argv)
         rc = cli_print_command_help(&cli, cmd);
         goto out;
     }
-    if (cmd->needs_config && cli_load_config(&cli, &opts) != TG_OK &&
-        cmd->run != cmd_check) {
+    if (cmd->config != TG_CLI_CONFIG_NONE &&
+        cli_load_config(&cli, &opts) != TG_OK &&
+        cmd->config != TG_CLI_CONFIG_OWN) {
         rc = cli_failf(&cli, cli.config_err, "%s", cli.config_msg);
         goto out;
     }

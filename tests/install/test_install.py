@@ -11,6 +11,8 @@ the real system (as root, through dpkg):
 * the CLI, the devserver, the man pages and the modules work from their
   installed places, with the installed /etc/tokengate.conf (root:root 0600,
   a conffile, every key commented out);
+* the PAM module's state directory /run/tokengate is made root:root 0700
+  by its tmpfiles.d entry, by the postinst and at boot;
 * reinstalling (the upgrade path) keeps an edited /etc/tokengate.conf
   without a prompt, and keeps an nginx module the administrator disabled
   disabled;
@@ -19,6 +21,10 @@ the real system (as root, through dpkg):
   and every path the packages ship.
 
 The RPMs are inspected without installing them (rpm -qp, rpm2cpio).
+
+The run takes minutes (building the packages, most of it): a line per phase
+(each step of scripts/package, installing, upgrading, purging...) with the
+time since the start goes to the terminal through pytest's capture.
 
 Packages come from scripts/package, or from $TG_PACKAGES_DIR when set (a
 folder scripts/package filled).  The machine is restored by a finalizer
@@ -44,6 +50,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -61,6 +68,9 @@ LOAD_LINK = ENABLED + "/50-mod-http-tokengate.conf"
 LOAD_FILE = "/usr/share/nginx/modules-available/mod-http-tokengate.conf"
 NGX_SO = "/usr/lib/nginx/modules/ngx_http_tokengate_module.so"
 PAM_CONFIG = "/usr/share/pam-configs/tokengate"
+# The module's state directory, made at boot by the tmpfiles.d entry.
+STATE_DIR = "/run/tokengate"
+TMPFILES = "/usr/lib/tmpfiles.d/tokengate.conf"
 EXAMPLES = "/usr/share/doc/libnginx-mod-http-tokengate/examples"
 # The devserver's built-in demo users: alice is in the group "admins",
 # bob is not.
@@ -81,6 +91,36 @@ PENDING = "/var/tmp/tokengate-install-test.pending"
 DPKG_LOCK_WAIT = 300
 # Mentioned in the conffile prompt dpkg shows when a conffile conflicts.
 PROMPT_TEXT = "Configuration file '/etc/tokengate.conf'"
+
+
+# The pytest config (for its capture manager and terminal), and the start.
+_PROGRESS = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _progress(pytestconfig):
+    """Set up phase(): autouse, so it comes before the machine fixture and
+    goes after it."""
+    _PROGRESS.update(config=pytestconfig, start=time.monotonic())
+    yield
+    _PROGRESS.clear()
+
+
+def phase(text):
+    """One progress line on the terminal, "[ 95s] install test: TEXT",
+    around pytest's output capture (the summary stays as it is)."""
+    start = _PROGRESS.get("start", time.monotonic())
+    line = f"[{time.monotonic() - start:4.0f}s] install test: {text}"
+    config = _PROGRESS.get("config")
+    capman = config.pluginmanager.getplugin("capturemanager") if config \
+        else None
+    reporter = config.pluginmanager.getplugin("terminalreporter") if config \
+        else None
+    if capman is None or reporter is None:
+        print(line, file=sys.stderr, flush=True)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 def run(cmd, check=True, timeout=300, shielded=False, **kw):
@@ -279,6 +319,7 @@ class Machine:
             "alternatives": alternatives(),
             "packages": installed_packages(),
             "shipped": shipped,
+            "state-dir": os.path.lexists(STATE_DIR),
         }
 
     def install(self, *extra):
@@ -337,7 +378,7 @@ def recover_killed_run():
     except (OSError, ValueError):
         pulled = []
     left = ours_installed()
-    print(f"an earlier install test was killed: purging {left + pulled}")
+    phase(f"an earlier install test was killed: purging {left + pulled}")
     if left:
         dpkg("--purge", *PACKAGES, check=False)
     if pulled:
@@ -377,11 +418,15 @@ def machine(tmp_path_factory):
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     lock = open(LOCK, "w")
     deadline = time.monotonic() + LOCK_WAIT
+    waiting = False
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
+            if not waiting:
+                phase(f"waiting for another install test ({LOCK})")
+                waiting = True
             if time.monotonic() > deadline:
                 pytest.fail(f"another install test has held {LOCK} for "
                             f"{LOCK_WAIT} s")
@@ -397,14 +442,25 @@ def machine(tmp_path_factory):
         pkgdir = os.path.join(ROOT, "_build", "packages")
         log = tmp / "package.log"
         t = time.monotonic()
+        phase(f"building the packages with scripts/package (log: {log})")
+        # Its "==== step ====" headings are the phases of the build.
         with open(log, "w") as out:
-            rc = subprocess.run([os.path.join(ROOT, "scripts", "package")],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL).returncode
+            proc = subprocess.Popen([os.path.join(ROOT, "scripts", "package")],
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, text=True,
+                                    errors="replace")
+            for line in proc.stdout:
+                out.write(line)
+                if line.startswith("==== "):
+                    phase("scripts/package: " + line.strip().strip("= "))
+            rc = proc.wait()
         if rc != 0:
             pytest.fail(f"scripts/package exited {rc}:\n"
                         + log.read_text(errors="replace")[-4000:])
-        print(f"scripts/package: {time.monotonic() - t:.0f} s")
+        phase(f"packages built in {time.monotonic() - t:.0f} s")
+    else:
+        phase(f"using the packages in {pkgdir} (TG_PACKAGES_DIR)")
 
     m = Machine(pkgdir, tmp)
     m.find_packages()
@@ -425,7 +481,7 @@ def machine(tmp_path_factory):
     try:
         left = ours_installed()
         if left or m.pulled:
-            print(f"cleanup: purging {left + m.pulled}")
+            phase(f"cleanup: purging {left + m.pulled}")
             m.purge()
         left = ours_installed()
         assert not left, f"cleanup could not purge {left}"
@@ -441,7 +497,10 @@ def machine(tmp_path_factory):
         problems += [f"{p} left behind" for p in (CONF, LOAD_LINK,
                                                   LOAD_LINK + ".removed")
                      if os.path.lexists(p)]
+        if os.path.lexists(STATE_DIR) and not m.before["state-dir"]:
+            problems.append(f"{STATE_DIR} left behind")
         assert not problems, "after the cleanup:\n" + "\n".join(problems)
+        phase("done: the machine is as it was")
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
@@ -459,6 +518,7 @@ def require_installed(m):
 
 def test_deb_contents(machine):
     """Paths, owners and modes of the .debs, as Debian lays them out."""
+    phase("checking the contents of the .debs")
     # Where this Debian keeps its own PAM modules (Debian 12:
     # /lib/<multiarch>/security).
     unix = [p for p in run(["dpkg", "-L", "libpam-modules"]).stdout.split()
@@ -486,6 +546,16 @@ def test_deb_contents(machine):
     p = entries["libpam-tokengate"]
     assert p[f"{pamdir}/pam_tokengate.so"][0] == "-rw-r--r--"
     assert PAM_CONFIG in p
+    # The tmpfiles.d entry, activated by the postinst (dh_installtmpfiles)
+    # and its directory removed on purge.
+    assert p[TMPFILES][0] == "-rw-r--r--", p.get(TMPFILES)
+    pamctl = machine.tmp / "ctl-pam"
+    run(["dpkg-deb", "-e", machine.debs["libpam-tokengate"], str(pamctl)])
+    postinst = (pamctl / "postinst").read_text()
+    assert "systemd-tmpfiles" in postinst and \
+        "--create tokengate.conf" in postinst, postinst
+    postrm = (pamctl / "postrm").read_text()
+    assert f"rm -rf {STATE_DIR}" in postrm, postrm
     assert "/usr/share/man/man8/pam_tokengate.8.gz" in p
     n = entries["libnginx-mod-http-tokengate"]
     assert NGX_SO in n and LOAD_FILE in n
@@ -506,6 +576,7 @@ def test_deb_contents(machine):
 
 def test_rpm_contents(machine):
     """The RPMs: Fedora's layout, modes, the config as %config(noreplace)."""
+    phase("checking the contents of the .rpms")
     qf = "[%{FILEMODES:octal}|%{FILEUSERNAME}|%{FILEGROUPNAME}|" \
          "%{FILEFLAGS:fflags}|%{FILENAMES}\n]"
     files = {}
@@ -538,6 +609,10 @@ def test_rpm_contents(machine):
                  "/usr/share/man/man5/tokengate.conf.5.gz"):
         assert page in t, page
     assert p["/usr/lib64/security/pam_tokengate.so"][0] == "100755"
+    assert p[TMPFILES][0] == "100644", p.get(TMPFILES)
+    scripts = run(["rpm", "-qp", "--scripts",
+                   machine.rpms["pam_tokengate"]]).stdout
+    assert f"systemd-tmpfiles --create {TMPFILES}" in scripts, scripts
     assert "/usr/share/man/man8/pam_tokengate.8.gz" in p
     so = "/usr/lib64/nginx/modules/ngx_http_tokengate_module.so"
     conf = "/usr/share/nginx/modules/mod-http-tokengate.conf"
@@ -575,6 +650,7 @@ def test_rpm_contents(machine):
 
 def test_install(machine):
     """dpkg -i the three packages: all configured, nothing prompted."""
+    phase("installing the .debs (dpkg -i)")
     proc = machine.install()
     machine.installed = True
     assert PROMPT_TEXT not in proc.stdout + proc.stderr
@@ -616,6 +692,39 @@ def test_pam_not_enabled(machine):
         assert hasattr(lib, sym), f"{path} does not export {sym}"
     owner = run(["dpkg", "-S", path]).stdout
     assert owner.startswith("libpam-tokengate"), owner
+
+
+def test_state_dir_from_tmpfiles(machine):
+    """The tmpfiles.d entry makes /run/tokengate root:root 0700: at once
+    from the postinst, and at boot (systemd-tmpfiles --create on an empty
+    /run, done here as the boot does)."""
+    require_installed(machine)
+    with open(TMPFILES) as f:
+        entries = [line.split() for line in f
+                   if line.strip() and not line.startswith("#")]
+    assert entries == [["d", STATE_DIR, "0700", "root", "root", "-"]], \
+        entries
+    owner = run(["dpkg", "-S", TMPFILES]).stdout
+    assert owner.startswith("libpam-tokengate:"), owner
+    tool = shutil.which("systemd-tmpfiles")
+    if tool is None:
+        pytest.fail("systemd-tmpfiles is missing: cannot check that the "
+                    f"entry makes {STATE_DIR} (install systemd)")
+    # The postinst runs systemd-tmpfiles when it is there.
+    check_state_dir("after the postinst")
+    if not machine.before["state-dir"]:
+        os.rmdir(STATE_DIR)     # ours, still empty: as after a reboot
+    run([tool, "--create", TMPFILES])
+    check_state_dir("after systemd-tmpfiles --create")
+
+
+def check_state_dir(when):
+    st = os.lstat(STATE_DIR)
+    assert stat.S_ISDIR(st.st_mode), f"{STATE_DIR} {when}: not a directory"
+    assert (st.st_uid, st.st_gid) == (0, 0), \
+        f"{STATE_DIR} {when}: owned by {st.st_uid}:{st.st_gid}"
+    assert stat.S_IMODE(st.st_mode) == 0o700, \
+        f"{STATE_DIR} {when}: mode {stat.S_IMODE(st.st_mode):04o}"
 
 
 def test_nginx_module_enabled(machine):
@@ -723,6 +832,7 @@ def test_working_product(machine):
     the shipped config, and the system's nginx binary running the installed
     module with the packaged example snippets."""
     require_installed(machine)
+    phase("running the installed CLI, devserver and nginx module together")
     with Devserver(machine.tmp) as dev:
         tokens = {}
         for name, (client_id, secret) in DEMO.items():
@@ -785,6 +895,7 @@ def test_upgrade_keeps_edited_config(machine):
     """An administrator's edit survives a reinstall, with no prompt; an
     nginx module they disabled stays disabled."""
     require_installed(machine)
+    phase("upgrading (reinstalling over an edited configuration)")
     with open(CONF, "a") as f:
         f.write("\n# edited by tests/install\ndeny_disabled = yes\n")
     with open(CONF, "rb") as f:
@@ -816,6 +927,7 @@ def test_upgrade_keeps_edited_config(machine):
 def test_purge_restores_machine(machine):
     """dpkg --purge: the machine is as it was before the install."""
     require_installed(machine)
+    phase("purging (dpkg --purge)")
     machine.purge()
     machine.installed = False
     assert not ours_installed(), ours_installed()
@@ -827,6 +939,9 @@ def test_purge_restores_machine(machine):
                 "etc-alternatives"):
         problems += [f"{key}: {line}"
                      for line in diff(machine.before[key], after[key])]
+    if after["state-dir"] != machine.before["state-dir"]:
+        problems.append(f"{STATE_DIR}: existed {machine.before['state-dir']}"
+                        f", now {after['state-dir']}")
     if after["alternatives"] != machine.before["alternatives"]:
         problems.append("update-alternatives --get-selections changed")
     before_pkgs, after_pkgs = machine.before["packages"], after["packages"]

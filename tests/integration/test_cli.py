@@ -1,10 +1,18 @@
 # SPDX-License-Identifier: MIT
 """The tokengate CLI against a real devserver, every command, both flavors."""
+import http.client
 import json
 import os
+import shutil
+import socket
 import stat
+import subprocess
+import time
+import urllib.parse
 
-from conftest import DEMO, EXIT
+import pytest
+
+from conftest import DEMO, EXIT, binary
 
 
 def test_login_then_whoami(cli, devserver, api):
@@ -358,3 +366,209 @@ def test_bad_proxy_value_is_not_quoted(cli):
               "whoami")
     assert res.rc == EXIT["CONFIG"], res
     assert "Pr0xyPassw0rd" not in res.text
+
+
+# ---------------------------------------------------------------------------
+# What a newcomer meets first (issue 16): messages that say what was tried
+# and what to do.
+# ---------------------------------------------------------------------------
+
+DEFAULT_CONFIG = "/etc/tokengate.conf"
+
+
+def test_no_config_file_says_what_was_tried(cli):
+    """Without --config, TOKENGATE_CONFIG or a readable /etc/tokengate.conf,
+    the error says that no file was read (or which one was, without url)
+    and suggests --url and --config."""
+    res = cli("whoami", config=False)
+    assert res.rc == EXIT["CONFIG"], res
+    assert "url is not set" in res.err, res
+    assert "--url URL" in res.err and "--config FILE" in res.err, res
+    if not os.path.exists(DEFAULT_CONFIG):
+        assert "no configuration file was read" in res.err, res
+        assert f"{DEFAULT_CONFIG} does not exist" in res.err, res
+    elif os.access(DEFAULT_CONFIG, os.R_OK):
+        assert f"{DEFAULT_CONFIG} has no url line" in res.err, res
+    else:
+        assert f"{DEFAULT_CONFIG} is not readable by you" in res.err, res
+
+
+def test_config_file_without_url_is_named(cli):
+    """A file that was read but has no url is named, with the option or
+    variable that named it."""
+    cli.write_config(api="looker")
+    res = cli("whoami")
+    assert res.rc == EXIT["CONFIG"], res
+    assert f"{cli.config} (named by --config) has no url line" in res.err, res
+    assert "--url URL" in res.err, res
+    res = cli("whoami", config=False,
+              env={"TOKENGATE_CONFIG": str(cli.config)})
+    assert res.rc == EXIT["CONFIG"], res
+    assert f"{cli.config} (named by TOKENGATE_CONFIG) has no url line" \
+        in res.err, res
+
+
+def test_missing_config_file_names_its_origin(cli, tmp_path):
+    missing = tmp_path / "no-such.conf"
+    res = cli("whoami", config=False, env={"TOKENGATE_CONFIG": str(missing)})
+    assert res.rc == EXIT["CONFIG"], res
+    assert str(missing) in res.err, res
+    assert "(the file named by TOKENGATE_CONFIG)" in res.err, res
+    res = cli("--config", missing, "whoami", config=False)
+    assert "(the file named by --config)" in res.err, res
+
+
+def test_token_for_the_other_api_says_the_api_differs(cli, api):
+    """The same server, the other flavor: the message says the API differs
+    (not that the server does) and how to use the stored token."""
+    assert cli.login("alice").rc == 0
+    other = "looker" if api == "insight" else "insight"
+    res = cli("--api", other, "whoami")
+    assert res.rc == EXIT["INPUT"], res
+    assert f"stored token is for the {api} API of this server, not the " \
+        f"{other} API" in res.err, res
+    assert f"--api {api}" in res.err, res
+    assert "not this server" not in res.err, res
+
+
+def test_token_for_another_server_names_it(cli, devserver_factory, api):
+    assert cli.login("alice").rc == 0
+    other = devserver_factory()
+    res = cli("--url", other.url, "whoami")
+    assert res.rc == EXIT["INPUT"], res
+    stored = json.loads(cli.token_file.read_text())["url"]
+    assert f"stored token is for {stored} (api {api}), not this server" \
+        in res.err, res
+
+
+def test_short_version_option(cli):
+    """-V is --version, as for tokengate-devserver."""
+    long = cli("--version", config=False)
+    short = cli("-V", config=False)
+    assert long.rc == 0 and short.rc == 0, (long, short)
+    assert short.out == long.out and short.out.startswith("tokengate "), short
+    assert "-V, --version" in cli("--help", config=False).out
+
+
+def test_credentials_values_are_aligned(tmp_path, devserver):
+    """credentials show and new print their values in one column (new
+    prints the fresh secret: nothing the runner knows to look for)."""
+    from conftest import Cli
+    cli = Cli(tmp_path, devserver.url, "insight")
+    assert cli.login("alice").rc == 0
+    for action in ("show", "new"):
+        res = cli("credentials", action)
+        assert res.rc == 0, res
+        lines = res.out.splitlines()
+        labels = [line.split(":", 1)[0] for line in lines]
+        assert "credentials id" in labels and "created" in labels, res
+        columns = {len(line) - len(line.split(":", 1)[1].lstrip())
+                   for line in lines}
+        assert len(columns) == 1, f"values not aligned:\n{res.out}"
+
+
+def embed_get(url):
+    """GET a signed embed URL at the devserver (no redirect following)."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == "127.0.0.1"
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path + "?" + parts.query)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+EMBED = ["--path", "/embed/dashboards/42", "--user-id", "user-57",
+         "--permission", "access_data", "--model", "thelook"]
+DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
+
+
+def test_local_embed_signing_needs_no_url(cli, devserver):
+    """embed-url --secret-stdin signs locally: no configuration at all is
+    needed, and the URL is one the devserver accepts."""
+    cli.extra_secrets.append(DEMO_EMBED_SECRET)
+    res = cli("embed-url", "--host", devserver.url, *EMBED,
+              "--secret-stdin", input=DEMO_EMBED_SECRET + "\n", config=False)
+    assert res.rc == 0, res
+    url = res.out.strip()
+    assert url.startswith(devserver.url + "/login/embed/"), res
+    assert embed_get(url) == 302
+    # A config file without url is fine too.
+    cli.write_config(api="looker")
+    res = cli("embed-url", "--host", devserver.url, *EMBED,
+              "--secret-stdin", input=DEMO_EMBED_SECRET + "\n")
+    assert res.rc == 0, res
+
+
+def test_embed_signing_still_checks_what_it_uses(cli, devserver):
+    """Signing by the server needs the url; an API chosen as insight is
+    refused; any other configuration error still stops local signing."""
+    cli.extra_secrets.append(DEMO_EMBED_SECRET)
+    res = cli("embed-url", "--host", devserver.url, *EMBED, "--server",
+              config=False)
+    assert res.rc == EXIT["CONFIG"], res
+    assert "url is not set" in res.err, res
+    res = cli("--api", "insight", "embed-url", "--host", devserver.url,
+              *EMBED, "--secret-stdin", input=DEMO_EMBED_SECRET + "\n",
+              config=False)
+    assert res.rc == EXIT["INPUT"], res
+    assert "looker" in res.err, res
+    cli.write_config(api="looker", timeuot="5")
+    res = cli("embed-url", "--host", devserver.url, *EMBED, "--secret-stdin",
+              input=DEMO_EMBED_SECRET + "\n")
+    assert res.rc == EXIT["CONFIG"], res
+    assert "timeuot" in res.err, res
+
+
+def check_in_private_dev(cli, syslog_socket=None):
+    """tokengate --json check in a mount namespace whose /dev has no log
+    socket, or the given socket bound at /dev/log (an overlay on /dev: the
+    machine's /dev is not touched).  Needs root, like test_sshd.py."""
+    if os.geteuid() != 0:
+        pytest.fail("the syslog check tests need root (a private /dev in a "
+                    "mount namespace)")
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare (util-linux) is missing"
+    ovl = cli.tmp / f"dev-{time.monotonic_ns()}"
+    ovl.mkdir()
+    script = (
+        'set -e; mount -t tmpfs tmpfs "$OVL"; mkdir "$OVL/u" "$OVL/w"; '
+        'mount -t overlay overlay '
+        '-o "lowerdir=/dev,upperdir=$OVL/u,workdir=$OVL/w" /dev; '
+        'rm -f /dev/log; '
+        'if [ -n "$SOCK" ]; then touch /dev/log; '
+        'mount --bind "$SOCK" /dev/log; fi; exec "$@"')
+    env = cli.env({"OVL": str(ovl), "SOCK": str(syslog_socket or "")})
+    cmd = [unshare, "--mount", "--propagation", "private", "sh", "-c",
+           script, "sh", binary("cli/tokengate"), "--config",
+           str(cli.config), "--json", "check"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert "AddressSanitizer" not in proc.stderr, proc.stderr
+    steps = {s["step"]: s for s in json.loads(proc.stdout)["steps"]}
+    return proc, steps
+
+
+def test_check_says_when_syslog_is_unreachable(cli):
+    """The PAM module logs only to syslog: check warns when /dev/log takes
+    no connection, and still exits 0 (the CLI does not need it)."""
+    proc, steps = check_in_private_dev(cli)
+    assert proc.returncode == 0, proc
+    assert steps["syslog"]["status"] == "WARN", steps
+    assert "/dev/log" in steps["syslog"]["message"], steps
+    assert "journalctl" in steps["syslog"]["hint"], steps
+
+
+def test_check_says_when_syslog_is_reachable(cli):
+    sock_path = cli.tmp / "log.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        proc, steps = check_in_private_dev(cli, sock_path)
+    assert proc.returncode == 0, proc
+    assert steps["syslog"]["status"] == "OK", steps
+    # Also after a failed step: syslog does not depend on the server.
+    cli.write_config(url="http://127.0.0.1:1", api=cli.api)
+    proc, steps = check_in_private_dev(cli)
+    assert proc.returncode == EXIT["UNAVAILABLE"], proc
+    assert steps["syslog"]["status"] == "WARN", steps
