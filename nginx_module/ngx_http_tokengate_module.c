@@ -24,8 +24,10 @@
  * transfer when the request is terminated early.
  *
  * Answers are cached in an optional shared-memory zone keyed by an
- * HMAC-SHA-256 of the token (tokengate_cache), and requests of one worker
- * carrying the same token wait on one in-flight validation (coalescing).
+ * HMAC-SHA-256 of the token and of the location's fingerprint (everything
+ * the answer depends on, hashed once at configuration time), and requests
+ * of one worker carrying the same token to the same settings wait on one
+ * in-flight validation (coalescing).
  */
 
 
@@ -70,8 +72,13 @@
  * coalescing key). */
 #define NGX_HTTP_TOKENGATE_HMACS_MAX  16
 
-/* HMAC-SHA-256 sizes: the keys and the token MACs. */
+/* SHA-256 sizes: the HMAC keys, the token MACs and the fingerprints of
+ * the locations' settings. */
 #define NGX_HTTP_TOKENGATE_MAC_LEN         32
+
+/* The first field of a fingerprint: changing what goes into one changes
+ * this, so that no entry made under the old rules is found again. */
+#define NGX_HTTP_TOKENGATE_FP_VERSION      "tokengate cache key 2"
 
 /* The largest identity kept in the cache; bigger ones are not cached. */
 #define NGX_HTTP_TOKENGATE_ENTRY_MAX       8192
@@ -174,6 +181,10 @@ struct ngx_http_tokengate_loc_conf_s {
 
     tg_config_t               *tg;
     tg_insight_validate_t      which;
+
+    /* what a validation's answer depends on, see
+     * ngx_http_tokengate_fingerprint */
+    u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
 };
 
 
@@ -233,7 +244,7 @@ struct ngx_http_tokengate_ctx_s {
     ngx_queue_t                wait_link;
     ngx_http_tokengate_ctx_t  *leader;
     tg_config_t               *tg;
-    tg_insight_validate_t      which;
+    ngx_shm_zone_t            *cache;
     u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
 
@@ -300,9 +311,10 @@ static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
     ngx_uint_t *once);
 static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
 static char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
-static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
-    const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
-    ngx_uint_t basic, u_char *out);
+static ngx_int_t ngx_http_tokengate_mac(const u_char *key,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out);
+static void ngx_http_tokengate_be64(u_char *p, uint64_t v);
 static ngx_int_t ngx_http_tokengate_join(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 static void ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx);
@@ -399,6 +411,10 @@ static char *ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_tokengate_build_config(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
+static char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
+    const void *data, size_t len);
 static void ngx_http_tokengate_config_cleanup(void *data);
 static char *ngx_http_tokengate_config_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -784,7 +800,7 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_cache_t  *cache;
 
     ctx->tg = tlcf->tg;
-    ctx->which = tlcf->which;
+    ctx->cache = tlcf->cache;
 
     ctx->wake.handler = ngx_http_tokengate_wake_handler;
     ctx->wake.data = ctx;
@@ -794,8 +810,8 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         cache = tlcf->cache->data;
 
         if (cache->sh != NULL
-            && ngx_http_tokengate_mac(r, cache->sh->key, token, tlcf,
-                                      ctx->basic, ctx->mac)
+            && ngx_http_tokengate_mac(cache->sh->key, token, ctx->basic,
+                                      tlcf->fingerprint, ctx->mac)
                == NGX_OK)
         {
             ctx->has_mac = 1;
@@ -813,8 +829,8 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
     (void) ngx_http_tokengate_fp(ctx);
 
     if (ngx_http_tokengate_ckey_ready
-        && ngx_http_tokengate_mac(r, ngx_http_tokengate_ckey, token, tlcf,
-                                  ctx->basic, ctx->cmac)
+        && ngx_http_tokengate_mac(ngx_http_tokengate_ckey, token, ctx->basic,
+                                  tlcf->fingerprint, ctx->cmac)
            == NGX_OK)
     {
         ctx->has_cmac = 1;
@@ -847,67 +863,67 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 
 
 /*
- * HMAC-SHA-256 of the length-prefixed full token, bound to what the answer
- * depends on: the flavor, the validation call and the server's URL (one
- * zone may serve locations that ask different servers).
+ * The key of a token's answer, in the cache and for coalescing: an
+ * HMAC-SHA-256 of the length-prefixed full token, then whether it came as
+ * Basic credentials, then the location's fingerprint (everything else the
+ * answer depends on, see ngx_http_tokengate_fingerprint).  Two locations
+ * share an answer only when they would send the same validation, the same
+ * way, and trust it the same way.  The fingerprint was hashed once at
+ * configuration time: per request this costs the token's bytes plus 41.
  */
 static ngx_int_t
-ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
-    ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t basic,
-    u_char *out)
+ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
+    const u_char *fingerprint, u_char *out)
 {
-    u_char        *buf, *p;
-    size_t         n, url_len, len, mac_len;
-    ngx_uint_t     i, once;
-    EVP_MAC_CTX   *hmac;
+    u_char        head[8], tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
+    size_t        mac_len;
+    ngx_int_t     rc;
+    ngx_uint_t    once;
+    EVP_MAC_CTX  *hmac;
 
     if (token->len > TG_TOKEN_MAX) {
         return NGX_ERROR;
     }
 
-    n = token->len;
-    url_len = ngx_strlen(tlcf->tg->url);
-    len = 8 + n + 3 + url_len;
+    ngx_http_tokengate_be64(head, token->len);
 
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < 8; i++) {
-        buf[i] = (u_char) ((uint64_t) n >> (56 - 8 * i));
-    }
-
-    p = ngx_cpymem(buf + 8, token->data, n);
-    *p++ = (u_char) tlcf->tg->api;
-    *p++ = (u_char) tlcf->which;
-    *p++ = (u_char) basic;
-    ngx_memcpy(p, tlcf->tg->url, url_len);
+    tail[0] = (u_char) (basic != 0);
+    ngx_memcpy(tail + 1, fingerprint, NGX_HTTP_TOKENGATE_MAC_LEN);
 
     mac_len = 0;
-    p = NULL;
+    rc = NGX_ERROR;
 
     hmac = ngx_http_tokengate_hmac_get(key, &once);
 
     if (hmac != NULL
-        && EVP_MAC_update(hmac, buf, len) == 1
+        && EVP_MAC_update(hmac, head, sizeof(head)) == 1
+        && EVP_MAC_update(hmac, token->data, token->len) == 1
+        && EVP_MAC_update(hmac, tail, sizeof(tail)) == 1
         && EVP_MAC_final(hmac, out, &mac_len, NGX_HTTP_TOKENGATE_MAC_LEN)
-           == 1)
+           == 1
+        && mac_len == NGX_HTTP_TOKENGATE_MAC_LEN)
     {
-        p = out;
+        rc = NGX_OK;
     }
 
     if (once) {
         EVP_MAC_CTX_free(hmac);
     }
 
-    ngx_explicit_memzero(buf, len);
+    return rc;
+}
 
-    if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
-        return NGX_ERROR;
+
+/* v as 8 bytes, most significant first: the length prefixes of the MAC's
+ * and the fingerprint's fields. */
+static void
+ngx_http_tokengate_be64(u_char *p, uint64_t v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (v >> (56 - 8 * i));
     }
-
-    return NGX_OK;
 }
 
 
@@ -1075,7 +1091,9 @@ ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx)
 }
 
 
-/* Wait on a leader validating the same token with the same server. */
+/* Wait on a leader validating the same token with the same settings (the
+ * coalescing MAC covers the fingerprint) for the same cache zone: the
+ * leader stores the answer, a refusal included, in its own zone only. */
 static ngx_int_t
 ngx_http_tokengate_join(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 {
@@ -1088,7 +1106,7 @@ ngx_http_tokengate_join(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
     {
         l = ngx_queue_data(q, ngx_http_tokengate_ctx_t, inflight);
 
-        if (l->tg == ctx->tg && l->which == ctx->which
+        if (l->cache == ctx->cache
             && ngx_memcmp(l->cmac, ctx->cmac, NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
         {
             ctx->leader = l;
@@ -4112,7 +4130,19 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->which = TG_INSIGHT_VALIDATE_CURRENTUSER;
     }
 
-    return NGX_CONF_OK;
+    if (conf->tg == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* the same settings as the enclosing level: the same fingerprint */
+
+    if (conf->tg == prev->tg && conf->which == prev->which) {
+        ngx_memcpy(conf->fingerprint, prev->fingerprint,
+                   NGX_HTTP_TOKENGATE_MAC_LEN);
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_tokengate_fingerprint(cf, conf);
 }
 
 
@@ -4198,6 +4228,141 @@ ngx_http_tokengate_build_config(ngx_conf_t *cf,
     conf->tg = tg;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The fingerprint of a location: SHA-256 of everything a validation's
+ * answer depends on besides the token, so that the cache and coalescing
+ * never give one location the answer to another's question.  It covers
+ * the requests themselves, as libtokengate's pure builders make them for a
+ * placeholder token and placeholder credentials (so the full URL with the
+ * base path or API version, the method, the Authorization scheme, the
+ * token exchange of tokengate_basic with its maxAge), then what decides
+ * where they go and whether the answer is trusted and read: the flavor,
+ * the validation call, ca_file, ca_path, pinned_pubkey, proxy,
+ * allow_insecure_http, token_max_age and max_response_bytes.  Timeouts
+ * and retry_after_max are left out: they only decide between an answer and
+ * a failure, and failures are never cached.  The rules are not in it
+ * either: they are applied to the cached identity on every request.  Every
+ * field is length-prefixed, so no two different settings give the same
+ * input.
+ */
+static char *
+ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    u_char        num[8];
+    char         *rc;
+    ngx_uint_t    i, ok;
+    tg_diag_t     diag;
+    tg_config_t  *tg;
+    EVP_MD_CTX   *md;
+    tg_request_t  val, tok;
+    unsigned int  len;
+    const char   *s[14];
+    long          n[5];
+
+    tg = conf->tg;
+    md = NULL;
+    rc = NGX_CONF_ERROR;
+
+    tg_diag_clear(&diag);
+    ngx_memzero(&val, sizeof(tg_request_t));
+    ngx_memzero(&tok, sizeof(tg_request_t));
+
+    if (tg_build_validate(tg, "placeholder", conf->which, &val, &diag)
+        != TG_OK
+        || tg_build_token(tg, "placeholder", "placeholder", &tok, &diag)
+           != TG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: cannot build the validation "
+                           "request: %s", diag.message);
+        goto out;
+    }
+
+    s[0] = NGX_HTTP_TOKENGATE_FP_VERSION;
+    s[1] = val.method;
+    s[2] = val.url;
+    s[3] = val.accept;
+    s[4] = val.content_type;
+    s[5] = val.authorization;
+    s[6] = tok.method;
+    s[7] = tok.url;
+    s[8] = tok.accept;
+    s[9] = tok.content_type;
+    s[10] = tg->ca_file;
+    s[11] = tg->ca_path;
+    s[12] = tg->pinned_pubkey;
+    s[13] = tg->proxy;
+
+    n[0] = (long) tg->api;
+    n[1] = (long) conf->which;
+    n[2] = (long) tg->allow_insecure_http;
+    n[3] = tg->token_max_age;
+    n[4] = tg->max_response_bytes;
+
+    md = EVP_MD_CTX_new();
+
+    ok = (md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+
+    for (i = 0; ok && i < sizeof(s) / sizeof(s[0]); i++) {
+        ok = ngx_http_tokengate_fingerprint_add(md, s[i],
+                                                s[i] != NULL
+                                                ? ngx_strlen(s[i]) : 0)
+             == NGX_OK;
+    }
+
+    for (i = 0; ok && i < sizeof(n) / sizeof(n[0]); i++) {
+        ngx_http_tokengate_be64(num, (uint64_t) n[i]);
+        ok = ngx_http_tokengate_fingerprint_add(md, num, sizeof(num))
+             == NGX_OK;
+    }
+
+    len = 0;
+
+    if (!ok
+        || ngx_http_tokengate_fingerprint_add(md, val.body, val.body_len)
+           != NGX_OK
+        || ngx_http_tokengate_fingerprint_add(md, tok.body, tok.body_len)
+           != NGX_OK
+        || EVP_DigestFinal_ex(md, conf->fingerprint, &len) != 1
+        || len != NGX_HTTP_TOKENGATE_MAC_LEN)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: SHA-256 failed");
+        goto out;
+    }
+
+    rc = NGX_CONF_OK;
+
+out:
+
+    EVP_MD_CTX_free(md);
+    tg_request_clear(&val);
+    tg_request_clear(&tok);
+
+    return rc;
+}
+
+
+/* One field of a fingerprint: its length (8 bytes), then its bytes. */
+static ngx_int_t
+ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md, const void *data,
+    size_t len)
+{
+    u_char  prefix[8];
+
+    ngx_http_tokengate_be64(prefix, len);
+
+    if (EVP_DigestUpdate(md, prefix, sizeof(prefix)) != 1
+        || (len > 0 && EVP_DigestUpdate(md, data, len) != 1))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
