@@ -44,6 +44,8 @@
 /* pinned_pubkey: "sha256//" then the base64 of 32 bytes (44 characters). */
 #define TG_PIN_PREFIX "sha256//"
 #define TG_PIN_B64_LEN 44
+/* Looker API tokens live one hour (expires_in 3600), not configurable. */
+#define TG_LOOKER_TOKEN_LIFETIME 3600
 
 /* ---------------------------------------------------------------------- */
 /* Types                                                                  */
@@ -65,6 +67,7 @@ typedef enum tg_key_id {
     KEY_TIMEOUT,
     KEY_MAX_RESPONSE_BYTES,
     KEY_TOKEN_MAX_AGE,
+    KEY_TOKEN_LIFETIME_MAX,
     KEY_RETRY_AFTER_MAX,
     KEY_ALLOW_INSECURE_HTTP,
     KEY_REQUIRE_GROUPS,
@@ -206,6 +209,8 @@ static const tg_key_t tg_keys[] = {
     {"max_response_bytes", KEY_MAX_RESPONSE_BYTES, KIND_LONG, 1024, 16777216,
      NULL, NULL, 0},
     {"token_max_age", KEY_TOKEN_MAX_AGE, KIND_LONG, 1, 86400, NULL, NULL, 0},
+    {"token_lifetime_max", KEY_TOKEN_LIFETIME_MAX, KIND_LONG, 0, 86400, NULL,
+     NULL, 0},
     {"retry_after_max", KEY_RETRY_AFTER_MAX, KIND_LONG, 0, 86400, NULL, NULL,
      0},
     {"allow_insecure_http", KEY_ALLOW_INSECURE_HTTP, KIND_BOOL, 0, 0, NULL,
@@ -253,6 +258,7 @@ tg_config_new(void)
     cfg->timeout_ms = 10000;
     cfg->max_response_bytes = 65536;
     cfg->token_max_age = 900;
+    cfg->token_lifetime_max = 0; /* the flavor's */
     cfg->retry_after_max = 300;
     cfg->require_groups_mode = TG_GROUPS_ANY;
     cfg->deny_disabled = 1;
@@ -718,6 +724,9 @@ store_int(tg_config_t *cfg, tg_key_id_t id, long v)
         break;
     case KEY_TOKEN_MAX_AGE:
         cfg->token_max_age = v;
+        break;
+    case KEY_TOKEN_LIFETIME_MAX:
+        cfg->token_lifetime_max = v;
         break;
     case KEY_RETRY_AFTER_MAX:
         cfg->retry_after_max = v;
@@ -1477,6 +1486,7 @@ validate_range(const tg_config_t *cfg, tg_diag_t *diag)
         {"timeout", cfg->timeout_ms},
         {"max_response_bytes", cfg->max_response_bytes},
         {"token_max_age", cfg->token_max_age},
+        {"token_lifetime_max", cfg->token_lifetime_max},
         {"retry_after_max", cfg->retry_after_max},
     };
     size_t i;
@@ -1592,4 +1602,14 @@ out:
         close(fd);
     }
     return err;
+}
+
+long
+tg_config_token_lifetime_max(const tg_config_t *cfg)
+{
+    if (cfg->token_lifetime_max > 0) {
+        return cfg->token_lifetime_max;
+    }
+    return cfg->api == TG_API_LOOKER ? TG_LOOKER_TOKEN_LIFETIME
+                                     : cfg->token_max_age;
 }
