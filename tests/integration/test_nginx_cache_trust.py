@@ -158,8 +158,9 @@ def test_pinned_and_unpinned_locations_share_no_answer(
     srv = devserver_factory("--tls-cert", str(pki / "good.pem"),
                             "--tls-key", str(pki / "good.key"))
     assert srv.url.startswith("https://127.0.0.1:")
-    monkeypatch.setenv("SSL_CERT_FILE", str(pki / "ca.pem"))
-    tok = token_for(srv, "insight")
+    with monkeypatch.context() as m:     # for token_for's urllib only
+        m.setenv("SSL_CERT_FILE", str(pki / "ca.pem"))
+        tok = token_for(srv, "insight")
     ca = pki / "ca.pem"
     wrong = "sha256//" + base64.b64encode(b"\0" * 32).decode()
     conf_a = tg_conf(tmp_path, "insight", srv.url, ca_file=ca)
