@@ -52,6 +52,8 @@
 #define TG_LOGIN_DEFS_MAX (256 * 1024)
 /* The largest min_uid: uid_t is 32 bits, and (uid_t) -1 is no uid. */
 #define TG_MIN_UID_MAX 2147483647L
+/* Looker API tokens live one hour (expires_in 3600), not configurable. */
+#define TG_LOOKER_TOKEN_LIFETIME 3600
 
 /* ---------------------------------------------------------------------- */
 /* Types                                                                  */
@@ -73,6 +75,7 @@ typedef enum tg_key_id {
     KEY_TIMEOUT,
     KEY_MAX_RESPONSE_BYTES,
     KEY_TOKEN_MAX_AGE,
+    KEY_TOKEN_LIFETIME_MAX,
     KEY_RETRY_AFTER_MAX,
     KEY_ALLOW_INSECURE_HTTP,
     KEY_REQUIRE_GROUPS,
@@ -215,6 +218,8 @@ static const tg_key_t tg_keys[] = {
     {"max_response_bytes", KEY_MAX_RESPONSE_BYTES, KIND_LONG, 1024, 16777216,
      NULL, NULL, 0},
     {"token_max_age", KEY_TOKEN_MAX_AGE, KIND_LONG, 1, 86400, NULL, NULL, 0},
+    {"token_lifetime_max", KEY_TOKEN_LIFETIME_MAX, KIND_LONG, 0, 86400, NULL,
+     NULL, 0},
     {"retry_after_max", KEY_RETRY_AFTER_MAX, KIND_LONG, 0, 86400, NULL, NULL,
      0},
     {"allow_insecure_http", KEY_ALLOW_INSECURE_HTTP, KIND_BOOL, 0, 0, NULL,
@@ -263,6 +268,7 @@ tg_config_new(void)
     cfg->timeout_ms = 10000;
     cfg->max_response_bytes = 65536;
     cfg->token_max_age = 900;
+    cfg->token_lifetime_max = 0; /* the flavor's */
     cfg->retry_after_max = 300;
     cfg->require_groups_mode = TG_GROUPS_ANY;
     cfg->deny_disabled = 1;
@@ -808,6 +814,9 @@ store_int(tg_config_t *cfg, tg_key_id_t id, long v)
         break;
     case KEY_TOKEN_MAX_AGE:
         cfg->token_max_age = v;
+        break;
+    case KEY_TOKEN_LIFETIME_MAX:
+        cfg->token_lifetime_max = v;
         break;
     case KEY_RETRY_AFTER_MAX:
         cfg->retry_after_max = v;
@@ -1570,6 +1579,7 @@ validate_range(const tg_config_t *cfg, tg_diag_t *diag)
         {"timeout", cfg->timeout_ms},
         {"max_response_bytes", cfg->max_response_bytes},
         {"token_max_age", cfg->token_max_age},
+        {"token_lifetime_max", cfg->token_lifetime_max},
         {"retry_after_max", cfg->retry_after_max},
     };
     size_t i;
@@ -1688,4 +1698,14 @@ out:
         close(fd);
     }
     return err;
+}
+
+long
+tg_config_token_lifetime_max(const tg_config_t *cfg)
+{
+    if (cfg->token_lifetime_max > 0) {
+        return cfg->token_lifetime_max;
+    }
+    return cfg->api == TG_API_LOOKER ? TG_LOOKER_TOKEN_LIFETIME
+                                     : cfg->token_max_age;
 }

@@ -185,6 +185,8 @@ typedef struct tg_config {
     long timeout_ms;              /* timeout = seconds, total per call */
     long max_response_bytes;      /* max_response_bytes = 65536 */
     long token_max_age;           /* token_max_age = 900 seconds */
+    long token_lifetime_max;      /* token_lifetime_max = seconds; 0: the
+                                     flavor's (tg_config_token_lifetime_max) */
     long retry_after_max;         /* retry_after_max = 300 seconds */
     int allow_insecure_http;      /* allow_insecure_http = no */
 
@@ -243,6 +245,15 @@ TG_API tg_err_t tg_config_load_args(tg_config_t *cfg, int argc,
  * secrets safely owned.  Call it after the last load.
  */
 TG_API tg_err_t tg_config_validate(const tg_config_t *cfg, tg_diag_t *diag);
+
+/*
+ * The longest life of a token of cfg's server, in seconds: token_lifetime_max
+ * when set, else the flavor's own (Looker: 3600, the life of an API token;
+ * Insight: token_max_age).  Bounds how long an answer that carries no expiry
+ * (Looker GET /user, Insight auth/currentuser) may be trusted after the
+ * token's first successful validation.
+ */
+TG_API long tg_config_token_lifetime_max(const tg_config_t *cfg);
 
 /*
  * Check that a file holding a secret is a regular file (not a symlink),

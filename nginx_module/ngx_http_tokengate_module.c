@@ -24,8 +24,10 @@
  * transfer when the request is terminated early.
  *
  * Answers are cached in an optional shared-memory zone keyed by an
- * HMAC-SHA-256 of the token (tokengate_cache), and requests of one worker
- * carrying the same token wait on one in-flight validation (coalescing).
+ * HMAC-SHA-256 of the token and of the location's fingerprint (everything
+ * the answer depends on, hashed once at configuration time), and requests
+ * of one worker carrying the same token to the same settings wait on one
+ * in-flight validation (coalescing).
  */
 
 
@@ -71,8 +73,13 @@
  * coalescing key). */
 #define NGX_HTTP_TOKENGATE_HMACS_MAX  16
 
-/* HMAC-SHA-256 sizes: the keys and the token MACs. */
+/* SHA-256 sizes: the HMAC keys, the token MACs and the fingerprints of
+ * the locations' settings. */
 #define NGX_HTTP_TOKENGATE_MAC_LEN         32
+
+/* The first field of a fingerprint: changing what goes into one changes
+ * this, so that no entry made under the old rules is found again. */
+#define NGX_HTTP_TOKENGATE_FP_VERSION      "tokengate cache key 2"
 
 /* The largest identity kept in the cache; bigger ones are not cached. */
 #define NGX_HTTP_TOKENGATE_ENTRY_MAX       8192
@@ -112,6 +119,12 @@ typedef struct {
  * afterwards: a worker that dies while writing one leaves an unreachable
  * allocation, never a half-written hit.  Its data is still checked when it
  * is decoded (NUL-terminated fields within len).
+ *
+ * Times (ngx_time()): it answers until expires; a positive one answers an
+ * outage (tokengate_on_unavailable stale) until stale_until; it is dropped
+ * at keep_until.  expires <= stale_until <= keep_until.  first_seen is the
+ * first accepted validation of the token (kept when the entry is renewed),
+ * from which the life of a token whose answers carry no expiry is counted.
  */
 typedef struct {
     ngx_rbtree_node_t          node;
@@ -119,6 +132,8 @@ typedef struct {
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
     time_t                     expires;
     time_t                     stale_until;
+    time_t                     keep_until;
+    time_t                     first_seen;
     uint16_t                   len;
     uint16_t                   n_groups;
     u_char                     negative;
@@ -175,6 +190,12 @@ struct ngx_http_tokengate_loc_conf_s {
 
     tg_config_t               *tg;
     tg_insight_validate_t      which;
+
+    /* what a validation's answer depends on, see
+     * ngx_http_tokengate_fingerprint, and the longest life of a token
+     * (token_lifetime_max, resolved) */
+    u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
+    time_t                     lifetime_max;
 };
 
 
@@ -243,7 +264,7 @@ struct ngx_http_tokengate_ctx_s {
     ngx_queue_t                wait_link;
     ngx_http_tokengate_ctx_t  *leader;
     tg_config_t               *tg;
-    tg_insight_validate_t      which;
+    ngx_shm_zone_t            *cache;
     u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
 
@@ -264,14 +285,6 @@ struct ngx_http_tokengate_ctx_s {
 
     ngx_str_t                  result;
     ngx_str_t                  cache_status;
-
-    /* an expired entry kept for tokengate_on_unavailable stale */
-    u_char                    *stale;
-    size_t                     stale_len;
-    ngx_uint_t                 stale_groups;
-    int                        stale_evaluation;
-    int                        stale_disabled;
-    int                        stale_profile;
 
     ngx_str_t                  user;
     ngx_str_t                  user_id;
@@ -294,6 +307,10 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   basic:1;
     unsigned                   exchanging:1;
 
+    /* the lookup found an expired entry that may answer an outage
+     * (tokengate_on_unavailable stale); use_stale reads it again */
+    unsigned                   stale:1;
+
     time_t                     sent_at;
 };
 
@@ -310,9 +327,10 @@ static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
     ngx_uint_t *once);
 static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
 static char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
-static ngx_int_t ngx_http_tokengate_mac(ngx_http_request_t *r,
-    const u_char *key, ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf,
-    ngx_uint_t basic, u_char *out);
+static ngx_int_t ngx_http_tokengate_mac(const u_char *key,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out);
+static void ngx_http_tokengate_be64(u_char *p, uint64_t v);
 static ngx_int_t ngx_http_tokengate_join(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 static void ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx);
@@ -320,12 +338,16 @@ static ngx_int_t ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf);
 static void ngx_http_tokengate_cache_store(
     ngx_http_tokengate_loc_conf_t *tlcf, u_char *mac, tg_identity_t *id);
+static u_char *ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
+    ngx_pool_t *pool, tg_identity_t *id);
 static ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
-    ngx_uint_t n_groups, tg_identity_t *id, ngx_pool_t *pool);
+    tg_identity_t *id, ngx_pool_t *pool);
 static ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf);
 static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
-    ngx_http_tokengate_shctx_t *sh, u_char *mac);
+    ngx_http_tokengate_cache_t *cache, u_char *mac, time_t now);
+static void ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
+    ngx_http_tokengate_node_t *tn);
 static ngx_uint_t ngx_http_tokengate_cache_evict(
     ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
 static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -421,6 +443,10 @@ static char *ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_tokengate_build_config(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
+static char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
+    const void *data, size_t len);
 static void ngx_http_tokengate_config_cleanup(void *data);
 static char *ngx_http_tokengate_config_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -811,7 +837,7 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_cache_t  *cache;
 
     ctx->tg = tlcf->tg;
-    ctx->which = tlcf->which;
+    ctx->cache = tlcf->cache;
 
     ctx->wake.handler = ngx_http_tokengate_wake_handler;
     ctx->wake.data = ctx;
@@ -821,8 +847,8 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         cache = tlcf->cache->data;
 
         if (cache->sh != NULL
-            && ngx_http_tokengate_mac(r, cache->sh->key, token, tlcf,
-                                      ctx->basic, ctx->mac)
+            && ngx_http_tokengate_mac(cache->sh->key, token, ctx->basic,
+                                      tlcf->fingerprint, ctx->mac)
                == NGX_OK)
         {
             ctx->has_mac = 1;
@@ -840,8 +866,8 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
     (void) ngx_http_tokengate_fp(ctx);
 
     if (ngx_http_tokengate_ckey_ready
-        && ngx_http_tokengate_mac(r, ngx_http_tokengate_ckey, token, tlcf,
-                                  ctx->basic, ctx->cmac)
+        && ngx_http_tokengate_mac(ngx_http_tokengate_ckey, token, ctx->basic,
+                                  tlcf->fingerprint, ctx->cmac)
            == NGX_OK)
     {
         ctx->has_cmac = 1;
@@ -874,67 +900,67 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
 
 
 /*
- * HMAC-SHA-256 of the length-prefixed full token, bound to what the answer
- * depends on: the flavor, the validation call and the server's URL (one
- * zone may serve locations that ask different servers).
+ * The key of a token's answer, in the cache and for coalescing: an
+ * HMAC-SHA-256 of the length-prefixed full token, then whether it came as
+ * Basic credentials, then the location's fingerprint (everything else the
+ * answer depends on, see ngx_http_tokengate_fingerprint).  Two locations
+ * share an answer only when they would send the same validation, the same
+ * way, and trust it the same way.  The fingerprint was hashed once at
+ * configuration time: per request this costs the token's bytes plus 41.
  */
 static ngx_int_t
-ngx_http_tokengate_mac(ngx_http_request_t *r, const u_char *key,
-    ngx_str_t *token, ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t basic,
-    u_char *out)
+ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
+    const u_char *fingerprint, u_char *out)
 {
-    u_char        *buf, *p;
-    size_t         n, url_len, len, mac_len;
-    ngx_uint_t     i, once;
-    EVP_MAC_CTX   *hmac;
+    u_char        head[8], tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
+    size_t        mac_len;
+    ngx_int_t     rc;
+    ngx_uint_t    once;
+    EVP_MAC_CTX  *hmac;
 
     if (token->len > TG_TOKEN_MAX) {
         return NGX_ERROR;
     }
 
-    n = token->len;
-    url_len = ngx_strlen(tlcf->tg->url);
-    len = 8 + n + 3 + url_len;
+    ngx_http_tokengate_be64(head, token->len);
 
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < 8; i++) {
-        buf[i] = (u_char) ((uint64_t) n >> (56 - 8 * i));
-    }
-
-    p = ngx_cpymem(buf + 8, token->data, n);
-    *p++ = (u_char) tlcf->tg->api;
-    *p++ = (u_char) tlcf->which;
-    *p++ = (u_char) basic;
-    ngx_memcpy(p, tlcf->tg->url, url_len);
+    tail[0] = (u_char) (basic != 0);
+    ngx_memcpy(tail + 1, fingerprint, NGX_HTTP_TOKENGATE_MAC_LEN);
 
     mac_len = 0;
-    p = NULL;
+    rc = NGX_ERROR;
 
     hmac = ngx_http_tokengate_hmac_get(key, &once);
 
     if (hmac != NULL
-        && EVP_MAC_update(hmac, buf, len) == 1
+        && EVP_MAC_update(hmac, head, sizeof(head)) == 1
+        && EVP_MAC_update(hmac, token->data, token->len) == 1
+        && EVP_MAC_update(hmac, tail, sizeof(tail)) == 1
         && EVP_MAC_final(hmac, out, &mac_len, NGX_HTTP_TOKENGATE_MAC_LEN)
-           == 1)
+           == 1
+        && mac_len == NGX_HTTP_TOKENGATE_MAC_LEN)
     {
-        p = out;
+        rc = NGX_OK;
     }
 
     if (once) {
         EVP_MAC_CTX_free(hmac);
     }
 
-    ngx_explicit_memzero(buf, len);
+    return rc;
+}
 
-    if (p == NULL || mac_len != NGX_HTTP_TOKENGATE_MAC_LEN) {
-        return NGX_ERROR;
+
+/* v as 8 bytes, most significant first: the length prefixes of the MAC's
+ * and the fingerprint's fields. */
+static void
+ngx_http_tokengate_be64(u_char *p, uint64_t v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (v >> (56 - 8 * i));
     }
-
-    return NGX_OK;
 }
 
 
@@ -1102,7 +1128,9 @@ ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx)
 }
 
 
-/* Wait on a leader validating the same token with the same server. */
+/* Wait on a leader validating the same token with the same settings (the
+ * coalescing MAC covers the fingerprint) for the same cache zone: the
+ * leader stores the answer, a refusal included, in its own zone only. */
 static ngx_int_t
 ngx_http_tokengate_join(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 {
@@ -1115,7 +1143,7 @@ ngx_http_tokengate_join(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
     {
         l = ngx_queue_data(q, ngx_http_tokengate_ctx_t, inflight);
 
-        if (l->tg == ctx->tg && l->which == ctx->which
+        if (l->cache == ctx->cache
             && ngx_memcmp(l->cmac, ctx->cmac, NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
         {
             ctx->leader = l;
@@ -2229,7 +2257,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         break;
 
     default:
-        if (ctx->stale != NULL
+        if (ctx->stale
             && tlcf->on_unavailable == NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE
             && ngx_http_tokengate_use_stale(ctx, tlcf) == NGX_OK)
         {
@@ -2432,9 +2460,13 @@ ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
 }
 
 
-/* A hit decides now (NGX_OK): a rejected token, or the identity, checked
- * against this location's rules.  An expired positive entry still within
- * stale_ttl is kept in ctx for tokengate_on_unavailable stale (a miss). */
+/*
+ * A fresh entry decides now (NGX_OK): a rejected token, or the identity,
+ * checked against this location's rules.  An expired positive entry that
+ * may still answer an outage (before its stale_until, on a location with
+ * tokengate_on_unavailable stale) is a miss that marks ctx: use_stale
+ * reads the entry again if the server fails.
+ */
 static ngx_int_t
 ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf)
@@ -2442,7 +2474,7 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     u_char                      *copy;
     size_t                       len;
     time_t                       now;
-    ngx_uint_t                   negative, n_groups, fresh;
+    ngx_uint_t                   negative;
     tg_identity_t                id;
     ngx_http_tokengate_node_t   *tn;
     ngx_http_tokengate_cache_t  *cache;
@@ -2456,52 +2488,32 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    tn = ngx_http_tokengate_cache_find(cache->sh, ctx->mac);
+    tn = ngx_http_tokengate_cache_find(cache, ctx->mac, now);
 
     if (tn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return NGX_DECLINED;
     }
 
-    if (tn->stale_until <= now || tn->expires > tn->stale_until
-        || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
-    {
-        ngx_queue_remove(&tn->queue);
-        ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
-        ngx_slab_free_locked(cache->shpool, tn);
+    if (now >= tn->expires) {
+        if (!tn->negative && now < tn->stale_until
+            && tlcf->on_unavailable == NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE)
+        {
+            ctx->stale = 1;
+        }
+
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return NGX_DECLINED;
     }
 
-    fresh = (now < tn->expires);
-
-    if (!fresh
-        && (tn->negative
-            || tlcf->on_unavailable != NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE))
-    {
-        ngx_shmtx_unlock(&cache->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    if (fresh) {
-        ngx_queue_remove(&tn->queue);
-        ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
-    }
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
     negative = tn->negative;
-    n_groups = tn->n_groups;
 
     if (!negative) {
         len = tn->len;
-        copy = ngx_pnalloc(r->pool, len);
-
-        if (copy != NULL) {
-            ngx_memcpy(copy, tn->data, len);
-        }
-
-        id.evaluation = tn->evaluation;
-        id.disabled = tn->disabled;
-        id.has_profile = tn->has_profile;
+        copy = ngx_http_tokengate_cache_copy(tn, r->pool, &id);
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -2517,22 +2529,8 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (copy == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (!fresh) {
-        ctx->stale = copy;
-        ctx->stale_len = len;
-        ctx->stale_groups = n_groups;
-        ctx->stale_evaluation = id.evaluation;
-        ctx->stale_disabled = id.disabled;
-        ctx->stale_profile = id.has_profile;
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_tokengate_decode(copy, len, n_groups, &id, r->pool)
-        != NGX_OK)
+    if (copy == NULL
+        || ngx_http_tokengate_decode(copy, len, &id, r->pool) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -2543,14 +2541,40 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
 }
 
 
+/* A positive entry's data and flags, copied out under the zone's lock
+ * (decoded once it is released); NULL when out of memory. */
+static u_char *
+ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
+    ngx_pool_t *pool, tg_identity_t *id)
+{
+    u_char  *copy;
+
+    copy = ngx_pnalloc(pool, tn->len);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(copy, tn->data, tn->len);
+
+    id->n_groups = tn->n_groups;
+    id->evaluation = tn->evaluation;
+    id->disabled = tn->disabled;
+    id->has_profile = tn->has_profile;
+
+    return copy;
+}
+
+
 /* An entry's data back into an identity whose strings point into copy:
- * id, name, email, then the groups, each NUL-terminated. */
+ * id, name, email, then id->n_groups groups, each NUL-terminated. */
 static ngx_int_t
-ngx_http_tokengate_decode(u_char *copy, size_t len, ngx_uint_t n_groups,
-    tg_identity_t *id, ngx_pool_t *pool)
+ngx_http_tokengate_decode(u_char *copy, size_t len, tg_identity_t *id,
+    ngx_pool_t *pool)
 {
     u_char      *p, *last, *nul;
-    ngx_uint_t   i;
+    ngx_uint_t   i, n_groups;
+
+    n_groups = id->n_groups;
 
     if (len == 0 || copy[len - 1] != '\0') {
         return NGX_ERROR;
@@ -2591,7 +2615,6 @@ ngx_http_tokengate_decode(u_char *copy, size_t len, ngx_uint_t n_groups,
         p = nul + 1;
     }
 
-    id->n_groups = n_groups;
     id->display_name = id->name;
     id->first_name = (char *) "";
     id->last_name = (char *) "";
@@ -2600,24 +2623,50 @@ ngx_http_tokengate_decode(u_char *copy, size_t len, ngx_uint_t n_groups,
 }
 
 
-/* The server is unavailable: decide from the stale identity instead. */
+/*
+ * The server is unavailable: decide from the token's entry if it may
+ * answer an outage now.  It is read again rather than kept from the
+ * lookup: meanwhile a refusal (in any worker) may have removed it, or its
+ * stale window may have closed while the call ran.
+ */
 static ngx_int_t
 ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf)
 {
-    tg_identity_t  id;
+    u_char                      *copy;
+    size_t                       len;
+    time_t                       now;
+    tg_identity_t                id;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    if (tlcf->cache == NULL || !ctx->has_mac) {
+        return NGX_DECLINED;
+    }
+
+    cache = tlcf->cache->data;
+    copy = NULL;
+    len = 0;
+    now = ngx_time();
 
     ngx_memzero(&id, sizeof(tg_identity_t));
 
-    id.evaluation = ctx->stale_evaluation;
-    id.disabled = ctx->stale_disabled;
-    id.has_profile = ctx->stale_profile;
+    ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (ngx_http_tokengate_decode(ctx->stale, ctx->stale_len,
-                                  ctx->stale_groups, &id, ctx->request->pool)
-        != NGX_OK)
+    tn = ngx_http_tokengate_cache_find(cache, ctx->mac, now);
+
+    if (tn != NULL && !tn->negative && now < tn->stale_until) {
+        len = tn->len;
+        copy = ngx_http_tokengate_cache_copy(tn, ctx->request->pool, &id);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (copy == NULL
+        || ngx_http_tokengate_decode(copy, len, &id, ctx->request->pool)
+           != NGX_OK)
     {
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
     ngx_http_tokengate_verdict(ctx, tlcf, &id);
@@ -2627,17 +2676,32 @@ ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
 }
 
 
-/* Keep an identity (or, with id NULL, "rejected") for the token's MAC:
- * positive entries for ttl but never past the token's own expiry,
- * negative ones for negative_ttl. */
+/*
+ * The server answered for the token's MAC: keep the identity, or, with id
+ * NULL, "rejected".  Whatever comes next, the token's previous entry goes
+ * first, so that a rejection always ends an accepted identity (also with
+ * negative_ttl=0, or when the new answer is too large to keep): stale mode
+ * never revives a token the server refused.
+ *
+ * The life of an accepted token is bounded by its expiry when the answer
+ * gives one, else by its first accepted validation (kept when the entry is
+ * renewed) plus token_lifetime_max (Looker GET /user and Insight
+ * auth/currentuser carry no expiry).  The entry is fresh for ttl, answers
+ * an outage for stale_ttl more, both within that bound, and is kept (not
+ * answering) up to that bound so that a renewal still knows the first
+ * validation.  A server that still accepts the token past the bound (a
+ * token_lifetime_max too short for it) finds the entry gone: that
+ * validation counts a new life.  A rejection is kept negative_ttl.
+ */
 static void
 ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, tg_identity_t *id)
 {
     u_char                      *p;
     size_t                       len, size;
-    time_t                       now, ttl;
-    ngx_uint_t                   i;
+    time_t                       now, first_seen, limit, expires, stale_until,
+                                 keep_until;
+    ngx_uint_t                   i, keep;
     const char                  *f[3];
     ngx_http_tokengate_node_t   *tn;
     ngx_http_tokengate_cache_t  *cache;
@@ -2645,21 +2709,9 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     cache = tlcf->cache->data;
     now = ngx_time();
     len = 0;
+    keep = 1;
 
-    if (id == NULL) {
-        ttl = tlcf->cache_negative_ttl;
-
-    } else {
-        ttl = tlcf->cache_ttl;
-
-        if (id->expires_at > 0 && id->expires_at - now < ttl) {
-            ttl = id->expires_at - now;
-        }
-
-        if (id->n_groups > 0xffff) {
-            return;
-        }
-
+    if (id != NULL) {
         f[0] = id->id;
         f[1] = id->name;
         f[2] = id->email;
@@ -2672,25 +2724,43 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
             len += ngx_strlen(id->groups[i]) + 1;
         }
 
-        if (len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
-            return;
+        if (id->n_groups > 0xffff || len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
+            keep = 0;
         }
     }
 
-    if (ttl <= 0) {
-        return;
-    }
-
     size = offsetof(ngx_http_tokengate_node_t, data) + len;
+    first_seen = now;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    tn = ngx_http_tokengate_cache_find(cache->sh, mac);
+    tn = ngx_http_tokengate_cache_find(cache, mac, now);
 
     if (tn != NULL) {
-        ngx_queue_remove(&tn->queue);
-        ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
-        ngx_slab_free_locked(cache->shpool, tn);
+        if (id != NULL && !tn->negative && tn->first_seen <= now) {
+            first_seen = tn->first_seen;
+        }
+
+        ngx_http_tokengate_cache_drop(cache, tn);
+    }
+
+    if (id == NULL) {
+        expires = now + tlcf->cache_negative_ttl;
+        stale_until = expires;
+        keep_until = expires;
+
+    } else {
+        limit = id->expires_at > 0 ? id->expires_at
+                                   : first_seen + tlcf->lifetime_max;
+
+        expires = ngx_min(now + tlcf->cache_ttl, limit);
+        stale_until = ngx_min(expires + tlcf->cache_stale_ttl, limit);
+        keep_until = id->expires_at > 0 ? stale_until : limit;
+    }
+
+    if (!keep || expires <= now) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
     }
 
     for (i = 0; i < NGX_HTTP_TOKENGATE_EXPIRE_MAX; i++) {
@@ -2720,19 +2790,10 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_memcpy(tn->mac, mac, NGX_HTTP_TOKENGATE_MAC_LEN);
     ngx_memcpy(&tn->node.key, mac, sizeof(ngx_rbtree_key_t));
 
-    tn->expires = now + ttl;
-    tn->stale_until = tn->expires;
-
-    if (id != NULL && tlcf->cache_stale_ttl > 0) {
-        tn->stale_until += tlcf->cache_stale_ttl;
-
-        /* never past the token's own expiry */
-
-        if (id->expires_at > 0 && id->expires_at < tn->stale_until) {
-            tn->stale_until = id->expires_at;
-        }
-    }
-
+    tn->expires = expires;
+    tn->stale_until = stale_until;
+    tn->keep_until = keep_until;
+    tn->first_seen = first_seen;
     tn->len = (uint16_t) len;
     tn->negative = (id == NULL);
     tn->n_groups = 0;
@@ -2769,8 +2830,11 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
 }
 
 
+/* The entry for mac, with the zone locked; one past its keep_until, or
+ * whose times or size are not consistent, is dropped on the way. */
 static ngx_http_tokengate_node_t *
-ngx_http_tokengate_cache_find(ngx_http_tokengate_shctx_t *sh, u_char *mac)
+ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
+    time_t now)
 {
     ngx_int_t                   rc;
     ngx_rbtree_key_t            key;
@@ -2779,8 +2843,8 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_shctx_t *sh, u_char *mac)
 
     ngx_memcpy(&key, mac, sizeof(ngx_rbtree_key_t));
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
 
     while (node != sentinel) {
 
@@ -2799,6 +2863,15 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_shctx_t *sh, u_char *mac)
         rc = ngx_memcmp(mac, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
 
         if (rc == 0) {
+            if (tn->keep_until <= now
+                || tn->expires > tn->stale_until
+                || tn->stale_until > tn->keep_until
+                || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
+            {
+                ngx_http_tokengate_cache_drop(cache, tn);
+                return NULL;
+            }
+
             return tn;
         }
 
@@ -2809,7 +2882,19 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_shctx_t *sh, u_char *mac)
 }
 
 
-/* Drop the least recently used entry if forced or expired; locked. */
+/* Unlink and free an entry; locked. */
+static void
+ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
+    ngx_http_tokengate_node_t *tn)
+{
+    ngx_queue_remove(&tn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+    ngx_slab_free_locked(cache->shpool, tn);
+}
+
+
+/* Drop the least recently used entry if forced or past its keep_until;
+ * locked. */
 static ngx_uint_t
 ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
     ngx_uint_t force)
@@ -2824,13 +2909,11 @@ ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
     q = ngx_queue_last(&cache->sh->lru);
     tn = ngx_queue_data(q, ngx_http_tokengate_node_t, queue);
 
-    if (!force && tn->stale_until > ngx_time()) {
+    if (!force && tn->keep_until > ngx_time()) {
         return 0;
     }
 
-    ngx_queue_remove(q);
-    ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
-    ngx_slab_free_locked(cache->shpool, tn);
+    ngx_http_tokengate_cache_drop(cache, tn);
 
     return 1;
 }
@@ -4394,7 +4477,21 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->which = TG_INSIGHT_VALIDATE_CURRENTUSER;
     }
 
-    return NGX_CONF_OK;
+    if (conf->tg == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    conf->lifetime_max = (time_t) tg_config_token_lifetime_max(conf->tg);
+
+    /* the same settings as the enclosing level: the same fingerprint */
+
+    if (conf->tg == prev->tg && conf->which == prev->which) {
+        ngx_memcpy(conf->fingerprint, prev->fingerprint,
+                   NGX_HTTP_TOKENGATE_MAC_LEN);
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_tokengate_fingerprint(cf, conf);
 }
 
 
@@ -4480,6 +4577,142 @@ ngx_http_tokengate_build_config(ngx_conf_t *cf,
     conf->tg = tg;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The fingerprint of a location: SHA-256 of everything a validation's
+ * answer depends on besides the token, so that the cache and coalescing
+ * never give one location the answer to another's question.  It covers
+ * the requests themselves, as libtokengate's pure builders make them for a
+ * placeholder token and placeholder credentials (so the full URL with the
+ * base path or API version, the method, the Authorization scheme, the
+ * token exchange of tokengate_basic with its maxAge), then what decides
+ * where they go and whether the answer is trusted and read: the flavor,
+ * the validation call, ca_file, ca_path, pinned_pubkey, proxy,
+ * allow_insecure_http, token_max_age, max_response_bytes, and the longest
+ * token life that bounds how long an answer is used.  Timeouts and
+ * retry_after_max are left out: they only decide between an answer and a
+ * failure, and failures are never cached.  The rules are not in it either:
+ * they are applied to the cached identity on every request.  Every field
+ * is length-prefixed, so no two different settings give the same input.
+ */
+static char *
+ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    u_char        num[8];
+    char         *rc;
+    ngx_uint_t    i, ok;
+    tg_diag_t     diag;
+    tg_config_t  *tg;
+    EVP_MD_CTX   *md;
+    tg_request_t  val, tok;
+    unsigned int  len;
+    const char   *s[14];
+    long          n[6];
+
+    tg = conf->tg;
+    md = NULL;
+    rc = NGX_CONF_ERROR;
+
+    tg_diag_clear(&diag);
+    ngx_memzero(&val, sizeof(tg_request_t));
+    ngx_memzero(&tok, sizeof(tg_request_t));
+
+    if (tg_build_validate(tg, "placeholder", conf->which, &val, &diag)
+        != TG_OK
+        || tg_build_token(tg, "placeholder", "placeholder", &tok, &diag)
+           != TG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: cannot build the validation "
+                           "request: %s", diag.message);
+        goto out;
+    }
+
+    s[0] = NGX_HTTP_TOKENGATE_FP_VERSION;
+    s[1] = val.method;
+    s[2] = val.url;
+    s[3] = val.accept;
+    s[4] = val.content_type;
+    s[5] = val.authorization;
+    s[6] = tok.method;
+    s[7] = tok.url;
+    s[8] = tok.accept;
+    s[9] = tok.content_type;
+    s[10] = tg->ca_file;
+    s[11] = tg->ca_path;
+    s[12] = tg->pinned_pubkey;
+    s[13] = tg->proxy;
+
+    n[0] = (long) tg->api;
+    n[1] = (long) conf->which;
+    n[2] = (long) tg->allow_insecure_http;
+    n[3] = tg->token_max_age;
+    n[4] = tg->max_response_bytes;
+    n[5] = (long) conf->lifetime_max;
+
+    md = EVP_MD_CTX_new();
+
+    ok = (md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+
+    for (i = 0; ok && i < sizeof(s) / sizeof(s[0]); i++) {
+        ok = ngx_http_tokengate_fingerprint_add(md, s[i],
+                                                s[i] != NULL
+                                                ? ngx_strlen(s[i]) : 0)
+             == NGX_OK;
+    }
+
+    for (i = 0; ok && i < sizeof(n) / sizeof(n[0]); i++) {
+        ngx_http_tokengate_be64(num, (uint64_t) n[i]);
+        ok = ngx_http_tokengate_fingerprint_add(md, num, sizeof(num))
+             == NGX_OK;
+    }
+
+    len = 0;
+
+    if (!ok
+        || ngx_http_tokengate_fingerprint_add(md, val.body, val.body_len)
+           != NGX_OK
+        || ngx_http_tokengate_fingerprint_add(md, tok.body, tok.body_len)
+           != NGX_OK
+        || EVP_DigestFinal_ex(md, conf->fingerprint, &len) != 1
+        || len != NGX_HTTP_TOKENGATE_MAC_LEN)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: SHA-256 failed");
+        goto out;
+    }
+
+    rc = NGX_CONF_OK;
+
+out:
+
+    EVP_MD_CTX_free(md);
+    tg_request_clear(&val);
+    tg_request_clear(&tok);
+
+    return rc;
+}
+
+
+/* One field of a fingerprint: its length (8 bytes), then its bytes. */
+static ngx_int_t
+ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md, const void *data,
+    size_t len)
+{
+    u_char  prefix[8];
+
+    ngx_http_tokengate_be64(prefix, len);
+
+    if (EVP_DigestUpdate(md, prefix, sizeof(prefix)) != 1
+        || (len > 0 && EVP_DigestUpdate(md, data, len) != 1))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

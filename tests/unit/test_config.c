@@ -167,6 +167,7 @@ defaults_are_the_documented_ones(void **state)
     assert_int_equal(cfg->timeout_ms, 10000);
     assert_int_equal(cfg->max_response_bytes, 65536);
     assert_int_equal(cfg->token_max_age, 900);
+    assert_int_equal(cfg->token_lifetime_max, 0);
     assert_int_equal(cfg->retry_after_max, 300);
     assert_int_equal(cfg->allow_insecure_http, 0);
     assert_null(cfg->require_groups);
@@ -314,6 +315,13 @@ static const set_case_t set_cases[] = {
     {"token_max_age", "0", TG_CONFIG, "between 1 and 86400"},
     {"token_max_age", "86401", TG_CONFIG, "between 1 and 86400"},
     {"token_max_age", "-5", TG_CONFIG, "not a whole number"},
+    /* token_lifetime_max: 0 (the flavor's) .. 86400 */
+    {"token_lifetime_max", "0", TG_OK, NULL},
+    {"token_lifetime_max", "86400", TG_OK, NULL},
+    {"token_lifetime_max", "86401", TG_CONFIG, "between 0 and 86400"},
+    {"token_lifetime_max", "-1", TG_CONFIG, "not a whole number"},
+    {"token_lifetime_max", "1h", TG_CONFIG, "not a whole number"},
+    {"token_lifetime_max", "", TG_CONFIG, "a number is required"},
     /* retry_after_max: 0 .. 86400 */
     {"retry_after_max", "0", TG_OK, NULL},
     {"retry_after_max", "86400", TG_OK, NULL},
@@ -439,6 +447,8 @@ good_values_are_stored_typed(void **state)
     assert_int_equal(cfg->max_response_bytes, 1048576);
     assert_int_equal(set1(cfg, "token_max_age", "3600", &d), TG_OK);
     assert_int_equal(cfg->token_max_age, 3600);
+    assert_int_equal(set1(cfg, "token_lifetime_max", "7200", &d), TG_OK);
+    assert_int_equal(cfg->token_lifetime_max, 7200);
     assert_int_equal(set1(cfg, "retry_after_max", "0", &d), TG_OK);
     assert_int_equal(cfg->retry_after_max, 0);
     assert_int_equal(set1(cfg, "require_groups_mode", "all", &d), TG_OK);
@@ -1299,6 +1309,30 @@ validate_connect_timeout_above_timeout_is_bounded(void **state)
     tg_config_free(cfg);
 }
 
+/* 0 is the flavor's longest token life: Looker's fixed hour, Insight's
+ * token_max_age (the maxAge tokengate asks for); a set value wins. */
+static void
+token_lifetime_max_defaults_by_flavor(void **state)
+{
+    tg_config_t *cfg = tg_config_new();
+    tg_diag_t d;
+
+    (void) state;
+    assert_non_null(cfg);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 900);
+    assert_int_equal(set1(cfg, "token_max_age", "120", &d), TG_OK);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 120);
+    assert_int_equal(set1(cfg, "api", "looker", &d), TG_OK);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 3600);
+    assert_int_equal(set1(cfg, "token_lifetime_max", "60", &d), TG_OK);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 60);
+    assert_int_equal(set1(cfg, "api", "insight", &d), TG_OK);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 60);
+    assert_int_equal(set1(cfg, "token_lifetime_max", "0", &d), TG_OK);
+    assert_int_equal(tg_config_token_lifetime_max(cfg), 120);
+    tg_config_free(cfg);
+}
+
 static void
 validate_rechecks_fields_set_by_code(void **state)
 {
@@ -1310,6 +1344,12 @@ validate_rechecks_fields_set_by_code(void **state)
     assert_int_equal(validate(cfg, &d), TG_CONFIG);
     assert_contains(d.message, "timeout is out of range");
     cfg->timeout_ms = 10000;
+    cfg->token_lifetime_max = -1;
+    assert_int_equal(validate(cfg, &d), TG_CONFIG);
+    assert_contains(d.message, "token_lifetime_max is out of range");
+    cfg->token_lifetime_max = 86401;
+    assert_int_equal(validate(cfg, &d), TG_CONFIG);
+    cfg->token_lifetime_max = 0;
     cfg->max_response_bytes = -1;
     assert_int_equal(validate(cfg, &d), TG_CONFIG);
     assert_contains(d.message, "max_response_bytes");
@@ -1738,6 +1778,7 @@ main(void)
         cmocka_unit_test(validate_url_policy),
         cmocka_unit_test(validate_requires_url),
         cmocka_unit_test(validate_connect_timeout_above_timeout_is_bounded),
+        cmocka_unit_test(token_lifetime_max_defaults_by_flavor),
         cmocka_unit_test(validate_rechecks_fields_set_by_code),
         cmocka_unit_test(validate_secret_file_modes),
         cmocka_unit_test(validate_secret_file_symlink_or_missing_is_refused),
