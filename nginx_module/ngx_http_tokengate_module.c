@@ -346,6 +346,8 @@ static ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf);
 static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
     ngx_http_tokengate_cache_t *cache, u_char *mac, time_t now);
+static void ngx_http_tokengate_cache_remove(
+    ngx_http_tokengate_loc_conf_t *tlcf, u_char *mac);
 static void ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
     ngx_http_tokengate_node_t *tn);
 static ngx_uint_t ngx_http_tokengate_cache_evict(
@@ -2136,6 +2138,14 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
                    || err == TG_NOT_FOUND)
         {
             ngx_http_tokengate_cache_store(tlcf, ctx->mac, NULL);
+
+        } else if (err == TG_FORBIDDEN) {
+            /*
+             * the server knows the token and refuses it: not a "rejected"
+             * to answer 401 from, but the identity kept for it must not
+             * answer again, stale mode included
+             */
+            ngx_http_tokengate_cache_remove(tlcf, ctx->mac);
         }
     }
 
@@ -2879,6 +2889,28 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
     }
 
     return NULL;
+}
+
+
+/* Remove the token's entry, if any, from the location's zone. */
+static void
+ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac)
+{
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache, mac, ngx_time());
+
+    if (tn != NULL) {
+        ngx_http_tokengate_cache_drop(cache, tn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
 

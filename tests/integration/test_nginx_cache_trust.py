@@ -303,6 +303,26 @@ def test_row_refusal_ends_the_accepted_identity(tmp_path, devserver, nginx,
     assert r.header("X-TG-User") is None
 
 
+def test_row_server_forbidden_ends_the_accepted_identity(tmp_path, devserver,
+                                                        nginx):
+    """A 403 from the server is answered 403 and removes the accepted
+    identity without storing a refusal: a later outage is 503, never 200
+    STALE, and the server is asked again once it is back."""
+    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url), CACHE)
+    tok = token_for(devserver, "looker")
+    nginx.tokens.add(tok)
+    assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
+    time.sleep(1.5)
+    devserver.fault(endpoint="validate", status=403, count=1)
+    assert answer(nginx.get("/stale/index.html", tok)) == (403, "MISS")
+    outage(devserver)
+    r = nginx.get("/stale/index.html", tok)
+    assert answer(r) == (503, "MISS"), r
+    assert r.header("X-TG-User") is None
+    devserver.clear_faults()
+    assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
+
+
 def test_row_expired_refusal_outage_is_503(tmp_path, devserver, nginx):
     stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url),
                "zone=tg:1m ttl=1s negative_ttl=1s stale_ttl=1h")
