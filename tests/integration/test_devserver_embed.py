@@ -518,10 +518,12 @@ def test_stale_time_is_refused_without_using_the_nonce(embed):
     embed.login(signed)
 
 
-@pytest.mark.parametrize("delta,ok", [(-301, False), (-290, True),
-                                      (290, True), (301, False),
+@pytest.mark.parametrize("delta,ok", [(-310, False), (-290, True),
+                                      (290, True), (310, False),
                                       (86400, False)])
 def test_time_window_is_five_minutes_each_way(embed, delta, ok):
+    """10 s either side of the 300 s edge: the clock read here and the
+    devserver's when the request arrives may be a second or more apart."""
     signed = embed.url(t=embed.now() + delta)
     r = embed.get(signed.target)
     if ok:
