@@ -7,18 +7,16 @@ missing, scripts/build-nginx-module builds it.  stop() checks the error log:
 no [alert], no [emerg], no sanitizer report, no secret and no token.
 """
 import http.client
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
-from conftest import ALL_SECRETS, BUILDDIR, free_port
+from conftest import ALL_SECRETS, BUILDDIR, fetch_token, free_port
 
 NGINX = "/usr/sbin/nginx"
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -238,14 +236,41 @@ DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
 
 def looker_token(srv, user="alice"):
     """A fresh Looker API token from the devserver's POST /login."""
-    from conftest import DEMO
-    form = urllib.parse.urlencode({"client_id": DEMO[user]["client_id"],
-                                   "client_secret": DEMO[user]["secret"]})
-    req = urllib.request.Request(srv.url + "/api/4.0/login",
-                                 data=form.encode(), method="POST")
-    req.add_header("Content-Type", "application/x-www-form-urlencoded")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["access_token"]
+    return fetch_token(srv, "looker", user)
+
+
+# ------------------------------------------------------------ locations
+
+# A group alice has and bob lacks, per flavor (devserver/demo-users.json).
+ADMIN_GROUP = {"insight": "admins", "looker": "9"}
+
+IDENTITY_HEADERS = """
+            add_header X-TG-User $tokengate_user always;
+            add_header X-TG-Id $tokengate_user_id always;
+            add_header X-TG-Email $tokengate_email always;
+            add_header X-TG-Groups $tokengate_groups always;
+            add_header X-TG-Result $tokengate_result always;
+            add_header X-Remote-User $remote_user always;
+"""
+
+CACHE_HEADERS = IDENTITY_HEADERS + """
+            add_header X-Cache $tokengate_cache_status always;
+"""
+
+
+def protected(nginx, conf, extra="", realm="api", http_extra=""):
+    """Start nginx with / open and /p/ (the html directory) behind tokengate
+    with conf; extra goes into /p/, http_extra into http {}."""
+    nginx.server(f"""
+        location / {{ }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "{realm}";
+            tokengate_config {conf};
+{extra}
+        }}
+""", http_extra=http_extra)
+    return nginx.start()
 
 
 def write_secret(path, value, mode=0o600):

@@ -21,30 +21,11 @@ import urllib.parse
 import pytest
 
 from conftest import DEMO, free_port
-from nginxlib import (DEMO_EMBED_SECRET, Nginx, Response, fetch,
-                      looker_token, write_secret, write_tg_conf)
+from nginxlib import (DEMO_EMBED_SECRET, Response, fetch, looker_token,
+                      write_secret, write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
-
-@pytest.fixture
-def nginx_factory(tmp_path):
-    started = []
-
-    def make():
-        n = Nginx(tmp_path)
-        started.append(n)
-        return n
-
-    yield make
-    for n in started:
-        n.stop()
-
-
-@pytest.fixture
-def nginx(nginx_factory):
-    return nginx_factory()
-
 
 def looker_conf(tmp_path, srv, **extra):
     """tokengate.conf for the devserver's Looker flavor, with the demo embed
