@@ -53,6 +53,52 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, sig, timeout):
+    """Stop a child: send sig, wait up to timeout seconds, then kill it.
+    False when it had to be killed."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
+class Response:
+    """An HTTP answer: status, header (name, value) pairs, body bytes."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @classmethod
+    def read(cls, r):
+        """From an http.client response (reads its body)."""
+        return cls(r.status, r.getheaders(), r.read())
+
+    def header(self, name):
+        """The first value of header name (any case), or None."""
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def ctype(self):
+        return self.header("Content-Type")
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers} {self.body[:300]!r}>"
+
+
 class Devserver:
     """A tokengate-devserver process and its control endpoint."""
 
@@ -110,13 +156,7 @@ class Devserver:
         return self._control("POST", "/clock", {"advance": seconds})
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, 10)
         self.log.close()
         return self.proc.returncode
 

@@ -16,7 +16,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import ALL_SECRETS, BUILDDIR, fetch_token, free_port
+from conftest import (ALL_SECRETS, BUILDDIR, Response, fetch_token, free_port,
+                      stop_process)
 
 NGINX = "/usr/sbin/nginx"
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -69,22 +70,6 @@ def nginx_env():
         opts = env.get("ASAN_OPTIONS", "")
         env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
     return env
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def __repr__(self):
-        return f"{self.status} {self.headers} {self.body[:200]!r}"
 
 
 class Nginx:
@@ -181,7 +166,7 @@ http {{
         try:
             c.request(method, path, headers=dict(headers or {}))
             r = c.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
+            return Response.read(r)
         finally:
             c.close()
 
@@ -201,14 +186,8 @@ http {{
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("nginx did not stop on SIGQUIT")
+        if not stop_process(self.proc, signal.SIGQUIT, 20):
+            raise AssertionError("nginx did not stop on SIGQUIT")
         self.proc = None
         self.check_log()
 
@@ -273,6 +252,32 @@ def protected(nginx, conf, extra="", realm="api", http_extra=""):
     return nginx.start()
 
 
+def doc_blocks():
+    """The ```nginx blocks of docs/nginx.md, in order."""
+    with open(os.path.join(SRCDIR, "docs", "nginx.md")) as f:
+        text = f.read()
+    return [b.split("```", 1)[0] for b in text.split("```nginx\n")[1:]]
+
+
+def statements(text):
+    """Top-level statements of an nginx fragment (comments dropped)."""
+    text = "\n".join(line.split("#", 1)[0] for line in text.split("\n"))
+    out, cur, depth = [], "", 0
+    for ch in text:
+        cur += ch
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(cur.strip())
+                cur = ""
+        elif ch == ";" and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+    return [s for s in out if s]
+
+
 def write_secret(path, value, mode=0o600):
     """A secret file as tokengate wants it (owner-only by default)."""
     path.write_text(value + "\n")
@@ -300,6 +305,6 @@ def fetch(url, headers=None, method="GET", timeout=30):
         target = u.path + ("?" + u.query if u.query else "")
         c.request(method, target, headers=dict(headers or {}))
         r = c.getresponse()
-        return Response(r.status, r.getheaders(), r.read())
+        return Response.read(r)
     finally:
         c.close()

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from conftest import DEMO, fetch_token, free_port
-from nginxlib import (ADMIN_GROUP, CACHE_HEADERS, IDENTITY_HEADERS, protected,
-                      write_tg_conf)
+from nginxlib import (ADMIN_GROUP, CACHE_HEADERS, IDENTITY_HEADERS, doc_blocks,
+                      protected, statements, write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
@@ -527,7 +527,7 @@ def test_kept_handle_takes_each_locations_options(tmp_path, devserver,
     ran on the handle before."""
     conf = write_tg_conf(tmp_path, "insight", devserver.url)
     proxied = write_tg_conf(tmp_path, "insight", devserver.url,
-                      proxy=f"http://127.0.0.1:{free_port()}")
+                            proxy=f"http://127.0.0.1:{free_port()}")
     nginx.server(f"""
         location = /status {{ tokengate_status; }}
         tokengate_config {conf};
@@ -598,7 +598,7 @@ def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
 
 def test_server_refused_503(tmp_path, nginx):
     protected(nginx, write_tg_conf(tmp_path, "insight",
-                             f"http://127.0.0.1:{free_port()}"))
+                                   f"http://127.0.0.1:{free_port()}"))
     r = nginx.get("/p/index.html", "some-token-0123456789")
     assert r.status == 503
     assert r.header("WWW-Authenticate") is None
@@ -777,44 +777,19 @@ def test_cache_ttl_ends_at_the_tokens_expiry(tmp_path, devserver_factory,
 
 # ------------------------------------------------------- docs examples
 
-def doc_examples():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "docs", "nginx.md")
-    text = open(path).read()
-    blocks = text.split("```nginx\n")[1:]
-    return [b.split("```", 1)[0] for b in blocks]
-
-
-def statements(text):
-    """Top-level statements of an nginx fragment."""
-    out, cur, depth = [], "", 0
-    for ch in text:
-        cur += ch
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                out.append(cur.strip())
-                cur = ""
-        elif ch == ";" and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-    return [s for s in out if s]
-
-
-@pytest.mark.parametrize("index", range(len(doc_examples())))
+@pytest.mark.parametrize("index", range(len(doc_blocks())))
 def test_doc_examples_pass_nginx_t(tmp_path, devserver, nginx, index):
     conf = write_tg_conf(tmp_path, "insight", devserver.url)
-    block = doc_examples()[index]
+    block = doc_blocks()[index]
     if "tokengate_embed" in block:
         # Looker embedding: an embed secret and an API user in the config
         secret = tmp_path / "embed.secret"
         secret.write_text("doc-example-secret\n")
         os.chmod(secret, 0o600)
         conf = write_tg_conf(tmp_path, "looker", devserver.url,
-                       embed_secret_file=secret, client_id="alice-client",
-                       client_secret_file=secret)
+                             embed_secret_file=secret,
+                             client_id="alice-client",
+                             client_secret_file=secret)
     block = block.replace("/etc/tokengate.conf", str(conf))
     block = block.replace("listen 443 ssl;",
                           f"listen 127.0.0.1:{nginx.port};")

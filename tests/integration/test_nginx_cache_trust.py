@@ -164,9 +164,9 @@ def test_pinned_and_unpinned_locations_share_no_answer(
     wrong = "sha256//" + base64.b64encode(b"\0" * 32).decode()
     conf_a = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca)
     conf_b = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
-                     pinned_pubkey=wrong)
+                           pinned_pubkey=wrong)
     conf_c = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
-                     pinned_pubkey=spki_pin(pki / "good.pem"))
+                           pinned_pubkey=spki_pin(pki / "good.pem"))
     nginx = nginx_factory()
     nginx.server(f"""
         tokengate_cache zone=tg:1m;
@@ -338,7 +338,7 @@ def test_row_renewal_keeps_the_first_validation(tmp_path, devserver, nginx):
     an outage at 7.5 s is 503 (counted from the renewal it would be
     STALE until 9.5 s)."""
     stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url,
-                              token_lifetime_max=6), CACHE)
+                                    token_lifetime_max=6), CACHE)
     tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")

@@ -32,8 +32,8 @@ def test_client_leaving_during_connect_logs_no_alert(tmp_path, black_hole,
                                                      nginx_factory):
     nginx = nginx_factory()
     protected(nginx, write_tg_conf(tmp_path, "insight",
-                             f"http://127.0.0.1:{black_hole}",
-                             connect_timeout=10, timeout=20))
+                                   f"http://127.0.0.1:{black_hole}",
+                                   connect_timeout=10, timeout=20))
     for i in range(CLIENTS):
         token = f"never-validated-{i}-0123456789abcdef"
         nginx.tokens.add(token)
