@@ -228,7 +228,7 @@ struct ds_request {
 /*
  * The files in layers: each calls (or reads) only files in the layers
  * below it, never one above or beside it, so no two files depend on each
- * other (scripts/check-layers checks it):
+ * other (tests/check-layers checks it):
  *   main.c
  *   routes.c, control.c
  *   embed.c
