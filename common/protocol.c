@@ -99,7 +99,6 @@ static tg_err_t dump_body(const json_t *json, tg_request_t *req,
 static tg_err_t build_insight_token(const tg_config_t *cfg,
                                     const char *client_id, const char *secret,
                                     tg_request_t *req, tg_diag_t *diag);
-static int is_unreserved(unsigned char c);
 static tg_err_t build_looker_token(const tg_config_t *cfg,
                                    const char *client_id, const char *secret,
                                    tg_request_t *req, tg_diag_t *diag);
@@ -378,51 +377,6 @@ build_authed(const tg_config_t *cfg, const char *token, const char *method,
     return TG_OK;
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF): jansson
- * refuses anything else, and we want TG_INPUT for it, not TG_NOMEM. */
-int
-tg__utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0, n, k;
-    unsigned long cp;
-
-    while (i < len) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= n) {
-            return 0;
-        }
-        for (k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-            return 0;
-        }
-        i += n + 1;
-    }
-    return 1;
-}
-
 /* jansson frees without wiping; we own the only reference to this string,
  * so wipe its copy of the secret before it is released. */
 static void
@@ -443,36 +397,6 @@ dump_body(const json_t *json, tg_request_t *req, tg_diag_t *diag)
         req->content_type = "application/json";
     }
     return err;
-}
-
-/* Serialize into one exactly-sized buffer (json_dumpb, not json_dumps, so
- * that no reallocated copy of a secret is left behind in the heap). */
-tg_err_t
-tg__json_dump(const json_t *v, char **text, size_t *len, tg_diag_t *diag)
-{
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t size, n;
-    char *buf;
-
-    size = v != NULL ? json_dumpb(v, NULL, 0, flags) : 0;
-    if (size == 0) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    buf = malloc(size + 1);
-    if (buf == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    n = json_dumpb(v, buf, size, flags);
-    if (n != size) {
-        tg_secret_free_len(buf, size);
-        return tg__fail(diag, TG_NOMEM, "out of memory");
-    }
-    buf[size] = '\0';
-    *text = buf;
-    if (len != NULL) {
-        *len = size;
-    }
-    return TG_OK;
 }
 
 /* insight: POST auth/token, JSON {clientId, secret, maxAge} (A.5). */
@@ -521,45 +445,6 @@ out:
     json_decref(jsecret);
     json_decref(body);
     return err;
-}
-
-/* Form values are percent-encoded except the RFC 3986 unreserved set. */
-static int
-is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
-size_t
-tg__pct_encoded_len(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++) {
-        n += is_unreserved((unsigned char) *s) ? 1 : 3;
-    }
-    return n;
-}
-
-/* Write s percent-encoded at dst; returns the end (not NUL-terminated). */
-char *
-tg__pct_encode(char *dst, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char) *s;
-        if (is_unreserved(c)) {
-            *dst++ = (char) c;
-        } else {
-            *dst++ = '%';
-            *dst++ = hex[c >> 4];
-            *dst++ = hex[c & 0x0f];
-        }
-    }
-    return dst;
 }
 
 /* looker: POST /login, form client_id & client_secret (B.2). */
@@ -2413,22 +2298,6 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Looker signed embedding, signed by the server (B.6)                    */
 /* ---------------------------------------------------------------------- */
-
-/* A JSON array of strings; NULL on allocation failure. */
-json_t *
-tg__json_string_list(const char *const *items, size_t n)
-{
-    json_t *list = json_array();
-    size_t i;
-
-    for (i = 0; list != NULL && i < n; i++) {
-        if (json_array_append_new(list, json_string(items[i])) != 0) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    return list;
-}
 
 /* Set key to value (stolen, may be NULL); 0 on failure. */
 static int

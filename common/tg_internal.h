@@ -77,11 +77,12 @@ long tg__login_defs_uid_min(const char *path);
 /* Does a rule in cfg need the profile (groups or the evaluation flag)? */
 int tg__rules_need_profile(const tg_config_t *cfg);
 
-/* Is s[0..len) strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+/* Is s[0..len) strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF)?
+ * (codec.c) */
 int tg__utf8_valid(const char *s, size_t len);
 
 /*
- * Strict percent-encoding (protocol.c): every byte except the RFC 3986
+ * Strict percent-encoding (codec.c): every byte except the RFC 3986
  * unreserved set A-Z a-z 0-9 - _ . ~ becomes %XX with upper-case hex.
  * tg__pct_encoded_len() is the length of the encoding of s;
  * tg__pct_encode() writes it at dst and returns its end (no NUL).
@@ -90,7 +91,7 @@ size_t tg__pct_encoded_len(const char *s);
 char *tg__pct_encode(char *dst, const char *s);
 
 /*
- * JSON helpers (protocol.c), for request bodies and embed values.
+ * JSON helpers (codec.c), for request bodies and embed values.
  * tg__json_dump(): compact JSON text of v (any value; NULL fails as out of
  * memory) in one exactly sized buffer (json_dumpb: no reallocated copy of
  * a secret is left in the heap).  *text is caller-owned (tg_secret_free),

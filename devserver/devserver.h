@@ -225,19 +225,47 @@ struct ds_request {
     char path[160]; /* sanitized, for the log line */
 };
 
-/* main.c */
+/*
+ * The files in layers: each calls (or reads) only files in the layers
+ * below it, never one above or beside it, so no two files depend on each
+ * other (tests/check-layers checks it):
+ *   main.c
+ *   routes.c, control.c
+ *   embed.c
+ *   faults.c
+ *   form.c, store.c
+ *   reply.c, process.c
+ */
+
+/* process.c: options, stop flag, clock, log, files */
 extern struct ds_options ds__opt;
+void ds__stop(void);
 int ds__stopping(void);
 int64_t ds__mono_ms(void);
 void ds__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ds__file_read(const char *path, size_t max, int owner_only, char **out,
+                  size_t *len, char *err, size_t errlen);
+
+/* reply.c */
 void ds__reply_clear(struct ds_reply *r);
 int ds__reply_json(struct ds_reply *r, unsigned int status, json_t *v);
 int ds__reply_text(struct ds_reply *r, unsigned int status, const char *ctype,
                    const char *text, size_t len);
 enum MHD_Result ds__reply_send(struct ds_request *req, struct ds_reply *r,
                                const char *ctype_override);
-int ds__file_read(const char *path, size_t max, int owner_only, char **out,
-                  size_t *len, char *err, size_t errlen);
+void ds__reply_flavor_error(struct ds_reply *r, enum ds_flavor flavor,
+                            unsigned int status, const char *message);
+void ds__reply_validation(struct ds_reply *r, const char *field,
+                          const char *code, const char *message);
+
+/* form.c */
+json_t *ds__json_body(struct ds_request *req, enum ds_flavor flavor,
+                      struct ds_reply *r);
+int ds__pct_decode(const char *s, size_t len, int plus, char *out,
+                   size_t *out_len);
+int ds__form_next(const char **p, const char *end, struct ds_form_pair *pair);
+enum ds_form_result ds__form_value(const struct ds_form_pair *pair, char **out,
+                                   size_t *out_len);
 
 /* store.c */
 extern const char ds__demo_users_json[];
@@ -277,22 +305,6 @@ void ds__mac_table_add(struct ds_mac_table *t, struct ds_mac_entry *e);
 void ds__mac_table_remove(struct ds_mac_table *t, struct ds_mac_entry *e);
 void ds__mac_table_free(struct ds_mac_table *t);
 
-/* routes.c */
-void ds__route_classify(struct ds_request *req, const char *url);
-enum MHD_Result ds__route_answer(struct ds_request *req, const char *url,
-                                 const char *method);
-void ds__reply_flavor_error(struct ds_reply *r, enum ds_flavor flavor,
-                            unsigned int status, const char *message);
-void ds__reply_validation(struct ds_reply *r, const char *field,
-                          const char *code, const char *message);
-json_t *ds__json_body(struct ds_request *req, enum ds_flavor flavor,
-                      struct ds_reply *r);
-int ds__pct_decode(const char *s, size_t len, int plus, char *out,
-                   size_t *out_len);
-int ds__form_next(const char **p, const char *end, struct ds_form_pair *pair);
-enum ds_form_result ds__form_value(const struct ds_form_pair *pair, char **out,
-                                   size_t *out_len);
-
 /* faults.c */
 int ds__faults_init(void);
 void ds__faults_free(void);
@@ -302,6 +314,11 @@ void ds__rule_unref(struct ds_rule *rule);
 void ds__count_request(enum ds_endpoint ep);
 void ds__count_connection(void);
 void ds__count_embed_login(int accepted);
+json_t *ds__counters_json(void);
+void ds__counters_reset(void);
+int ds__fault_add(json_t *o, json_t **shown, char *err, size_t errlen);
+void ds__faults_clear(void);
+json_t *ds__faults_json(void);
 int ds__wait_start(void);
 void ds__wait_stop(void);
 
@@ -316,8 +333,6 @@ enum ds_fault_step {
 enum ds_fault_step ds__fault_before(struct ds_request *req,
                                     enum MHD_Result *res);
 enum MHD_Result ds__fault_reply(struct ds_request *req, struct ds_reply *r);
-enum MHD_Result ds__control_answer(struct ds_request *req, const char *url,
-                                   const char *method);
 
 /* embed.c */
 int ds__embed_init(const char *secret_file, char *err, size_t errlen);
@@ -328,5 +343,14 @@ void ds__embed_page(struct ds_request *req, const char *url, const char *method,
                     struct ds_reply *r);
 void ds__embed_sso_url(struct ds_request *req, struct ds_reply *r);
 json_t *ds__embed_json(void);
+
+/* routes.c */
+void ds__route_classify(struct ds_request *req, const char *url);
+enum MHD_Result ds__route_answer(struct ds_request *req, const char *url,
+                                 const char *method);
+
+/* control.c */
+enum MHD_Result ds__control_answer(struct ds_request *req, const char *url,
+                                   const char *method);
 
 #endif /* DEVSERVER_H */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * faults.c - fault rules (SECURITY.md section 6), the request counters,
- * the waits behind delay and hang faults, and the control endpoint.
+ * and the waits behind delay and hang faults.  The control endpoint
+ * (control.c) shows and changes the rules and counters through the
+ * ds__faults_* and ds__counters_* functions.
  *
  * A rule matches requests by endpoint; the first rule that matches a
  * request applies to it (and uses up one of its count, if it has one).
@@ -18,7 +20,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,6 @@
 #define RAW_WRITE_MS 5000
 /* Keys in a --fault spec or a control JSON object. */
 #define SPEC_KEY_MAX 32
-/* Largest clock offset: ten years either way. */
-#define CLOCK_OFFSET_MAX (10LL * 366 * 24 * 3600)
 
 enum rule_key_type {
     T_ENDPOINT, /* a name from endpoint_names, or "*" */
@@ -92,15 +91,8 @@ struct stream {
     uint64_t total;
 };
 
-struct control_route {
-    const char *path;
-    const char *allow;
-    void (*fn)(struct ds_request *req, const char *method, struct ds_reply *r);
-};
-
 static int rule_from_json(json_t *o, struct ds_rule **out, char *err,
                           size_t errlen);
-static int rule_add(json_t *o, json_t **shown, char *err, size_t errlen);
 static void rule_free(struct ds_rule *rule);
 static json_t *rule_json(const struct ds_rule *rule);
 static int spec_to_json(const char *spec, json_t **out, char *err,
@@ -118,23 +110,6 @@ static enum MHD_Result queue_stream(struct ds_request *req, unsigned int status,
 static ssize_t read_truncated(void *cls, uint64_t pos, char *buf, size_t max);
 static ssize_t read_oversize(void *cls, uint64_t pos, char *buf, size_t max);
 static void stream_free(void *cls);
-static void ctl_health(struct ds_request *req, const char *method,
-                       struct ds_reply *r);
-static void ctl_faults(struct ds_request *req, const char *method,
-                       struct ds_reply *r);
-static void ctl_counters(struct ds_request *req, const char *method,
-                         struct ds_reply *r);
-static void ctl_clock(struct ds_request *req, const char *method,
-                      struct ds_reply *r);
-static void ctl_users(struct ds_request *req, const char *method,
-                      struct ds_reply *r);
-static void ctl_tokens(struct ds_request *req, const char *method,
-                       struct ds_reply *r);
-static void ctl_embed(struct ds_request *req, const char *method,
-                      struct ds_reply *r);
-static void ctl_error(struct ds_reply *r, unsigned int status, const char *fmt,
-                      ...) __attribute__((format(printf, 3, 4)));
-static json_t *ctl_body(struct ds_request *req, struct ds_reply *r);
 
 static const char *const endpoint_names[DS_EP_COUNT] = {
     [DS_EP_TOKEN] = "token",           [DS_EP_VALIDATE] = "validate",
@@ -167,16 +142,6 @@ static const struct {
 };
 
 #define N_RULE_KEYS (sizeof(rule_keys) / sizeof(rule_keys[0]))
-
-static const struct control_route control_routes[] = {
-    {"/health", "GET", ctl_health},
-    {"/faults", "GET, POST, DELETE", ctl_faults},
-    {"/counters", "GET, DELETE", ctl_counters},
-    {"/clock", "GET, POST", ctl_clock},
-    {"/users", "GET", ctl_users},
-    {"/tokens", "GET, DELETE", ctl_tokens},
-    {"/embed", "GET", ctl_embed},
-};
 
 /* The body of the malformed fault: JSON cut off after a member. */
 static const char malformed_body[] = "{\"uid\": \"x\", ";
@@ -215,17 +180,7 @@ ds__faults_init(void)
 void
 ds__faults_free(void)
 {
-    struct ds_rule *rule;
-    struct ds_rule *next;
-
-    pthread_mutex_lock(&fs.lock);
-    rule = fs.rules;
-    fs.rules = NULL;
-    pthread_mutex_unlock(&fs.lock);
-    for (; rule != NULL; rule = next) {
-        next = rule->next;
-        ds__rule_unref(rule);
-    }
+    ds__faults_clear();
 }
 
 /* ---------------------------------------------------------------- rules */
@@ -239,15 +194,15 @@ ds__fault_add_spec(const char *spec, char *err, size_t errlen)
 
     rc = spec_to_json(spec, &o, err, errlen);
     if (rc == 0) {
-        rc = rule_add(o, NULL, err, errlen);
+        rc = ds__fault_add(o, NULL, err, errlen);
     }
     json_decref(o);
     return rc;
 }
 
 /* Validate o and append it as a rule; *shown (if not NULL) lists it. */
-static int
-rule_add(json_t *o, json_t **shown, char *err, size_t errlen)
+int
+ds__fault_add(json_t *o, json_t **shown, char *err, size_t errlen)
 {
     struct ds_rule *rule = NULL;
     struct ds_rule **pp;
@@ -265,6 +220,38 @@ rule_add(json_t *o, json_t **shown, char *err, size_t errlen)
     }
     pthread_mutex_unlock(&fs.lock);
     return 0;
+}
+
+/* Drop every rule (requests keep the rules they matched). */
+void
+ds__faults_clear(void)
+{
+    struct ds_rule *rule;
+    struct ds_rule *next;
+
+    pthread_mutex_lock(&fs.lock);
+    rule = fs.rules;
+    fs.rules = NULL;
+    pthread_mutex_unlock(&fs.lock);
+    for (; rule != NULL; rule = next) {
+        next = rule->next;
+        ds__rule_unref(rule);
+    }
+}
+
+/* The rules as given, in order: a new JSON array (NULL without memory). */
+json_t *
+ds__faults_json(void)
+{
+    struct ds_rule *rule;
+    json_t *arr = json_array();
+
+    pthread_mutex_lock(&fs.lock);
+    for (rule = fs.rules; rule != NULL && arr != NULL; rule = rule->next) {
+        json_array_append_new(arr, rule_json(rule));
+    }
+    pthread_mutex_unlock(&fs.lock);
+    return arr;
 }
 
 /*
@@ -759,6 +746,39 @@ ds__count_connection(void)
     pthread_mutex_unlock(&fs.lock);
 }
 
+/* The counters by name, and connections: a new JSON object (NULL without
+ * memory). */
+json_t *
+ds__counters_json(void)
+{
+    json_t *o = json_object();
+    size_t i;
+
+    pthread_mutex_lock(&fs.lock);
+    for (i = 0; i < DS_EP_COUNT && o != NULL; i++) {
+        json_object_set_new(o, endpoint_names[i],
+                            json_integer((json_int_t) fs.counts[i]));
+    }
+    if (o != NULL) {
+        json_object_set_new(o, "embed_rejected",
+                            json_integer((json_int_t) fs.embed_rejected));
+        json_object_set_new(o, "connections",
+                            json_integer((json_int_t) fs.connections));
+    }
+    pthread_mutex_unlock(&fs.lock);
+    return o;
+}
+
+void
+ds__counters_reset(void)
+{
+    pthread_mutex_lock(&fs.lock);
+    memset(fs.counts, 0, sizeof(fs.counts));
+    fs.embed_rejected = 0;
+    fs.connections = 0;
+    pthread_mutex_unlock(&fs.lock);
+}
+
 /* ------------------------------------------------------ applying a rule */
 
 /*
@@ -1159,239 +1179,4 @@ wait_main(void *arg)
     }
     pthread_mutex_unlock(&ws.lock);
     return NULL;
-}
-
-/* -------------------------------------------------------------- control */
-
-/* The last handler call of a control request. */
-enum MHD_Result
-ds__control_answer(struct ds_request *req, const char *url, const char *method)
-{
-    struct ds_reply r = {0};
-    size_t i;
-
-    for (i = 0; i < sizeof(control_routes) / sizeof(control_routes[0]); i++) {
-        const struct control_route *cr = &control_routes[i];
-        const char *p = cr->allow;
-        size_t n = strlen(method);
-        int allowed = 0;
-
-        if (strcmp(url, cr->path) != 0) {
-            continue;
-        }
-        while (p != NULL) {
-            if (strncmp(p, method, n) == 0 && (p[n] == ',' || p[n] == '\0')) {
-                allowed = 1;
-            }
-            p = strchr(p, ',');
-            if (p != NULL) {
-                p += strspn(p, ", ");
-            }
-        }
-        if (!allowed) {
-            ctl_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "use %s", cr->allow);
-            r.allow = cr->allow;
-        } else {
-            cr->fn(req, method, &r);
-        }
-        return ds__reply_send(req, &r, NULL);
-    }
-    ctl_error(&r, MHD_HTTP_NOT_FOUND, "no such control resource");
-    return ds__reply_send(req, &r, NULL);
-}
-
-static void
-ctl_health(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    (void) req;
-    (void) method;
-    ds__reply_json(r, MHD_HTTP_OK, json_pack("{ss}", "status", "ok"));
-}
-
-static void
-ctl_faults(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    struct ds_rule *rule;
-    struct ds_rule *next;
-    json_t *arr;
-    json_t *o;
-    json_t *shown = NULL;
-    char err[256];
-
-    if (strcmp(method, "GET") == 0) {
-        arr = json_array();
-        pthread_mutex_lock(&fs.lock);
-        for (rule = fs.rules; rule != NULL && arr != NULL; rule = rule->next) {
-            json_array_append_new(arr, rule_json(rule));
-        }
-        pthread_mutex_unlock(&fs.lock);
-        ds__reply_json(r, MHD_HTTP_OK, json_pack("{so}", "faults", arr));
-    } else if (strcmp(method, "POST") == 0) {
-        o = ctl_body(req, r);
-        if (o == NULL) {
-            return;
-        }
-        if (rule_add(o, &shown, err, sizeof(err)) != 0) {
-            ctl_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
-        } else {
-            ds__reply_json(r, MHD_HTTP_CREATED, shown);
-        }
-        json_decref(o);
-    } else {
-        pthread_mutex_lock(&fs.lock);
-        rule = fs.rules;
-        fs.rules = NULL;
-        pthread_mutex_unlock(&fs.lock);
-        for (; rule != NULL; rule = next) {
-            next = rule->next;
-            ds__rule_unref(rule);
-        }
-        r->status = MHD_HTTP_NO_CONTENT;
-    }
-}
-
-static void
-ctl_counters(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    json_t *o;
-    size_t i;
-
-    (void) req;
-    if (strcmp(method, "DELETE") == 0) {
-        pthread_mutex_lock(&fs.lock);
-        memset(fs.counts, 0, sizeof(fs.counts));
-        fs.embed_rejected = 0;
-        fs.connections = 0;
-        pthread_mutex_unlock(&fs.lock);
-        r->status = MHD_HTTP_NO_CONTENT;
-        return;
-    }
-    o = json_object();
-    pthread_mutex_lock(&fs.lock);
-    for (i = 0; i < DS_EP_COUNT && o != NULL; i++) {
-        json_object_set_new(o, endpoint_names[i],
-                            json_integer((json_int_t) fs.counts[i]));
-    }
-    if (o != NULL) {
-        json_object_set_new(o, "embed_rejected",
-                            json_integer((json_int_t) fs.embed_rejected));
-        json_object_set_new(o, "connections",
-                            json_integer((json_int_t) fs.connections));
-    }
-    pthread_mutex_unlock(&fs.lock);
-    ds__reply_json(r, MHD_HTTP_OK, o);
-}
-
-static void
-ctl_clock(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    json_t *o;
-    json_t *adv;
-    json_t *off;
-    int64_t offset = ds__clock_offset();
-
-    if (strcmp(method, "POST") == 0) {
-        o = ctl_body(req, r);
-        if (o == NULL) {
-            return;
-        }
-        adv = json_object_get(o, "advance");
-        off = json_object_get(o, "offset");
-        if (json_object_size(o) != 1 || (adv == NULL && off == NULL)) {
-            ctl_error(r, MHD_HTTP_BAD_REQUEST,
-                      "give exactly one of "
-                      "\"advance\" (seconds >= 0) or \"offset\" (seconds)");
-        } else if (adv != NULL &&
-                   (!json_is_integer(adv) || json_integer_value(adv) < 0 ||
-                    json_integer_value(adv) > CLOCK_OFFSET_MAX)) {
-            ctl_error(r, MHD_HTTP_BAD_REQUEST,
-                      "\"advance\" must be an "
-                      "integer from 0 to %lld",
-                      CLOCK_OFFSET_MAX);
-        } else if (off != NULL &&
-                   (!json_is_integer(off) ||
-                    json_integer_value(off) > CLOCK_OFFSET_MAX ||
-                    json_integer_value(off) < -CLOCK_OFFSET_MAX)) {
-            ctl_error(r, MHD_HTTP_BAD_REQUEST,
-                      "\"offset\" must be an "
-                      "integer from -%lld to %lld",
-                      CLOCK_OFFSET_MAX, CLOCK_OFFSET_MAX);
-        } else {
-            offset = adv != NULL ? offset + json_integer_value(adv)
-                                 : json_integer_value(off);
-            if (offset > CLOCK_OFFSET_MAX) {
-                offset = CLOCK_OFFSET_MAX;
-            }
-            ds__clock_set_offset(offset);
-        }
-        json_decref(o);
-        if (r->status != 0) {
-            return;
-        }
-    }
-    ds__reply_json(r, MHD_HTTP_OK,
-                   json_pack("{sIsI}", "now", (json_int_t) ds__clock_now(),
-                             "offset", (json_int_t) ds__clock_offset()));
-}
-
-static void
-ctl_users(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    (void) req;
-    (void) method;
-    ds__reply_json(r, MHD_HTTP_OK, ds__users_json());
-}
-
-static void
-ctl_tokens(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    (void) req;
-    if (strcmp(method, "DELETE") == 0) {
-        ds__tokens_clear();
-        r->status = MHD_HTTP_NO_CONTENT;
-        return;
-    }
-    ds__reply_json(r, MHD_HTTP_OK,
-                   json_pack("{sI}", "live", (json_int_t) ds__tokens_live()));
-}
-
-static void
-ctl_embed(struct ds_request *req, const char *method, struct ds_reply *r)
-{
-    (void) req;
-    (void) method;
-    ds__reply_json(r, MHD_HTTP_OK, ds__embed_json());
-}
-
-/* The request body as a JSON object, or NULL with r set to a 400. */
-static json_t *
-ctl_body(struct ds_request *req, struct ds_reply *r)
-{
-    json_error_t jerr;
-    json_t *o;
-
-    o = json_loadb(req->body != NULL ? req->body : "", req->body_len,
-                   JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    if (o == NULL) {
-        ctl_error(r, MHD_HTTP_BAD_REQUEST, "bad JSON: %s", jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(o)) {
-        json_decref(o);
-        ctl_error(r, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
-        return NULL;
-    }
-    return o;
-}
-
-static void
-ctl_error(struct ds_reply *r, unsigned int status, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    ds__reply_json(r, status, json_pack("{ss}", "error", msg));
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c - tokengate-devserver: command line, listeners, the request
- * plumbing shared by both listeners (body collection, replies, the log
- * line), and a clean stop on SIGTERM/SIGINT.
+ * plumbing shared by both listeners (body collection, the log line; the
+ * replies are built and sent in reply.c), and a clean stop on
+ * SIGTERM/SIGINT.
  *
  * The API listener runs one thread per connection by default, so a delay
  * or hang fault holds only its own connection; with --threads N it runs a
@@ -13,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,12 +73,6 @@ struct listener {
     char host[INET6_ADDRSTRLEN + 3]; /* as printed, [v6] bracketed */
 };
 
-/* A body handed to libmicrohttpd, wiped when it is done with it. */
-struct owned_body {
-    char *data;
-    size_t len;
-};
-
 static void usage(FILE *f);
 static int parse_args(int argc, char **argv, char ***faults, size_t *nfaults);
 static int parse_long(const char *opt, const char *arg, long min, long max,
@@ -109,18 +102,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
                           enum MHD_ConnectionNotificationCode toe);
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-static void wipe_free(void *cls);
 static int64_t mono_us(void);
 static void sanitize_into(char *dst, size_t size, const char *src);
 
-struct ds_options ds__opt = {
-    .listen = "127.0.0.1:0",
-    .control = "127.0.0.1:0",
-    .insight_max_age = 3600,
-    .looker_lifetime = 3600,
-};
-
-static int stopping;
 static const int kind_api = LISTENER_API;
 static const int kind_control = LISTENER_CONTROL;
 
@@ -278,7 +262,7 @@ main(int argc, char **argv)
     rc = DS_EXIT_OK;
 
 out:
-    __atomic_store_n(&stopping, 1, __ATOMIC_SEQ_CST);
+    ds__stop();
     if (waiting) {
         ds__wait_stop(); /* resume suspended connections first */
     }
@@ -646,95 +630,6 @@ read_small_file(const char *path, const char *what)
     return text;
 }
 
-/*
- * Read a whole regular file of at most max bytes into *out (malloc'd,
- * NUL-terminated after its *len bytes; the caller frees it, wiped when it
- * holds a secret).  owner_only, for a file holding a secret: refuse a
- * symbolic link, and want the file owned by root or by us and readable by
- * its owner only.  -1 with err set ("PATH: why"), the buffer wiped.
- */
-int
-ds__file_read(const char *path, size_t max, int owner_only, char **out,
-              size_t *len, char *err, size_t errlen)
-{
-    struct stat sb;
-    char *buf = NULL;
-    size_t size = 0;
-    size_t n = 0;
-    ssize_t got;
-    unsigned int mode;
-    int fd;
-    int rc = -1;
-
-    *out = NULL;
-    *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-                        (owner_only ? O_NOFOLLOW : 0));
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
-                 owner_only && errno == ELOOP ? " (a symbolic link is refused)"
-                                              : "");
-        goto out;
-    }
-    if (fstat(fd, &sb) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto out;
-    }
-    if (owner_only && sb.st_uid != 0 && sb.st_uid != geteuid()) {
-        snprintf(err, errlen, "%s: must be owned by root or by uid %lu", path,
-                 (unsigned long) geteuid());
-        goto out;
-    }
-    mode = (unsigned int) sb.st_mode & 07777u;
-    if (owner_only && (mode & 077u) != 0) {
-        snprintf(err, errlen,
-                 "%s: must be readable by its owner only (mode %04o); "
-                 "chmod 600 %s",
-                 path, mode, path);
-        goto out;
-    }
-    if (sb.st_size < 0 || (uintmax_t) sb.st_size > max) {
-        snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
-        goto out;
-    }
-    size = (size_t) sb.st_size + 1;
-    buf = malloc(size);
-    if (buf == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    while (n < size - 1) {
-        got = read(fd, buf + n, size - 1 - n);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            snprintf(err, errlen, "%s: short read", path);
-            goto out;
-        }
-        n += (size_t) got;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-    rc = 0;
-
-out:
-    if (buf != NULL) {
-        explicit_bzero(buf, size);
-        free(buf);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return rc;
-}
-
 /* One descriptor per connection (and one thread): lift the soft limit. */
 static void
 raise_fd_limit(void)
@@ -1078,163 +973,7 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     ds__log("libmicrohttpd: %s", clean);
 }
 
-/* ------------------------------------------------------------- replies */
-
-void
-ds__reply_clear(struct ds_reply *r)
-{
-    if (r->body != NULL) {
-        explicit_bzero(r->body, r->body_len);
-        free(r->body);
-    }
-    if (r->own_location != NULL) {
-        explicit_bzero(r->own_location, strlen(r->own_location));
-        free(r->own_location);
-    }
-    if (r->set_cookie != NULL) {
-        explicit_bzero(r->set_cookie, strlen(r->set_cookie));
-        free(r->set_cookie);
-    }
-    memset(r, 0, sizeof(*r));
-}
-
-/* Set a JSON reply (v is stolen; NULL means out of memory: 500). */
-int
-ds__reply_json(struct ds_reply *r, unsigned int status, json_t *v)
-{
-    char *text = NULL;
-
-    if (v != NULL) {
-        text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(v);
-    }
-    if (text == NULL) {
-        return ds__reply_text(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain",
-                              "out of memory\n", 14);
-    }
-    ds__reply_clear(r);
-    r->status = status;
-    r->body = text;
-    r->body_len = strlen(text);
-    r->content_type = "application/json";
-    return 0;
-}
-
-int
-ds__reply_text(struct ds_reply *r, unsigned int status, const char *ctype,
-               const char *text, size_t len)
-{
-    ds__reply_clear(r);
-    r->status = status;
-    r->content_type = ctype;
-    r->body = malloc(len + 1);
-    if (r->body == NULL) {
-        r->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        return -1;
-    }
-    memcpy(r->body, text, len);
-    r->body[len] = '\0';
-    r->body_len = len;
-    return 0;
-}
-
-/*
- * Queue r (its body is taken over and wiped once sent).  ctype_override,
- * if not NULL, replaces the Content-Type.  Records the status for the log.
- */
-enum MHD_Result
-ds__reply_send(struct ds_request *req, struct ds_reply *r,
-               const char *ctype_override)
-{
-    struct MHD_Response *resp = NULL;
-    struct owned_body *ob = NULL;
-    const char *ctype;
-    enum MHD_Result res = MHD_NO;
-
-    if (r->body != NULL) {
-        ob = malloc(sizeof(*ob));
-        if (ob == NULL) {
-            goto out;
-        }
-        ob->data = r->body;
-        ob->len = r->body_len;
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(
-            r->body_len, r->body, wipe_free, ob);
-        if (resp == NULL) {
-            goto out;
-        }
-        r->body = NULL; /* libmicrohttpd owns it now */
-        ob = NULL;
-        ctype = ctype_override != NULL ? ctype_override : r->content_type;
-        if (ctype != NULL) {
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-        }
-    } else {
-        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (resp == NULL) {
-            goto out;
-        }
-    }
-    if (r->allow != NULL) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    }
-    if (r->location != NULL) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
-    }
-    if (r->retry_after != NULL) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
-                                r->retry_after);
-    }
-    if (r->set_cookie != NULL) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE,
-                                r->set_cookie);
-    }
-    if (r->no_store) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-                                "no-store");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_PRAGMA, "no-cache");
-    }
-    res = MHD_queue_response(req->conn, r->status, resp);
-    if (res == MHD_YES) {
-        req->replied = 1;
-        req->status = r->status;
-    }
-
-out:
-    if (resp != NULL) {
-        MHD_destroy_response(resp);
-    }
-    free(ob);
-    ds__reply_clear(r);
-    return res;
-}
-
-static void
-wipe_free(void *cls)
-{
-    struct owned_body *ob = cls;
-
-    explicit_bzero(ob->data, ob->len);
-    free(ob->data);
-    free(ob);
-}
-
 /* -------------------------------------------------------------- helpers */
-
-int
-ds__stopping(void)
-{
-    return __atomic_load_n(&stopping, __ATOMIC_SEQ_CST);
-}
-
-int64_t
-ds__mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t
 mono_us(void)
@@ -1243,25 +982,6 @@ mono_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* A log line on stderr, written with one call so lines never mix. */
-void
-ds__log(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    int n;
-
-    if (ds__opt.quiet) {
-        return;
-    }
-    n = snprintf(line, sizeof(line), DS_PROG ": ");
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    fputs(line, stderr);
 }
 
 /* Printable ASCII only (others become '?'), cut to fit. */

@@ -79,14 +79,11 @@ static int is_b64token(const char *s, size_t len);
 static int media_type_is(struct MHD_Connection *conn, const char *want);
 static int form_get(const char *body, size_t len, const char *name, char **out,
                     size_t *out_len);
-static int hex_value(char c);
 static void iso8601(int64_t t, char *buf, size_t size);
 static json_t *looker_access_token(const char *token, int64_t lifetime);
 static json_t *looker_session(const struct ds_token_info *info);
 static void looker_validation_error(struct ds_reply *r, const char *field,
                                     const char *message);
-static const char *insight_code(unsigned int status);
-static const char *looker_message(unsigned int status);
 static void secret_wipe(json_t *s);
 
 static const struct route_def routes[] = {
@@ -711,24 +708,6 @@ looker_validation_error(struct ds_reply *r, const char *field,
     ds__reply_validation(r, field, "invalid", message);
 }
 
-/* A Looker 422 ValidationError with one detail (code: invalid, missing). */
-void
-ds__reply_validation(struct ds_reply *r, const char *field, const char *code,
-                     const char *message)
-{
-    /* clang-format off */
-    ds__reply_json(r, MHD_HTTP_UNPROCESSABLE_CONTENT,
-                   json_pack("{ss s[{ssssssss}] ss}",
-                             "message", "Validation Failed",
-                             "errors",
-                                 "field", field,
-                                 "code", code,
-                                 "message", message,
-                                 "documentation_url", DS_LOOKER_DOC_URL,
-                             "documentation_url", DS_LOOKER_DOC_URL));
-    /* clang-format on */
-}
-
 /* ---------------------------------------------------------------- auth */
 
 /*
@@ -864,27 +843,6 @@ media_type_is(struct MHD_Connection *conn, const char *want)
 }
 
 /*
- * The request body as a JSON object (a new reference), or NULL with r set
- * to a 400 in the flavor's format.
- */
-json_t *
-ds__json_body(struct ds_request *req, enum ds_flavor flavor, struct ds_reply *r)
-{
-    json_error_t jerr;
-    json_t *doc;
-
-    doc = json_loadb(req->body != NULL ? req->body : "", req->body_len,
-                     JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        ds__reply_flavor_error(r, flavor, MHD_HTTP_BAD_REQUEST,
-                               "Malformed JSON request body");
-        return NULL;
-    }
-    return doc;
-}
-
-/*
  * Find name in an application/x-www-form-urlencoded body.  0: found, *out
  * is a malloc'd decoded copy (NUL-terminated, may hold NULs); 1: absent;
  * -1: malformed or given twice.
@@ -924,117 +882,6 @@ out:
     return rc;
 }
 
-/*
- * Split the next name=value pair off form-encoded text at *p (up to end),
- * decoding its name, and move *p past it.  0 when no pair is left.
- */
-int
-ds__form_next(const char **p, const char *end, struct ds_form_pair *pair)
-{
-    const char *amp;
-    const char *eq;
-
-    if (*p >= end) {
-        return 0;
-    }
-    amp = memchr(*p, '&', (size_t) (end - *p));
-    if (amp == NULL) {
-        amp = end;
-    }
-    eq = memchr(*p, '=', (size_t) (amp - *p));
-    if (eq == NULL) {
-        eq = amp;
-    }
-    pair->name[0] = '\0';
-    pair->name_len = 0;
-    pair->name_bad = 0;
-    if ((size_t) (eq - *p) < sizeof(pair->name) &&
-        ds__pct_decode(*p, (size_t) (eq - *p), 1, pair->name,
-                       &pair->name_len) != 0) {
-        pair->name[0] = '\0';
-        pair->name_len = 0;
-        pair->name_bad = 1;
-    }
-    pair->value = eq < amp ? eq + 1 : amp;
-    pair->value_len = (size_t) (amp - pair->value);
-    *p = amp + 1;
-    return 1;
-}
-
-/*
- * The decoded value of a pair: *out is malloc'd (NUL-terminated, may hold
- * NULs; the caller wipes *out_len bytes and frees it).  On failure *out is
- * NULL, and a partly decoded copy has been wiped whole and freed.
- */
-enum ds_form_result
-ds__form_value(const struct ds_form_pair *pair, char **out, size_t *out_len)
-{
-    size_t size = pair->value_len + 1;
-
-    *out = malloc(size);
-    if (*out == NULL) {
-        return DS_FORM_NOMEM;
-    }
-    if (ds__pct_decode(pair->value, pair->value_len, 1, *out, out_len) != 0) {
-        explicit_bzero(*out, size);
-        free(*out);
-        *out = NULL;
-        return DS_FORM_BAD;
-    }
-    return DS_FORM_OK;
-}
-
-/*
- * Percent-decoding into out (len + 1 bytes, NUL-terminated); plus: '+' is
- * a space (form encoding).  A '%' without two hex digits is an error.
- */
-int
-ds__pct_decode(const char *s, size_t len, int plus, char *out, size_t *out_len)
-{
-    size_t i;
-    size_t n = 0;
-    int hi;
-    int lo;
-
-    for (i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            if (i + 2 >= len) {
-                return -1;
-            }
-            hi = hex_value(s[i + 1]);
-            lo = hex_value(s[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return -1;
-            }
-            out[n++] = (char) (hi << 4 | lo);
-            i += 2;
-        } else if (plus && s[i] == '+') {
-            out[n++] = ' ';
-        } else {
-            out[n++] = s[i];
-        }
-    }
-    out[n] = '\0';
-    *out_len = n;
-    return 0;
-}
-
-/* The value of a hex digit (either case), or -1. */
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static void
 iso8601(int64_t t, char *buf, size_t size)
 {
@@ -1044,91 +891,6 @@ iso8601(int64_t t, char *buf, size_t size)
     if (gmtime_r(&tt, &tm) == NULL ||
         strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
         snprintf(buf, size, "1970-01-01T00:00:00Z");
-    }
-}
-
-/*
- * An error in the flavor's format.  message NULL: the flavor's usual text
- * for the status.  Insight (v1 is undocumented, so the v2 form):
- * {"error":{"code","message"}}.  Looker: {"message","documentation_url"},
- * and for 422 the ValidationError form.
- */
-void
-ds__reply_flavor_error(struct ds_reply *r, enum ds_flavor flavor,
-                       unsigned int status, const char *message)
-{
-    const char *reason = MHD_get_reason_phrase_for(status);
-
-    if (reason == NULL || reason[0] == '\0') {
-        reason = "Error";
-    }
-    if (flavor == DS_FLAVOR_INSIGHT) {
-        ds__reply_json(r, status,
-                       json_pack("{s{ssss}}", "error", "code",
-                                 insight_code(status), "message",
-                                 message != NULL ? message : reason));
-        return;
-    }
-    if (status == MHD_HTTP_UNPROCESSABLE_CONTENT && message == NULL) {
-        looker_validation_error(r, "workspace_id",
-                                "must be one of production, dev");
-        return;
-    }
-    if (message == NULL) {
-        message = looker_message(status);
-    }
-    ds__reply_json(r, status,
-                   json_pack("{ssss}", "message",
-                             message != NULL ? message : reason,
-                             "documentation_url", DS_LOOKER_DOC_URL));
-}
-
-static const char *
-insight_code(unsigned int status)
-{
-    static const struct {
-        unsigned int status;
-        const char *code;
-    } codes[] = {
-        {400, "BAD_REQUEST"},
-        {401, "UNAUTHORIZED"},
-        {403, "FORBIDDEN"},
-        {404, "NOT_FOUND"},
-        {405, "METHOD_NOT_ALLOWED"},
-        {406, "NOT_ACCEPTABLE"},
-        {409, "CONFLICT"},
-        {413, "PAYLOAD_TOO_LARGE"},
-        {415, "UNSUPPORTED_MEDIA_TYPE"},
-        {422, "UNPROCESSABLE_ENTITY"},
-        {429, "TOO_MANY_REQUESTS"},
-        {500, "INTERNAL_SERVER_ERROR"},
-        {501, "NOT_IMPLEMENTED"},
-        {502, "BAD_GATEWAY"},
-        {503, "SERVICE_UNAVAILABLE"},
-        {504, "GATEWAY_TIMEOUT"},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        if (codes[i].status == status) {
-            return codes[i].code;
-        }
-    }
-    return "ERROR";
-}
-
-static const char *
-looker_message(unsigned int status)
-{
-    switch (status) {
-    case 401:
-        return "Requires authentication.";
-    case 404:
-        return "Not found";
-    case 409:
-        return "Resource Already Exists";
-    default:
-        return NULL; /* the reason phrase */
     }
 }
 

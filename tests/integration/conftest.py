@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Fixtures for the integration tests: a real tokengate-devserver on a free
-loopback port, and a runner for the real tokengate CLI.
+loopback port, a private nginx loading the built module (nginxlib.py), a
+runner for the real tokengate CLI, and a listener that never accepts.
 
 Every process a test starts is stopped when the test ends.  Only 127.0.0.1
 is ever contacted.
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -49,6 +51,52 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc, sig, timeout):
+    """Stop a child: send sig, wait up to timeout seconds, then kill it.
+    False when it had to be killed."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
+class Response:
+    """An HTTP answer: status, header (name, value) pairs, body bytes."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @classmethod
+    def read(cls, r):
+        """From an http.client response (reads its body)."""
+        return cls(r.status, r.getheaders(), r.read())
+
+    def header(self, name):
+        """The first value of header name (any case), or None."""
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def ctype(self):
+        return self.header("Content-Type")
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers} {self.body[:300]!r}>"
 
 
 class Devserver:
@@ -108,13 +156,7 @@ class Devserver:
         return self._control("POST", "/clock", {"advance": seconds})
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, 10)
         self.log.close()
         return self.proc.returncode
 
@@ -142,6 +184,83 @@ def devserver_factory(tmp_path):
 @pytest.fixture
 def devserver(devserver_factory):
     return devserver_factory()
+
+
+def http_post(url, data, headers, timeout=10):
+    """POST data; the answer's body and Content-Type (raises on >= 400)."""
+    req = urllib.request.Request(url, data=data, headers=headers,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read(), resp.headers.get("Content-Type", "")
+
+
+def fetch_token(devserver, api, user="alice", secret=None, client_id=None):
+    """A fresh token straight from the devserver's token endpoint."""
+    client_id = client_id or DEMO[user]["client_id"]
+    secret = secret or DEMO[user]["secret"]
+    if api == "insight":
+        body, ctype = http_post(
+            devserver.url + "/insightservices/rest/v1/auth/token",
+            json.dumps({"clientId": client_id, "secret": secret}).encode(),
+            {"Content-Type": "application/json"})
+        text = body.decode()
+        return json.loads(text) if "json" in ctype else text.strip()
+    body, _ = http_post(devserver.url + "/api/4.0/login",
+                        urllib.parse.urlencode(
+                            {"client_id": client_id,
+                             "client_secret": secret}).encode(),
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+    return json.loads(body)["access_token"]
+
+
+# ---------------------------------------------------------------- nginx
+
+@pytest.fixture
+def nginx_factory(tmp_path):
+    """Makes private nginx instances (nginxlib.Nginx, not started yet);
+    each is stopped, and its error log checked, when the test ends."""
+    from nginxlib import Nginx  # nginxlib imports this file
+
+    started = []
+
+    def make():
+        n = Nginx(tmp_path)
+        started.append(n)
+        return n
+
+    yield make
+    for n in started:
+        n.stop()
+
+
+@pytest.fixture
+def nginx(nginx_factory):
+    return nginx_factory()
+
+
+# ---------------------------------------------------------------- network
+
+@pytest.fixture
+def black_hole():
+    """A listener whose accept queue is full and never drained: new SYNs are
+    dropped, so connecting hangs until the client's connect timeout."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    yield port
+    for s in fillers:
+        s.close()
+    lsock.close()
 
 
 class Result:

@@ -7,18 +7,17 @@ missing, scripts/build-nginx-module builds it.  stop() checks the error log:
 no [alert], no [emerg], no sanitizer report, no secret and no token.
 """
 import http.client
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
-from conftest import ALL_SECRETS, BUILDDIR, free_port
+from conftest import (ALL_SECRETS, BUILDDIR, Response, fetch_token, free_port,
+                      stop_process)
 
 NGINX = "/usr/sbin/nginx"
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -71,22 +70,6 @@ def nginx_env():
         opts = env.get("ASAN_OPTIONS", "")
         env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
     return env
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def __repr__(self):
-        return f"{self.status} {self.headers} {self.body[:200]!r}"
 
 
 class Nginx:
@@ -183,7 +166,7 @@ http {{
         try:
             c.request(method, path, headers=dict(headers or {}))
             r = c.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
+            return Response.read(r)
         finally:
             c.close()
 
@@ -203,14 +186,8 @@ http {{
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("nginx did not stop on SIGQUIT")
+        if not stop_process(self.proc, signal.SIGQUIT, 20):
+            raise AssertionError("nginx did not stop on SIGQUIT")
         self.proc = None
         self.check_log()
 
@@ -238,14 +215,67 @@ DEMO_EMBED_SECRET = "looker-embed-secret-DEMO-0001"
 
 def looker_token(srv, user="alice"):
     """A fresh Looker API token from the devserver's POST /login."""
-    from conftest import DEMO
-    form = urllib.parse.urlencode({"client_id": DEMO[user]["client_id"],
-                                   "client_secret": DEMO[user]["secret"]})
-    req = urllib.request.Request(srv.url + "/api/4.0/login",
-                                 data=form.encode(), method="POST")
-    req.add_header("Content-Type", "application/x-www-form-urlencoded")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["access_token"]
+    return fetch_token(srv, "looker", user)
+
+
+# ------------------------------------------------------------ locations
+
+# A group alice has and bob lacks, per flavor (devserver/demo-users.json).
+ADMIN_GROUP = {"insight": "admins", "looker": "9"}
+
+IDENTITY_HEADERS = """
+            add_header X-TG-User $tokengate_user always;
+            add_header X-TG-Id $tokengate_user_id always;
+            add_header X-TG-Email $tokengate_email always;
+            add_header X-TG-Groups $tokengate_groups always;
+            add_header X-TG-Result $tokengate_result always;
+            add_header X-Remote-User $remote_user always;
+"""
+
+CACHE_HEADERS = IDENTITY_HEADERS + """
+            add_header X-Cache $tokengate_cache_status always;
+"""
+
+
+def protected(nginx, conf, extra="", realm="api", http_extra=""):
+    """Start nginx with / open and /p/ (the html directory) behind tokengate
+    with conf; extra goes into /p/, http_extra into http {}."""
+    nginx.server(f"""
+        location / {{ }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "{realm}";
+            tokengate_config {conf};
+{extra}
+        }}
+""", http_extra=http_extra)
+    return nginx.start()
+
+
+def doc_blocks():
+    """The ```nginx blocks of docs/nginx.md, in order."""
+    with open(os.path.join(SRCDIR, "docs", "nginx.md")) as f:
+        text = f.read()
+    return [b.split("```", 1)[0] for b in text.split("```nginx\n")[1:]]
+
+
+def statements(text):
+    """Top-level statements of an nginx fragment (comments dropped)."""
+    text = "\n".join(line.split("#", 1)[0] for line in text.split("\n"))
+    out, cur, depth = [], "", 0
+    for ch in text:
+        cur += ch
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(cur.strip())
+                cur = ""
+        elif ch == ";" and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+    return [s for s in out if s]
 
 
 def write_secret(path, value, mode=0o600):
@@ -275,6 +305,6 @@ def fetch(url, headers=None, method="GET", timeout=30):
         target = u.path + ("?" + u.query if u.query else "")
         c.request(method, target, headers=dict(headers or {}))
         r = c.getresponse()
-        return Response(r.status, r.getheaders(), r.read())
+        return Response.read(r)
     finally:
         c.close()

@@ -18,12 +18,11 @@ import subprocess
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import pytest
 
-from conftest import ALL_SECRETS, DEMO
+from conftest import ALL_SECRETS, DEMO, fetch_token, http_post
 
 # Linux-PAM return codes (security/_pam_types.h).
 PAM = {
@@ -141,39 +140,14 @@ def sanitizer_env():
 # ---------------------------------------------------------------- devserver
 
 
-def _post(url, data, headers, timeout=10):
-    req = urllib.request.Request(url, data=data, headers=headers,
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.read(), resp.headers.get("Content-Type", "")
-
-
-def fetch_token(devserver, api, user="alice", secret=None, client_id=None):
-    """A fresh token straight from the devserver's token endpoint."""
-    client_id = client_id or DEMO[user]["client_id"]
-    secret = secret or DEMO[user]["secret"]
-    if api == "insight":
-        body, ctype = _post(
-            devserver.url + "/insightservices/rest/v1/auth/token",
-            json.dumps({"clientId": client_id, "secret": secret}).encode(),
-            {"Content-Type": "application/json"})
-        text = body.decode()
-        return json.loads(text) if "json" in ctype else text.strip()
-    body, _ = _post(devserver.url + "/api/4.0/login",
-                    urllib.parse.urlencode({"client_id": client_id,
-                                            "client_secret": secret}).encode(),
-                    {"Content-Type": "application/x-www-form-urlencoded"})
-    return json.loads(body)["access_token"]
-
-
 def rotate_credentials(devserver, token):
     """POST /auth/currentuser/credentials (Insight; the devserver shares
     credentials between the flavors): the old pair stops working.  Returns
     (client_id, secret) of the new pair."""
-    body, _ = _post(devserver.url
-                    + "/insightservices/rest/v1/auth/currentuser/credentials",
-                    b"{}", {"Content-Type": "application/json",
-                            "Authorization": "Bearer " + token})
+    url = (devserver.url
+           + "/insightservices/rest/v1/auth/currentuser/credentials")
+    body, _ = http_post(url, b"{}", {"Content-Type": "application/json",
+                                     "Authorization": "Bearer " + token})
     doc = json.loads(body)
     return doc["clientId"], doc["secret"]
 

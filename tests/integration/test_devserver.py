@@ -24,7 +24,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import ALL_SECRETS, DEMO, binary
+from conftest import ALL_SECRETS, DEMO, Response, binary
 
 INS = "/insightservices/rest/v1"
 LK = "/api/4.0"
@@ -75,26 +75,6 @@ INS_401_NONE = ins_error(
 # ---------------------------------------------------------------- helpers
 
 
-class Resp:
-    def __init__(self, r, body):
-        self.status = r.status
-        self.headers = r.headers
-        self.body = body
-
-    def header(self, name):
-        return self.headers.get(name)
-
-    @property
-    def ctype(self):
-        return self.headers.get("Content-Type")
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return f"<{self.status} {dict(self.headers)} {self.body[:300]!r}>"
-
-
 class Api:
     """A direct HTTP client for the devserver's API listener."""
 
@@ -127,7 +107,7 @@ class Api:
                 c.putheader("Content-Length", str(len(body)))
             c.endheaders(body)
             r = c.getresponse()
-            return Resp(r, r.read())
+            return Response.read(r)
         finally:
             if own:
                 c.close()

@@ -27,7 +27,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import DEMO, binary
+from conftest import DEMO, Response, binary
 
 DEMO_SECRET = "looker-embed-secret-DEMO-0001"
 DOC = "https://cloud.google.com/looker/docs/r/api/support"
@@ -151,22 +151,6 @@ def make(secret, host, t, embed_path="/embed/dashboards/42", **params):
 # ---------------------------------------------------------------- helpers
 
 
-class Resp:
-    def __init__(self, r, body):
-        self.status = r.status
-        self.headers = r.headers
-        self.body = body
-
-    def header(self, name):
-        return self.headers.get(name)
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return f"{self.status} {dict(self.headers)} {self.body[:300]!r}"
-
-
 class Embed:
     """HTTP to one devserver, one connection per request, no redirects."""
 
@@ -187,7 +171,7 @@ class Embed:
         try:
             conn.request(method, target, body=body, headers=headers or {})
             r = conn.getresponse()
-            return Resp(r, r.read())
+            return Response.read(r)
         finally:
             conn.close()
 

@@ -19,9 +19,8 @@ import subprocess
 
 import pytest
 
-from conftest import Devserver
+from conftest import Devserver, fetch_token
 from nginxlib import NGINX, SRCDIR, Nginx, module_path, nginx_env, write_secret
-from pamlib import fetch_token
 
 EXAMPLES = os.path.join(SRCDIR, "docs", "examples")
 INSTALLED_MODULE = "/usr/lib/nginx/modules/ngx_http_tokengate_module.so"

@@ -15,9 +15,9 @@ The table is documented in docs/nginx.md ("One fault, one error").
 """
 import pytest
 
-from conftest import EXIT, Cli, free_port
-from pamlib import PAM, PamHarness, fetch_token
-from test_nginx import nginx_factory, protected, tg_conf  # noqa: F401
+from conftest import EXIT, Cli, fetch_token, free_port
+from nginxlib import protected, write_tg_conf
+from pamlib import PAM, PamHarness
 
 API = "insight"
 
@@ -97,7 +97,7 @@ def run_pam(tmp_path, url, token, extra, nginx_factory):
 
 def run_nginx(tmp_path, url, token, extra, nginx_factory):
     nginx = nginx_factory()
-    protected(nginx, tg_conf(tmp_path, API, url, **extra))
+    protected(nginx, write_tg_conf(tmp_path, API, url, **extra))
     r = nginx.get("/p/index.html", token)
     nginx.stop()             # checks the log: no [alert], no token
     return nginx.logs(), r

@@ -32,29 +32,6 @@ def test_f1_connection_refused(cli):
     assert "connect" in res.err.lower()
 
 
-@pytest.fixture
-def black_hole():
-    """A listener whose accept queue is full and never drained: new SYNs are
-    dropped, so connecting hangs until the client's connect timeout."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    yield port
-    for s in fillers:
-        s.close()
-    lsock.close()
-
-
 def test_f2_connect_black_hole(cli, black_hole):
     res = cli("--url", f"http://127.0.0.1:{black_hole}", "-o",
               "connect_timeout=1", "-o", "timeout=3", "login", "--client-id",

@@ -11,21 +11,11 @@ same name and expiry with and without rules.  Looker (one call) is run
 through the same checks.  The PAM side (a cn binding with and without
 rules) is in test_pam.py.
 """
-import pytest
-
-from conftest import Cli
-from nginxlib import Nginx, write_tg_conf
-from test_nginx import ADMIN_GROUP, IDENTITY_HEADERS, token_for
+from conftest import Cli, fetch_token
+from nginxlib import ADMIN_GROUP, IDENTITY_HEADERS, write_tg_conf
 
 # What each location shows, as response headers.
 SHOWN = ("X-TG-User", "X-TG-Id", "X-TG-Email", "X-Remote-User")
-
-
-@pytest.fixture
-def nginx(tmp_path):
-    n = Nginx(tmp_path)
-    yield n
-    n.stop()
 
 
 def test_nginx_variables_do_not_depend_on_the_validation_call(
@@ -59,7 +49,7 @@ def test_nginx_variables_do_not_depend_on_the_validation_call(
         }}
 """)
     nginx.start()
-    tok = token_for(devserver, api)
+    tok = fetch_token(devserver, api)
 
     devserver.reset_counters()
     seen = {}
@@ -87,7 +77,7 @@ def test_nginx_variables_do_not_depend_on_the_validation_call(
         assert shown["X-TG-Id"] == "1"
 
     # another user, through the locations that let her in
-    tok = token_for(devserver, api, "bob")
+    tok = fetch_token(devserver, api, "bob")
     users = {nginx.get(f"/{loc}/index.html", tok).header("X-TG-User")
              for loc in ("plain", "flags")}
     assert len(users) == 1 and None not in users, users

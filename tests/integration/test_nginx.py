@@ -12,62 +12,15 @@ import os
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from conftest import DEMO, free_port
-from nginxlib import INS, Nginx
+from conftest import DEMO, fetch_token, free_port
+from nginxlib import (ADMIN_GROUP, CACHE_HEADERS, IDENTITY_HEADERS, doc_blocks,
+                      protected, statements, write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
-
-@pytest.fixture
-def nginx_factory(tmp_path):
-    started = []
-
-    def make():
-        n = Nginx(tmp_path)
-        started.append(n)
-        return n
-
-    yield make
-    for n in started:
-        n.stop()
-
-
-@pytest.fixture
-def nginx(nginx_factory):
-    return nginx_factory()
-
-
-def token_for(srv, api, user="alice"):
-    """A fresh token from the devserver's own token endpoint."""
-    if api == "insight":
-        body = json.dumps({"clientId": DEMO[user]["client_id"],
-                           "secret": DEMO[user]["secret"]}).encode()
-        req = urllib.request.Request(srv.url + INS + "/auth/token", data=body,
-                                     method="POST")
-        req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.read().decode().strip().strip('"')
-    form = urllib.parse.urlencode({"client_id": DEMO[user]["client_id"],
-                                   "client_secret": DEMO[user]["secret"]})
-    req = urllib.request.Request(srv.url + "/api/4.0/login",
-                                 data=form.encode(), method="POST")
-    req.add_header("Content-Type", "application/x-www-form-urlencoded")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["access_token"]
-
-
-def tg_conf(tmp_path, api, url, **extra):
-    path = tmp_path / f"tokengate-{api}-{time.monotonic_ns()}.conf"
-    text = f"api = {api}\nurl = {url}\n"
-    text += "".join(f"{k} = {v}\n" for k, v in extra.items())
-    path.write_text(text)
-    os.chmod(path, 0o600)
-    return path
-
 
 def validations(srv):
     """Validation calls: auth/user and looker /user count as "validate",
@@ -76,44 +29,13 @@ def validations(srv):
     return c["validate"] + c["profile"]
 
 
-# A group alice has and bob lacks, per flavor (devserver/demo-users.json).
-ADMIN_GROUP = {"insight": "admins", "looker": "9"}
-
-IDENTITY_HEADERS = """
-            add_header X-TG-User $tokengate_user always;
-            add_header X-TG-Id $tokengate_user_id always;
-            add_header X-TG-Email $tokengate_email always;
-            add_header X-TG-Groups $tokengate_groups always;
-            add_header X-TG-Result $tokengate_result always;
-            add_header X-Remote-User $remote_user always;
-"""
-
-
-def protected(nginx, conf, extra="", realm="api", http_extra=""):
-    nginx.server(f"""
-        location / {{ }}
-        location /p/ {{
-            alias {nginx.html}/;
-            tokengate "{realm}";
-            tokengate_config {conf};
-{extra}
-        }}
-""", http_extra=http_extra)
-    return nginx.start()
-
-
 # ------------------------------------------------------------ RFC 6750
-
-@pytest.fixture(params=["insight", "looker"])
-def api(request):
-    return request.param
-
 
 def test_valid_token_serves_the_file_with_identity(tmp_path, devserver,
                                                      nginx, api):
-    conf = tg_conf(tmp_path, api, devserver.url)
+    conf = write_tg_conf(tmp_path, api, devserver.url)
     protected(nginx, conf, IDENTITY_HEADERS)
-    tok = token_for(devserver, api)
+    tok = fetch_token(devserver, api)
     r = nginx.get("/p/index.html", tok)
     assert r.status == 200, r
     assert r.body == b"static index.html\n"
@@ -129,7 +51,7 @@ def test_valid_token_serves_the_file_with_identity(tmp_path, devserver,
 
 def test_no_credentials_401_without_error_code(tmp_path, devserver, nginx,
                                                api):
-    protected(nginx, tg_conf(tmp_path, api, devserver.url))
+    protected(nginx, write_tg_conf(tmp_path, api, devserver.url))
     r = nginx.get("/p/index.html")
     assert r.status == 401
     assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
@@ -145,7 +67,7 @@ def test_no_credentials_401_without_error_code(tmp_path, devserver, nginx,
 ])
 def test_malformed_authorization_400_invalid_request(tmp_path, devserver,
                                                      nginx, value):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
     r = nginx.request("/p/index.html", {"Authorization": value})
     assert r.status == 400, r
     assert r.header("WWW-Authenticate") == \
@@ -154,7 +76,8 @@ def test_malformed_authorization_400_invalid_request(tmp_path, devserver,
 
 
 def test_invalid_token_401_invalid_token(tmp_path, devserver, nginx, api):
-    protected(nginx, tg_conf(tmp_path, api, devserver.url), IDENTITY_HEADERS)
+    protected(nginx, write_tg_conf(tmp_path, api, devserver.url),
+              IDENTITY_HEADERS)
     r = nginx.get("/p/index.html", "not-a-real-token-0123456789")
     assert r.status == 401
     assert r.header("WWW-Authenticate") == \
@@ -166,7 +89,7 @@ def test_invalid_token_401_invalid_token(tmp_path, devserver, nginx, api):
 
 
 def test_realm_is_escaped(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               realm='my \\"realm\\"')
     r = nginx.get("/p/index.html")
     assert r.header("WWW-Authenticate") == 'Bearer realm="my \\"realm\\""'
@@ -176,45 +99,47 @@ def test_realm_is_escaped(tmp_path, devserver, nginx):
 
 def test_require_group_any(tmp_path, devserver, nginx, api):
     g = ADMIN_GROUP[api]
-    protected(nginx, tg_conf(tmp_path, api, devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, api, devserver.url),
               f"tokengate_require_group nosuchgroup {g};")
-    assert nginx.get("/p/index.html", token_for(devserver, api)).status == 200
-    r = nginx.get("/p/index.html", token_for(devserver, api, "bob"))
+    assert nginx.get("/p/index.html",
+                     fetch_token(devserver, api)).status == 200
+    r = nginx.get("/p/index.html", fetch_token(devserver, api, "bob"))
     assert r.status == 403
     assert r.header("WWW-Authenticate") == \
         'Bearer realm="api", error="insufficient_scope"'
 
 
 def test_require_group_all(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               "tokengate_require_group analysts admins all;")
     assert nginx.get("/p/index.html",
-                     token_for(devserver, "insight")).status == 200
+                     fetch_token(devserver, "insight")).status == 200
     # carol is in analysts only
-    r = nginx.get("/p/index.html", token_for(devserver, "insight", "carol"))
+    r = nginx.get("/p/index.html", fetch_token(devserver, "insight", "carol"))
     assert r.status == 403
 
 
 def test_config_file_rules_apply(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url, deny_evaluation="yes")
+    conf = write_tg_conf(tmp_path, "insight", devserver.url,
+                         deny_evaluation="yes")
     protected(nginx, conf)
     assert nginx.get("/p/index.html",
-                     token_for(devserver, "insight")).status == 200
+                     fetch_token(devserver, "insight")).status == 200
     # carol is an evaluation user
     assert nginx.get("/p/index.html",
-                     token_for(devserver, "insight", "carol")).status == 403
+                     fetch_token(devserver, "insight", "carol")).status == 403
 
 
 # ------------------------------------------------------------ variables
 
 def test_variables_in_access_log(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "looker", devserver.url)
+    conf = write_tg_conf(tmp_path, "looker", devserver.url)
     log = nginx.dir / "logs" / "tg.log"
     protected(nginx, conf, f"access_log {log} tg;", http_extra=(
         "log_format tg '$status|$remote_user|$tokengate_user|"
         "$tokengate_user_id|$tokengate_email|$tokengate_groups|"
         "$tokengate_result';"))
-    tok = token_for(devserver, "looker")
+    tok = fetch_token(devserver, "looker")
     assert nginx.get("/p/index.html", tok).status == 200
     assert nginx.get("/p/index.html", "bad-token-0123456789").status == 401
     assert nginx.get("/p/index.html").status == 401
@@ -233,9 +158,9 @@ def test_variables_in_access_log(tmp_path, devserver, nginx):
 
 
 def test_token_from_variable(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               "tokengate_token $cookie_tg;")
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     nginx.tokens.add(tok)
     assert nginx.request("/p/index.html",
                          {"Cookie": f"tg={tok}"}).status == 200
@@ -245,7 +170,7 @@ def test_token_from_variable(tmp_path, devserver, nginx):
 
 
 def test_off_by_map_and_nested_off(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         location /p/ {{
@@ -264,11 +189,12 @@ def test_off_by_map_and_nested_off(tmp_path, devserver, nginx):
 
 def test_url_and_api_override(tmp_path, devserver, nginx):
     # the file points at a closed port and the wrong flavor
-    conf = tg_conf(tmp_path, "insight", f"http://127.0.0.1:{free_port()}")
+    conf = write_tg_conf(tmp_path, "insight",
+                         f"http://127.0.0.1:{free_port()}")
     protected(nginx, conf, f"tokengate_url {devserver.url};\n"
                            "tokengate_api looker;")
     assert nginx.get("/p/index.html",
-                     token_for(devserver, "looker")).status == 200
+                     fetch_token(devserver, "looker")).status == 200
 
 
 # ------------------------------------------------------------ nginx -t
@@ -289,7 +215,7 @@ def test_url_and_api_override(tmp_path, devserver, nginx):
 ])
 def test_bad_directives_fail_nginx_t(tmp_path, devserver, nginx, directive,
                                      needle):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         location /p/ {{
@@ -321,7 +247,7 @@ def test_bad_config_file_names_the_file(tmp_path, nginx):
 
 
 def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         tokengate_timeout 2s;
@@ -339,8 +265,9 @@ def test_good_config_passes_nginx_t(tmp_path, devserver, nginx):
 # ------------------------------------------------- order, satisfy, error_page
 
 def test_deny_runs_first_without_auth_calls(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url), "deny all;")
-    r = nginx.get("/p/index.html", token_for(devserver, "insight"))
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
+              "deny all;")
+    r = nginx.get("/p/index.html", fetch_token(devserver, "insight"))
     assert r.status == 403
     assert r.header("WWW-Authenticate") is None
     assert validations(devserver) == 0
@@ -349,16 +276,16 @@ def test_deny_runs_first_without_auth_calls(tmp_path, devserver, nginx):
 def test_auth_basic_runs_first(tmp_path, devserver, nginx):
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("u:{PLAIN}p\n")
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               f'auth_basic "basic"; auth_basic_user_file {htpasswd};')
-    r = nginx.get("/p/index.html", token_for(devserver, "insight"))
+    r = nginx.get("/p/index.html", fetch_token(devserver, "insight"))
     assert r.status == 401
     assert r.header("WWW-Authenticate") == 'Basic realm="basic"'
     assert validations(devserver) == 0
 
 
 def test_satisfy_any_with_allow(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         location /lan/ {{
@@ -374,14 +301,14 @@ def test_satisfy_any_with_allow(tmp_path, devserver, nginx):
     assert nginx.get("/lan/index.html").status == 200
     assert validations(devserver) == 0
     assert nginx.get("/wan/index.html",
-                     token_for(devserver, "insight")).status == 200
+                     fetch_token(devserver, "insight")).status == 200
     r = nginx.get("/wan/index.html")
     assert r.status == 401
     assert r.header("WWW-Authenticate") == 'Bearer realm="api"'
 
 
 def test_error_page_401(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         location /p/ {{
             alias {nginx.html}/;
@@ -400,9 +327,9 @@ def test_error_page_401(tmp_path, devserver, nginx):
 
 def test_slow_auth_server_does_not_block_the_worker(tmp_path, devserver,
                                                     nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
     # distinct tokens: twenty transfers, not one coalesced call
-    toks = [token_for(devserver, "insight") for _ in range(20)]
+    toks = [fetch_token(devserver, "insight") for _ in range(20)]
     devserver.fault(endpoint="validate", delay_ms=1000, count=100)
     results = []
 
@@ -429,8 +356,8 @@ def test_slow_auth_server_does_not_block_the_worker(tmp_path, devserver,
 
 
 def test_client_disconnect_mid_auth(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     nginx.tokens.add(tok)
     workers = nginx.worker_pids()
     devserver.fault(endpoint="validate", delay_ms=800, count=5)
@@ -452,8 +379,8 @@ def test_client_disconnect_cancels_the_validation(tmp_path, devserver,
     """A client that leaves mid-auth ends its request and cancels the
     transfer well before the auth server would have answered (5 s), so
     nothing is decided, logged or proxied for a departed client."""
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     nginx.tokens.add(tok)
     devserver.fault(endpoint="validate", delay_ms=5000, count=1)
     s = socket.create_connection(("127.0.0.1", nginx.port))
@@ -473,7 +400,7 @@ def test_client_disconnect_cancels_the_validation(tmp_path, devserver,
 def test_realm_from_variables_cannot_split_headers(tmp_path, devserver,
                                                    nginx):
     """$uri is decoded: %0d%0a in it must not start a new header."""
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               realm="api$uri")
     r = nginx.get("/p/%0d%0aSet-Cookie:%20injected=1")
     assert r.status == 401
@@ -484,7 +411,7 @@ def test_realm_from_variables_cannot_split_headers(tmp_path, devserver,
 
 def test_login_url_with_control_bytes_keeps_the_401(tmp_path, devserver,
                                                     nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               extra="            tokengate_login_url /login?next=$uri;")
     r = nginx.get("/p/%0d%0aX-Injected:%201",
                   headers={"Accept": "text/html"})
@@ -496,8 +423,8 @@ def test_login_url_with_control_bytes_keeps_the_401(tmp_path, devserver,
 
 
 def test_keepalive_to_auth_server(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     devserver.reset_counters()
     for _ in range(10):
         assert nginx.get("/p/index.html", tok).status == 200
@@ -531,10 +458,10 @@ def test_validations_reuse_one_curl_handle(tmp_path, devserver, nginx):
     """Sequential validations, accepted and rejected, Bearer and a Basic
     exchange (a POST, then the GET), all run on the one easy handle the
     worker keeps, each with its own token and answer."""
-    handles_location(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    handles_location(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
                      "            tokengate_basic on;")
     users = ["alice", "bob", "carol"]
-    toks = {u: token_for(devserver, "insight", u) for u in users}
+    toks = {u: fetch_token(devserver, "insight", u) for u in users}
     devserver.reset_counters()
     for i in range(24):
         u = users[i % 3]
@@ -565,9 +492,9 @@ def test_handle_of_a_cancelled_transfer_serves_the_next(tmp_path, devserver,
     """A client leaves mid-auth: its transfer is removed from curl's multi
     and its handle wiped and kept; the next requests, with other tokens,
     run on it and get their own answers."""
-    handles_location(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    alice = token_for(devserver, "insight", "alice")
-    bob = token_for(devserver, "insight", "bob")
+    handles_location(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    alice = fetch_token(devserver, "insight", "alice")
+    bob = fetch_token(devserver, "insight", "bob")
     nginx.tokens.add(alice)
     devserver.fault(endpoint="validate", delay_ms=5000, count=1)
     s = socket.create_connection(("127.0.0.1", nginx.port))
@@ -598,9 +525,9 @@ def test_kept_handle_takes_each_locations_options(tmp_path, devserver,
     locations sharing a handle but differing in tokengate_timeout or in
     tokengate.conf (a proxy) each get their own timeout and proxy, whatever
     ran on the handle before."""
-    conf = tg_conf(tmp_path, "insight", devserver.url)
-    proxied = tg_conf(tmp_path, "insight", devserver.url,
-                      proxy=f"http://127.0.0.1:{free_port()}")
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
+    proxied = write_tg_conf(tmp_path, "insight", devserver.url,
+                            proxy=f"http://127.0.0.1:{free_port()}")
     nginx.server(f"""
         location = /status {{ tokengate_status; }}
         tokengate_config {conf};
@@ -621,7 +548,7 @@ def test_kept_handle_takes_each_locations_options(tmp_path, devserver,
         }}
 """)
     nginx.start()
-    alice = token_for(devserver, "insight", "alice")
+    alice = fetch_token(devserver, "insight", "alice")
     devserver.fault(endpoint="validate", delay_ms=800, count=5)
     for path, status in [("/p/", 200), ("/fast/", 503), ("/p/", 200),
                          ("/proxied/", 503), ("/p/", 200),
@@ -642,7 +569,7 @@ def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
     or forbidden hit, and tokengate_require failing after the token was
     wiped, still name their token."""
     import hashlib
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
            extra="            tokengate_require $arg_ok;")
 
     def fp(tok):
@@ -653,12 +580,12 @@ def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
     r = nginx.get("/p/index.html", bad)
     assert r.status == 401 and r.header("X-Cache") == "HIT"
     assert f"token {fp(bad)} rejected (cached)" in nginx.logs()
-    bob = token_for(devserver, "insight", "bob")
+    bob = fetch_token(devserver, "insight", "bob")
     assert nginx.get("/admin/index.html", bob).status == 403
     r = nginx.get("/admin/index.html", bob)
     assert r.status == 403 and r.header("X-Cache") == "HIT"
     assert nginx.logs().count(f"token {fp(bob)} forbidden") == 2
-    alice = token_for(devserver, "insight", "alice")
+    alice = fetch_token(devserver, "insight", "alice")
     assert nginx.get("/p/index.html?ok=1", alice).status == 200
     r = nginx.get("/p/index.html", alice)
     assert r.status == 403 and r.header("X-Cache") == "HIT"
@@ -670,8 +597,8 @@ def test_log_lines_of_cache_hits_name_the_token(tmp_path, devserver, nginx):
 # ------------------------------------------------------------ faults
 
 def test_server_refused_503(tmp_path, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight",
-                             f"http://127.0.0.1:{free_port()}"))
+    protected(nginx, write_tg_conf(tmp_path, "insight",
+                                   f"http://127.0.0.1:{free_port()}"))
     r = nginx.get("/p/index.html", "some-token-0123456789")
     assert r.status == 503
     assert r.header("WWW-Authenticate") is None
@@ -683,8 +610,9 @@ def test_server_refused_503(tmp_path, nginx):
     {"status": 200, "body": "{}"},
 ])
 def test_server_faults_503(tmp_path, devserver, nginx, api, rule):
-    protected(nginx, tg_conf(tmp_path, api, devserver.url), IDENTITY_HEADERS)
-    tok = token_for(devserver, api)
+    protected(nginx, write_tg_conf(tmp_path, api, devserver.url),
+              IDENTITY_HEADERS)
+    tok = fetch_token(devserver, api)
     devserver.fault(endpoint="validate", count=1, **rule)
     r = nginx.get("/p/index.html", tok)
     assert r.status == 503, (rule, r)
@@ -694,8 +622,8 @@ def test_server_faults_503(tmp_path, devserver, nginx, api, rule):
 
 
 def test_rate_limited_503_with_retry_after(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", status=429, retry_after=7, count=1)
     r = nginx.get("/p/index.html", tok)
     assert r.status == 503
@@ -703,9 +631,9 @@ def test_rate_limited_503_with_retry_after(tmp_path, devserver, nginx):
 
 
 def test_timeout_503(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               "tokengate_timeout 500ms;")
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", delay_ms=3000, count=1)
     t0 = time.monotonic()
     r = nginx.get("/p/index.html", tok)
@@ -714,8 +642,8 @@ def test_timeout_503(tmp_path, devserver, nginx):
 
 
 def test_graceful_stop_waits_for_in_flight(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", delay_ms=700, count=1)
     out = []
     t = threading.Thread(target=lambda: out.append(
@@ -737,7 +665,7 @@ def curl(*args):
 
 
 def test_http2_answers_and_abort(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.configure(f"""
     server {{
         listen 127.0.0.1:{nginx.port} http2;
@@ -751,7 +679,7 @@ def test_http2_answers_and_abort(tmp_path, devserver, nginx):
 """)
     nginx.start()
     base = f"http://127.0.0.1:{nginx.port}"
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     nginx.tokens.add(tok)
     r = curl("--http2-prior-knowledge", base + "/p/index.html")
     assert r.stdout.startswith("HTTP/2 401"), r
@@ -775,8 +703,8 @@ def test_http2_answers_and_abort(tmp_path, devserver, nginx):
 
 def test_reload_keeps_working(tmp_path, devserver, nginx):
     import signal
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     old = nginx.worker_pids()
     nginx.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -793,8 +721,8 @@ def test_reload_under_traffic(tmp_path, devserver, nginx):
     the cache zone carries over (no new validation after the reload)."""
     import signal
     import threading
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     assert nginx.get("/p/index.html", tok).status == 200
     stop = threading.Event()
     seen = []
@@ -833,9 +761,9 @@ def test_cache_ttl_ends_at_the_tokens_expiry(tmp_path, devserver_factory,
     """A cached identity lives ttl (300 s here) but never past the token's
     own expiry (2 s): after it, the token is checked again and refused."""
     srv = devserver_factory("--insight-max-age", "2")
-    cached(nginx, tg_conf(tmp_path, "insight", srv.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", srv.url),
            cache="zone=tg:1m ttl=300s")
-    tok = token_for(srv, "insight")
+    tok = fetch_token(srv, "insight")
     nginx.tokens.add(tok)
     assert nginx.get("/p/index.html", tok).status == 200
     r = nginx.get("/p/index.html", tok)
@@ -849,44 +777,19 @@ def test_cache_ttl_ends_at_the_tokens_expiry(tmp_path, devserver_factory,
 
 # ------------------------------------------------------- docs examples
 
-def doc_examples():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "docs", "nginx.md")
-    text = open(path).read()
-    blocks = text.split("```nginx\n")[1:]
-    return [b.split("```", 1)[0] for b in blocks]
-
-
-def statements(text):
-    """Top-level statements of an nginx fragment."""
-    out, cur, depth = [], "", 0
-    for ch in text:
-        cur += ch
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                out.append(cur.strip())
-                cur = ""
-        elif ch == ";" and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-    return [s for s in out if s]
-
-
-@pytest.mark.parametrize("index", range(len(doc_examples())))
+@pytest.mark.parametrize("index", range(len(doc_blocks())))
 def test_doc_examples_pass_nginx_t(tmp_path, devserver, nginx, index):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
-    block = doc_examples()[index]
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
+    block = doc_blocks()[index]
     if "tokengate_embed" in block:
         # Looker embedding: an embed secret and an API user in the config
         secret = tmp_path / "embed.secret"
         secret.write_text("doc-example-secret\n")
         os.chmod(secret, 0o600)
-        conf = tg_conf(tmp_path, "looker", devserver.url,
-                       embed_secret_file=secret, client_id="alice-client",
-                       client_secret_file=secret)
+        conf = write_tg_conf(tmp_path, "looker", devserver.url,
+                             embed_secret_file=secret,
+                             client_id="alice-client",
+                             client_secret_file=secret)
     block = block.replace("/etc/tokengate.conf", str(conf))
     block = block.replace("listen 443 ssl;",
                           f"listen 127.0.0.1:{nginx.port};")
@@ -913,10 +816,6 @@ def test_doc_examples_pass_nginx_t(tmp_path, devserver, nginx, index):
 
 # ------------------------------------------------- cache and coalescing
 
-CACHE_HEADERS = IDENTITY_HEADERS + """
-            add_header X-Cache $tokengate_cache_status always;
-"""
-
 
 def cached(nginx, conf, cache="zone=tg:1m", extra=""):
     nginx.server(f"""
@@ -940,8 +839,8 @@ def cached(nginx, conf, cache="zone=tg:1m", extra=""):
 
 
 def test_cache_hit(tmp_path, devserver, nginx, api):
-    cached(nginx, tg_conf(tmp_path, api, devserver.url))
-    tok = token_for(devserver, api)
+    cached(nginx, write_tg_conf(tmp_path, api, devserver.url))
+    tok = fetch_token(devserver, api)
     r1 = nginx.get("/p/index.html", tok)
     r2 = nginx.get("/p/index.html", tok)
     assert (r1.status, r2.status) == (200, 200)
@@ -955,7 +854,7 @@ def test_cache_hit(tmp_path, devserver, nginx, api):
 
 
 def test_negative_cache(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
     for _ in range(3):
         r = nginx.get("/p/index.html", "never-issued-token-0123")
         assert r.status == 401
@@ -966,7 +865,7 @@ def test_negative_cache(tmp_path, devserver, nginx):
 
 
 def test_negative_ttl_zero_caches_nothing(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
            "zone=tg:1m negative_ttl=0")
     for _ in range(2):
         assert nginx.get("/p/index.html", "never-issued-0123").status == 401
@@ -974,8 +873,8 @@ def test_negative_ttl_zero_caches_nothing(tmp_path, devserver, nginx):
 
 
 def test_errors_are_not_cached(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", status=500, count=1)
     assert nginx.get("/p/index.html", tok).status == 503
     r = nginx.get("/p/index.html", tok)
@@ -985,9 +884,9 @@ def test_errors_are_not_cached(tmp_path, devserver, nginx):
 
 
 def test_rules_apply_on_hits(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    bob = token_for(devserver, "insight", "bob")
-    alice = token_for(devserver, "insight", "alice")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    bob = fetch_token(devserver, "insight", "bob")
+    alice = fetch_token(devserver, "insight", "alice")
     # insight group rules need currentuser: the zone holds that identity
     assert nginx.get("/admin/index.html", alice).status == 200
     r = nginx.get("/admin/index.html", bob)
@@ -1007,8 +906,8 @@ def test_cache_entries_belong_to_their_own_token(tmp_path, devserver, nginx,
                                                  api):
     """Many tokens of two users, interleaved: every hit carries the
     identity of its own token (the key is a MAC of the whole token)."""
-    cached(nginx, tg_conf(tmp_path, api, devserver.url))
-    toks = [(u, token_for(devserver, api, u)) for u in ("alice", "bob") * 5]
+    cached(nginx, write_tg_conf(tmp_path, api, devserver.url))
+    toks = [(u, fetch_token(devserver, api, u)) for u in ("alice", "bob") * 5]
     for user, tok in toks * 3:
         r = nginx.get("/p/index.html", tok)
         assert r.status == 200
@@ -1017,9 +916,9 @@ def test_cache_entries_belong_to_their_own_token(tmp_path, devserver, nginx,
 
 
 def test_cache_ttl(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
            "zone=tg:1m ttl=1s")
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     assert nginx.get("/p/index.html", tok).header("X-Cache") == "MISS"
     assert nginx.get("/p/index.html", tok).header("X-Cache") == "HIT"
     time.sleep(2.1)
@@ -1028,7 +927,7 @@ def test_cache_ttl(tmp_path, devserver, nginx):
 
 
 def test_small_zone_evicts_lru(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
            "zone=tg:32k negative_ttl=60s")
     first = "distinct-token-00000"
     assert nginx.get("/p/index.html", first).status == 401
@@ -1047,8 +946,8 @@ def test_small_zone_evicts_lru(tmp_path, devserver, nginx):
 @pytest.mark.parametrize("cache", ["off", "zone=tg:1m"])
 def test_coalescing_one_call_for_100_requests(tmp_path, devserver, nginx,
                                                cache):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url), cache)
-    tok = token_for(devserver, "insight")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url), cache)
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", delay_ms=500, count=100)
     out = []
 
@@ -1070,8 +969,8 @@ def test_coalescing_one_call_for_100_requests(tmp_path, devserver, nginx,
 
 
 def test_coalesced_failure_reaches_every_waiter(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     devserver.fault(endpoint="validate", delay_ms=300, status=429,
                     retry_after=3, count=1)
     out = []
@@ -1088,8 +987,8 @@ def test_coalesced_failure_reaches_every_waiter(tmp_path, devserver, nginx):
 
 def test_cache_survives_reload(tmp_path, devserver, nginx):
     import signal
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url))
-    tok = token_for(devserver, "insight")
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    tok = fetch_token(devserver, "insight")
     assert nginx.get("/p/index.html", tok).header("X-Cache") == "MISS"
     old = nginx.worker_pids()
     nginx.proc.send_signal(signal.SIGHUP)
@@ -1108,7 +1007,7 @@ def test_cache_survives_reload(tmp_path, devserver, nginx):
     ("zone=tg:abc", "invalid zone size"),
 ])
 def test_bad_cache_directive(tmp_path, devserver, nginx, value, needle):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         location /p/ {{ tokengate "api"; tokengate_cache {value}; }}
@@ -1122,7 +1021,7 @@ def test_bad_cache_directive(tmp_path, devserver, nginx, value, needle):
 # ------------------------------------------------------------ login URL
 
 def test_login_url_only_for_browsers(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
               'tokengate_login_url "https://login.example/?next=$uri";')
     html = {"Accept": "text/html,application/xhtml+xml;q=0.9"}
     r = nginx.get("/p/index.html", headers=html)
@@ -1141,7 +1040,7 @@ def test_login_url_only_for_browsers(tmp_path, devserver, nginx):
     r = nginx.request("/p/index.html", {"Authorization": "Basic eA==",
                                         **html})
     assert r.status == 400
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     assert nginx.get("/p/index.html", tok, headers=html).status == 200
 
 
@@ -1150,14 +1049,14 @@ def test_login_url_only_for_browsers(tmp_path, devserver, nginx):
 @pytest.mark.parametrize("error,status,code", [
     ("", 403, "insufficient_scope"), ("error=401", 401, "invalid_token")])
 def test_require_variables(tmp_path, devserver, nginx, error, status, code):
-    protected(nginx, tg_conf(tmp_path, "looker", devserver.url),
+    protected(nginx, write_tg_conf(tmp_path, "looker", devserver.url),
               f"tokengate_require $is_alice {error};" + IDENTITY_HEADERS,
               http_extra="""
     map $tokengate_email $is_alice { alice@example.com 1; default 0; }
 """)
     assert nginx.get("/p/index.html",
-                     token_for(devserver, "looker")).status == 200
-    r = nginx.get("/p/index.html", token_for(devserver, "looker", "bob"))
+                     fetch_token(devserver, "looker")).status == 200
+    r = nginx.get("/p/index.html", fetch_token(devserver, "looker", "bob"))
     assert r.status == status
     assert r.header("WWW-Authenticate") == \
         f'Bearer realm="api", error="{code}"'
@@ -1170,7 +1069,7 @@ def test_require_variables(tmp_path, devserver, nginx, error, status, code):
     ("error=403", "needs at least one value"),
 ])
 def test_bad_require_directive(tmp_path, devserver, nginx, value, needle):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         location /p/ {{ tokengate "api"; tokengate_require {value}; }}
@@ -1183,7 +1082,7 @@ def test_bad_require_directive(tmp_path, devserver, nginx, value, needle):
 # ------------------------------------------------------- tokengate_status
 
 def test_status_counters_json_and_prometheus(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         tokengate_cache zone=tg:1m;
@@ -1191,7 +1090,7 @@ def test_status_counters_json_and_prometheus(tmp_path, devserver, nginx):
         location /p/ {{ alias {nginx.html}/; tokengate "api"; }}
 """)
     nginx.start()
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     assert nginx.get("/p/index.html", tok).status == 200
     assert nginx.get("/p/index.html", tok).status == 200
     assert nginx.get("/p/index.html").status == 401
@@ -1217,7 +1116,7 @@ def test_status_counters_json_and_prometheus(tmp_path, devserver, nginx):
 # ------------------------------------------------- on_unavailable stale
 
 def test_stale_identity_when_the_server_is_down(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         tokengate_cache zone=tg:1m ttl=1s negative_ttl=1s stale_ttl=60s;
@@ -1234,7 +1133,7 @@ def test_stale_identity_when_the_server_is_down(tmp_path, devserver, nginx):
         }}
 """)
     nginx.start()
-    tok = token_for(devserver, "insight")
+    tok = fetch_token(devserver, "insight")
     r = nginx.get("/stale/index.html", tok)
     assert r.status == 200 and r.header("X-Cache") == "MISS"
     assert nginx.get("/stale/index.html",
@@ -1258,7 +1157,7 @@ def test_stale_identity_when_the_server_is_down(tmp_path, devserver, nginx):
 
 
 def test_stale_needs_a_cache_with_stale_ttl(tmp_path, devserver, nginx):
-    conf = tg_conf(tmp_path, "insight", devserver.url)
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
     nginx.server(f"""
         tokengate_config {conf};
         tokengate_cache zone=tg:1m;
@@ -1285,7 +1184,7 @@ def basic(user, secret=None):
 
 
 def test_basic_exchange(tmp_path, devserver, nginx, api):
-    cached(nginx, tg_conf(tmp_path, api, devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, api, devserver.url),
            extra="tokengate_basic on;")
     r = nginx.request("/p/index.html", basic("alice"))
     assert r.status == 200, r
@@ -1303,17 +1202,18 @@ def test_basic_exchange(tmp_path, devserver, nginx, api):
                       {"Authorization": "Basic bm8tY29sb24="})  # no-colon
     assert r.status == 400
     # bearer tokens keep working next to Basic
-    assert nginx.get("/p/index.html", token_for(devserver, api)).status == 200
+    assert nginx.get("/p/index.html",
+                     fetch_token(devserver, api)).status == 200
 
 
 def test_basic_off_by_default_is_400(tmp_path, devserver, nginx):
-    protected(nginx, tg_conf(tmp_path, "insight", devserver.url))
+    protected(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
     assert nginx.request("/p/index.html", basic("alice")).status == 400
     assert devserver.counters()["token"] == 0
 
 
 def test_basic_token_server_down_503(tmp_path, devserver, nginx):
-    cached(nginx, tg_conf(tmp_path, "insight", devserver.url),
+    cached(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
            extra="tokengate_basic on;")
     devserver.fault(endpoint="token", status=500, count=1)
     assert nginx.request("/p/index.html", basic("bob")).status == 503

@@ -19,10 +19,9 @@ import urllib.request
 
 import pytest
 
-from nginxlib import INS
+from conftest import fetch_token
+from nginxlib import CACHE_HEADERS, INS, write_tg_conf
 from pamlib import make_pki
-from test_nginx import (CACHE_HEADERS, nginx, nginx_factory,  # noqa: F401
-                        tg_conf, token_for)
 
 
 # ------------------------------------------------------------------ helpers
@@ -80,7 +79,7 @@ def tenants(tmp_path, devserver_factory, nginx_factory, key):
     servers = [devserver_factory() for _ in tenant]
     url = front(nginx_factory, {prefix: srv.url + to for srv, (_, prefix, to)
                                 in zip(servers, tenant)})
-    confs = [tg_conf(tmp_path, api, url, **{key: value})
+    confs = [write_tg_conf(tmp_path, api, url, **{key: value})
              for value, _, _ in tenant]
     return api, servers, confs
 
@@ -98,7 +97,7 @@ def test_tenant_setting_is_in_the_key(tmp_path, devserver_factory,
     api, servers, confs = tenants(tmp_path, devserver_factory, nginx_factory,
                                   key)
     nginx = two_locations(nginx_factory(), *confs)
-    tok = token_for(servers[issuer], api)
+    tok = fetch_token(servers[issuer], api)
     nginx.tokens.add(tok)
     for status in ("MISS", "HIT"):
         for i, loc in enumerate(("/a/", "/b/")):
@@ -119,7 +118,7 @@ def test_coalescing_keeps_tenants_apart(tmp_path, devserver_factory,
     api, servers, confs = tenants(tmp_path, devserver_factory, nginx_factory,
                                   "insight_base_path")
     nginx = two_locations(nginx_factory(), *confs, cache="off")
-    tok = token_for(servers[0], api)
+    tok = fetch_token(servers[0], api)
     nginx.tokens.add(tok)
     for srv in servers:
         srv.fault(endpoint="validate", delay_ms=1000, count=1)
@@ -160,14 +159,14 @@ def test_pinned_and_unpinned_locations_share_no_answer(
     assert srv.url.startswith("https://127.0.0.1:")
     with monkeypatch.context() as m:     # for token_for's urllib only
         m.setenv("SSL_CERT_FILE", str(pki / "ca.pem"))
-        tok = token_for(srv, "insight")
+        tok = fetch_token(srv, "insight")
     ca = pki / "ca.pem"
     wrong = "sha256//" + base64.b64encode(b"\0" * 32).decode()
-    conf_a = tg_conf(tmp_path, "insight", srv.url, ca_file=ca)
-    conf_b = tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
-                     pinned_pubkey=wrong)
-    conf_c = tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
-                     pinned_pubkey=spki_pin(pki / "good.pem"))
+    conf_a = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca)
+    conf_b = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
+                           pinned_pubkey=wrong)
+    conf_c = write_tg_conf(tmp_path, "insight", srv.url, ca_file=ca,
+                           pinned_pubkey=spki_pin(pki / "good.pem"))
     nginx = nginx_factory()
     nginx.server(f"""
         tokengate_cache zone=tg:1m;
@@ -240,8 +239,8 @@ CACHE = "zone=tg:1m ttl=1s negative_ttl=0 stale_ttl=1h"
 def test_row_no_entry(tmp_path, devserver, nginx):
     """No entry: the server decides (MISS); in an outage, 503 even where
     stale is allowed."""
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url), CACHE)
-    tok = token_for(devserver, "looker")
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url), CACHE)
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     outage(devserver)
     assert answer(nginx.get("/stale/index.html", tok)) == (503, "MISS")
@@ -253,9 +252,9 @@ def test_row_fresh_entries_answer_without_the_server(tmp_path, devserver,
                                                      nginx):
     """A fresh entry answers (HIT) with no call, the server up or not: the
     identity, or a refusal kept negative_ttl."""
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url),
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url),
                "zone=tg:1m ttl=1h negative_ttl=1h stale_ttl=1h")
-    tok = token_for(devserver, "looker")
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     bad = "never-issued-token-0123"
@@ -271,8 +270,8 @@ def test_row_fresh_entries_answer_without_the_server(tmp_path, devserver,
 
 def test_row_expired_entry_is_renewed_by_the_server(tmp_path, devserver,
                                                     nginx):
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url), CACHE)
-    tok = token_for(devserver, "looker")
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url), CACHE)
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     time.sleep(1.5)
@@ -289,9 +288,9 @@ def test_row_refusal_ends_the_accepted_identity(tmp_path, devserver, nginx,
                                                 negative_ttl, during_outage):
     """The reproduced attack: a revoked token refused once is never served
     STALE afterwards, whatever negative_ttl is."""
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url),
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url),
                f"zone=tg:1m ttl=2s negative_ttl={negative_ttl} stale_ttl=1h")
-    tok = token_for(devserver, "looker")
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     looker_logout(devserver, tok)
@@ -308,8 +307,8 @@ def test_row_server_forbidden_ends_the_accepted_identity(tmp_path, devserver,
     """A 403 from the server is answered 403 and removes the accepted
     identity without storing a refusal: a later outage is 503, never 200
     STALE, and the server is asked again once it is back."""
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url), CACHE)
-    tok = token_for(devserver, "looker")
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url), CACHE)
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     time.sleep(1.5)
@@ -324,7 +323,7 @@ def test_row_server_forbidden_ends_the_accepted_identity(tmp_path, devserver,
 
 
 def test_row_expired_refusal_outage_is_503(tmp_path, devserver, nginx):
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url),
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url),
                "zone=tg:1m ttl=1s negative_ttl=1s stale_ttl=1h")
     bad = "never-issued-token-0123"
     assert answer(nginx.get("/stale/index.html", bad)) == (401, "MISS")
@@ -338,9 +337,9 @@ def test_row_renewal_keeps_the_first_validation(tmp_path, devserver, nginx):
     the last renewal: validated at 0 s, renewed at 3.5 s, with a 6 s life
     an outage at 7.5 s is 503 (counted from the renewal it would be
     STALE until 9.5 s)."""
-    stale_site(nginx, tg_conf(tmp_path, "looker", devserver.url,
-                              token_lifetime_max=6), CACHE)
-    tok = token_for(devserver, "looker")
+    stale_site(nginx, write_tg_conf(tmp_path, "looker", devserver.url,
+                                    token_lifetime_max=6), CACHE)
+    tok = fetch_token(devserver, "looker")
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     time.sleep(3.5)
@@ -386,8 +385,9 @@ def test_row_accepted_token_in_an_outage(tmp_path, devserver_factory, nginx,
                                          row):
     api, args, keys, cache, extra, steps = ACCEPTED_THEN_OUTAGE[row]
     srv = devserver_factory(*args)
-    stale_site(nginx, tg_conf(tmp_path, api, srv.url, **keys), cache, extra)
-    tok = token_for(srv, api)
+    stale_site(nginx, write_tg_conf(tmp_path, api, srv.url, **keys), cache,
+               extra)
+    tok = fetch_token(srv, api)
     nginx.tokens.add(tok)
     assert answer(nginx.get("/stale/index.html", tok)) == (200, "MISS")
     outage(srv)

@@ -20,31 +20,12 @@ import urllib.parse
 
 import pytest
 
-from conftest import DEMO, free_port
-from nginxlib import (DEMO_EMBED_SECRET, Nginx, Response, fetch,
-                      looker_token, write_secret, write_tg_conf)
+from conftest import DEMO, Response, free_port
+from nginxlib import (DEMO_EMBED_SECRET, doc_blocks, fetch, looker_token,
+                      statements, write_secret, write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
-
-@pytest.fixture
-def nginx_factory(tmp_path):
-    started = []
-
-    def make():
-        n = Nginx(tmp_path)
-        started.append(n)
-        return n
-
-    yield make
-    for n in started:
-        n.stop()
-
-
-@pytest.fixture
-def nginx(nginx_factory):
-    return nginx_factory()
-
 
 def looker_conf(tmp_path, srv, **extra):
     """tokengate.conf for the devserver's Looker flavor, with the demo embed
@@ -1019,30 +1000,7 @@ def test_reload_reads_the_secret_again(tmp_path, devserver_factory, nginx):
 # ---------------------------------------------------------- docs example
 
 def doc_embed_examples():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "docs", "nginx.md")
-    text = open(path).read()
-    blocks = [b.split("```", 1)[0] for b in text.split("```nginx\n")[1:]]
-    return [b for b in blocks if "tokengate_embed" in b]
-
-
-def statements(text):
-    """Top-level statements of an nginx fragment (comments dropped)."""
-    text = "\n".join(line.split("#", 1)[0] for line in text.split("\n"))
-    out, cur, depth = [], "", 0
-    for ch in text:
-        cur += ch
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                out.append(cur.strip())
-                cur = ""
-        elif ch == ";" and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-    return [s for s in out if s]
+    return [b for b in doc_blocks() if "tokengate_embed" in b]
 
 
 def test_docs_have_embed_examples():

@@ -15,8 +15,7 @@ gone, as ngx_close_connection() does.
 import socket
 import time
 
-from test_faults import black_hole  # noqa: F401
-from test_nginx import nginx_factory, protected, tg_conf  # noqa: F401
+from nginxlib import protected, write_tg_conf
 
 CLIENTS = 5
 
@@ -32,9 +31,9 @@ def leave_after(nginx, token, seconds):
 def test_client_leaving_during_connect_logs_no_alert(tmp_path, black_hole,
                                                      nginx_factory):
     nginx = nginx_factory()
-    protected(nginx, tg_conf(tmp_path, "insight",
-                             f"http://127.0.0.1:{black_hole}",
-                             connect_timeout=10, timeout=20))
+    protected(nginx, write_tg_conf(tmp_path, "insight",
+                                   f"http://127.0.0.1:{black_hole}",
+                                   connect_timeout=10, timeout=20))
     for i in range(CLIENTS):
         token = f"never-validated-{i}-0123456789abcdef"
         nginx.tokens.add(token)

@@ -21,9 +21,9 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port
+from conftest import fetch_token, free_port
 from pamlib import (GROUPS, PAM, SSHD_FAKE_PASSWORD, ConnCounter, PamHarness,
-                    creds, fingerprint, fetch_token, is_asan, live_tokens,
+                    creds, fingerprint, is_asan, live_tokens,
                     looker_get, make_pki, module_path, rotate_credentials)
 
 

@@ -38,9 +38,10 @@ import time
 
 import pytest
 
-from conftest import ALL_SECRETS, DEMO, Devserver, binary, free_port
-from pamlib import (GROUPS, PAM, PamHarness, creds, driver_path, fetch_token,
-                    module_path, preload, sanitizer_env, is_asan)
+from conftest import (ALL_SECRETS, DEMO, Devserver, binary, fetch_token,
+                      free_port)
+from pamlib import (GROUPS, PAM, PamHarness, creds, driver_path, module_path,
+                    preload, sanitizer_env, is_asan)
 
 SSHD = "/usr/sbin/sshd"
 SERVICE = "sshd-tgtest"

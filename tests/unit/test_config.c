@@ -21,48 +21,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "tg_test.h"
 
 /* A valid sha256// pin: 43 base64 characters and '='. */
 #define PIN1 "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 #define PIN2 "sha256//abcdefghijklmnopqrstuvwxyz+/0123456789ABCDE="
 
-static char g_dir[512];
-
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                */
 /* ---------------------------------------------------------------------- */
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
-}
-
-static int
-setup_dir(void **state)
-{
-    const char *tmp = getenv("TMPDIR");
-
-    (void) state;
-    snprintf(g_dir, sizeof(g_dir), "%s/tg-test-config-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(g_dir) == NULL) {
-        return -1;
-    }
-    /* The directory's own mode must not matter to the checks. */
-    return chmod(g_dir, 0700);
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void) state;
-    return nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* A path in the test directory (static buffer, one at a time per slot). */
 static const char *
@@ -72,33 +39,6 @@ tpath(int slot, const char *name)
 
     snprintf(buf[slot], sizeof(buf[slot]), "%s/%s", g_dir, name);
     return buf[slot];
-}
-
-static void
-write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-    int fd;
-
-    unlink(path);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t) len);
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(close(fd), 0);
-}
-
-static void
-write_text(const char *path, const char *text, mode_t mode)
-{
-    write_file(path, text, strlen(text), mode);
-}
-
-static void
-assert_contains(const char *haystack, const char *needle)
-{
-    if (strstr(haystack, needle) == NULL) {
-        fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
-    }
 }
 
 static void

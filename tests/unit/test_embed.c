@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "tg_test.h"
 
 #define SECRET "test-embed-secret-0123456789abcdef"
 #define NONCE "0123456789abcdef0123456789abcdef"
@@ -62,14 +62,6 @@ static const tg_embed_attr_t v_attrs[] = {{"vendor_id", "17"}};
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                */
 /* ---------------------------------------------------------------------- */
-
-static void
-assert_contains(const char *haystack, const char *needle)
-{
-    if (strstr(haystack, needle) == NULL) {
-        fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
-    }
-}
 
 static void
 assert_starts_with(const char *s, const char *prefix)

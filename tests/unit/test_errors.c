@@ -17,15 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
-static void
-assert_contains(const char *haystack, const char *needle)
-{
-    if (strstr(haystack, needle) == NULL) {
-        fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
-    }
-}
+#include "tg_test.h"
 
 /* ---------------------------------------------------------------------- */
 /* The error list                                                         */

@@ -22,64 +22,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "tg_test.h"
 
 #define MAX_GROUPS 8
-
-static char g_dir[512];
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                */
 /* ---------------------------------------------------------------------- */
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
-}
-
-static int
-setup_dir(void **state)
-{
-    const char *tmp = getenv("TMPDIR");
-
-    (void) state;
-    snprintf(g_dir, sizeof(g_dir), "%s/tg-test-rules-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void) state;
-    return nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void
-write_map(const char *path, const char *text, mode_t mode)
-{
-    size_t len = strlen(text);
-    int fd;
-
-    unlink(path);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, len), (ssize_t) len);
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(close(fd), 0);
-}
-
-static void
-assert_contains(const char *haystack, const char *needle)
-{
-    if (strstr(haystack, needle) == NULL) {
-        fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
-    }
-}
 
 /* An identity the way a parser hands it over: every string owned, "" when
  * absent.  groups is a NULL-terminated list or NULL. */
@@ -685,7 +634,7 @@ bind_attributes_hostile_identities_and_map(void **state)
         tg_err_t err;
 
         if (c->map != NULL) {
-            write_map(map, c->map, 0644);
+            write_text(map, c->map, 0644);
         }
         cfg = cfg_with(kv);
         tg_diag_clear(&d);
@@ -724,7 +673,7 @@ bind_map_file_must_be_safe(void **state)
     (void) state;
     snprintf(map, sizeof(map), "%s/unsafe.map", g_dir);
     snprintf(link, sizeof(link), "%s/link.map", g_dir);
-    write_map(map, "alice root\n", 0666);
+    write_text(map, "alice root\n", 0666);
     cfg = cfg_with(kv);
     tg_diag_clear(&d);
     assert_int_equal(tg_identity_bind(cfg, id, &local, &d), TG_CONFIG);
@@ -1164,7 +1113,7 @@ bind_system_accounts_only_through_the_map(void **state)
     id = ident("7", "daemon@corp.example", "daemon", NULL);
     snprintf(map, sizeof(map), "%s/system.map", g_dir);
     snprintf(line, sizeof(line), "daemon@corp.example daemon\n");
-    write_map(map, line, 0644);
+    write_text(map, line, 0644);
     cfg = cfg_with(attr_email);
     tg_diag_clear(&d);
     assert_int_equal(tg_config_set(cfg, "user_map_file", map, "t", &d), TG_OK);
@@ -1243,7 +1192,7 @@ user_map_has_local_reads_the_second_column(void **state)
 
     (void) state;
     snprintf(map, sizeof(map), "%s/local.map", g_dir);
-    write_map(map, "# comment\nalice@x.example alice\nbob@x.example ops\n",
+    write_text(map, "# comment\nalice@x.example alice\nbob@x.example ops\n",
               0644);
     cfg = cfg_with(kv);
     tg_diag_clear(&d);
@@ -1254,7 +1203,7 @@ user_map_has_local_reads_the_second_column(void **state)
     tg_diag_clear(&d);
     assert_int_equal(tg_user_map_has_local(cfg, "Alice", &d), TG_IDENTITY);
 
-    write_map(map, "alice@x.example alice\nbroken-line\n", 0644);
+    write_text(map, "alice@x.example alice\nbroken-line\n", 0644);
     tg_diag_clear(&d);
     assert_int_equal(tg_user_map_has_local(cfg, "alice", &d), TG_CONFIG);
     assert_contains(d.message, ":2: expected");
