@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cli.h - what the files of the tokengate command line share: the run
- * state, the output helpers (output.c) and the commands (commands.c).
+ * state, the output helpers (output.c), option parsing (options.c), secret
+ * input (input.c), the token store (store.c) and the commands (cmd_*.c).
  *
  * Exit codes are tg_err_t values (TG_OK = 0 ... TG_INTERNAL), plus
  * TG_EXIT_USAGE for a bad command line.
@@ -29,6 +30,9 @@
 
 /* Room for a time printed as "2026-11-26 10:15:00 UTC". */
 #define TG_CLI_TIME_SIZE 32
+
+/* A path we build (token file, directories). */
+#define TG_CLI_PATH_MAX 4096
 
 /* One run of the command line. */
 typedef struct tg_cli {
@@ -63,6 +67,14 @@ typedef enum tg_cli_config_use {
     TG_CLI_CONFIG_OWN       /* loaded; the command runs anyway and decides
                                about cli->config_err (check, embed-url) */
 } tg_cli_config_use_t;
+
+/* Where the token in use came from. */
+typedef struct tg_cli_token {
+    char *value; /* secret; tg_secret_free */
+    int from_file;
+    char path[TG_CLI_PATH_MAX]; /* the token file (also when absent) */
+    time_t expires_at;          /* 0 when unknown or from the environment */
+} tg_cli_token_t;
 
 typedef struct tg_cli_command {
     const char *name;
@@ -108,12 +120,53 @@ int cli_finish(tg_cli_t *cli, int rc);
 void cli_sanitize(char *dst, size_t size, const char *src);
 /* An option as typed, cut before any "=value" (it could be a secret). */
 void cli_option_name(char *dst, size_t size, const char *arg);
+/* cli_sanitize() into buf (NULL shows as ""); returns buf. */
+const char *cli_clean(char *buf, size_t size, const char *s);
 /* "2026-11-26 10:15:00 UTC", or "unknown" for 0. */
 const char *cli_time(time_t t, char buf[TG_CLI_TIME_SIZE]);
 /* The name of a flavor, "insight" or "looker". */
 const char *cli_api_name(tg_api_t api);
 
-/* commands.c */
+/* options.c: a command's own options and operands. */
+/* A usage error for what getopt_long() returned (':' or '?'). */
+int cli_opt_fail(tg_cli_t *cli, int c, char **argv);
+/* A usage error when operands remain after the options. */
+int cli_no_more_args(tg_cli_t *cli, int argc, char **argv);
+/* For commands without options: a usage error for any option. */
+int cli_no_options(tg_cli_t *cli, int argc, char **argv);
+
+/* input.c: secrets, never from argv. */
+/* Copy the variable, wipe and unset the original; NULL when absent (or
+ * out of memory: *present tells them apart). */
+char *cli_take_env(const char *name, int *present);
+/* One line of fd without its newline; 0, -1 (read error) or -2 (longer
+ * than max).  *out is a secret buffer. */
+int cli_read_line(int fd, size_t max, char **out);
+/* login's client id and client secret, in their documented order. */
+int cli_client_id(tg_cli_t *cli, const char *opt, char **out);
+int cli_client_secret(tg_cli_t *cli, const char *secret_file, int secret_stdin,
+                      char **out);
+
+/* store.c: the token file and the client the token is sent with.  All
+ * return 0 or an exit code recorded through cli_fail*(). */
+int cli_token_path(tg_cli_t *cli, char *path, size_t size, int create);
+int cli_token_save(tg_cli_t *cli, const char *path, const char *token,
+                   time_t expires_at);
+/* TOKENGATE_TOKEN, else the token file of this server and API; an expired
+ * one only with allow_expired.  Release with cli_token_release(). */
+int cli_token_load(tg_cli_t *cli, tg_cli_token_t *tok, int allow_expired);
+void cli_token_release(tg_cli_token_t *tok);
+int cli_client_open(tg_cli_t *cli, tg_client_t **cl);
+/* cli_token_load() then cli_client_open(): what every command acting as
+ * the logged-in user starts with; the caller releases both on any path. */
+int cli_token_client_open(tg_cli_t *cli, tg_cli_token_t *tok, tg_client_t **cl);
+/* Record the client's error detail. */
+int cli_client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err);
+/* The short name of a user for messages (not sanitized). */
+const char *cli_who(const tg_identity_t *id);
+
+/* The commands: cmd_token.c, cmd_account.c, cmd_embed.c, cmd_check.c;
+ * help and version in main.c. */
 int cmd_login(tg_cli_t *cli, int argc, char **argv);
 int cmd_whoami(tg_cli_t *cli, int argc, char **argv);
 int cmd_profile(tg_cli_t *cli, int argc, char **argv);

@@ -481,6 +481,13 @@ cli_sanitize(char *dst, size_t size, const char *src)
     dst[o] = '\0';
 }
 
+const char *
+cli_clean(char *buf, size_t size, const char *s)
+{
+    cli_sanitize(buf, size, s != NULL ? s : "");
+    return buf;
+}
+
 /* An option as typed, without any "=value" (which could be a secret). */
 void
 cli_option_name(char *dst, size_t size, const char *arg)
