@@ -15,8 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A client call that returns the token's identity (validate, profile). */
+typedef tg_err_t (*identity_call_fn)(tg_client_t *cl, const char *token,
+                                     tg_identity_t **id);
+
 static void show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
                           time_t expires_hint);
+static int identity_command(tg_cli_t *cli, int argc, char **argv,
+                            identity_call_fn call, int full, int check_rules);
+static int show_rules(tg_cli_t *cli, const tg_identity_t *id);
 
 /* The identity: one "label: value" line per attribute, and flat keys in
  * the JSON object (id, name, email, ..., groups, expires_at, flags). */
@@ -243,14 +250,19 @@ out:
 /* whoami, profile                                                        */
 /* ---------------------------------------------------------------------- */
 
-int
-cmd_whoami(tg_cli_t *cli, int argc, char **argv)
+/*
+ * whoami and profile: the stored token and a client, one call that returns
+ * the identity, and the identity shown (full: every attribute, also the
+ * empty ones).  With check_rules the configuration's rules are applied
+ * and a denial is the exit code.
+ */
+static int
+identity_command(tg_cli_t *cli, int argc, char **argv, identity_call_fn call,
+                 int full, int check_rules)
 {
     tg_cli_token_t tok = {0};
     tg_identity_t *id = NULL;
     tg_client_t *cl = NULL;
-    char reason[sizeof(((tg_diag_t *) 0)->message)];
-    tg_diag_t diag;
     tg_err_t err;
     int rc;
 
@@ -264,22 +276,14 @@ cmd_whoami(tg_cli_t *cli, int argc, char **argv)
     if (rc != 0) {
         goto out;
     }
-    err = tg_client_validate(cl, tok.value, &id);
+    err = call(cl, tok.value, &id);
     if (err != TG_OK) {
         rc = cli_client_fail(cli, cl, err);
         goto out;
     }
-    show_identity(cli, id, 0, tok.expires_at);
-    tg_diag_clear(&diag);
-    err = tg_rules_check(cli->cfg, id, &diag);
-    if (err == TG_OK) {
-        cli_field(cli, "authorization", "authorization", "allowed");
-    } else {
-        cli_clean(reason, sizeof(reason), diag.message);
-        cli_set_str(cli, "authorization", "denied");
-        cli_set_str(cli, "reason", reason);
-        cli_say(cli, "%-14s denied: %s", "authorization:", reason);
-        rc = cli_fail(cli, err, &diag);
+    show_identity(cli, id, full, tok.expires_at);
+    if (check_rules) {
+        rc = show_rules(cli, id);
     }
 out:
     cli_token_release(&tok);
@@ -288,36 +292,37 @@ out:
     return rc;
 }
 
+/* The rules of the configuration on the identity, as a result line. */
+static int
+show_rules(tg_cli_t *cli, const tg_identity_t *id)
+{
+    char reason[sizeof(((tg_diag_t *) 0)->message)];
+    tg_diag_t diag;
+    tg_err_t err;
+
+    tg_diag_clear(&diag);
+    err = tg_rules_check(cli->cfg, id, &diag);
+    if (err == TG_OK) {
+        cli_field(cli, "authorization", "authorization", "allowed");
+        return 0;
+    }
+    cli_clean(reason, sizeof(reason), diag.message);
+    cli_set_str(cli, "authorization", "denied");
+    cli_set_str(cli, "reason", reason);
+    cli_say(cli, "%-14s denied: %s", "authorization:", reason);
+    return cli_fail(cli, err, &diag);
+}
+
+int
+cmd_whoami(tg_cli_t *cli, int argc, char **argv)
+{
+    return identity_command(cli, argc, argv, tg_client_validate, 0, 1);
+}
+
 int
 cmd_profile(tg_cli_t *cli, int argc, char **argv)
 {
-    tg_cli_token_t tok = {0};
-    tg_identity_t *id = NULL;
-    tg_client_t *cl = NULL;
-    tg_err_t err;
-    int rc;
-
-    if (cli_no_options(cli, argc, argv) != 0) {
-        return cli->exit_code;
-    }
-    rc = cli_no_more_args(cli, argc, argv);
-    if (rc == 0) {
-        rc = cli_token_client_open(cli, &tok, &cl);
-    }
-    if (rc != 0) {
-        goto out;
-    }
-    err = tg_client_profile(cl, tok.value, &id);
-    if (err != TG_OK) {
-        rc = cli_client_fail(cli, cl, err);
-        goto out;
-    }
-    show_identity(cli, id, 1, tok.expires_at);
-out:
-    cli_token_release(&tok);
-    tg_identity_free(id);
-    tg_client_free(cl);
-    return rc;
+    return identity_command(cli, argc, argv, tg_client_profile, 1, 0);
 }
 
 /* ---------------------------------------------------------------------- */
