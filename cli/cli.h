@@ -10,6 +10,7 @@
 #ifndef TG_CLI_H
 #define TG_CLI_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -33,6 +34,71 @@
 
 /* A path we build (token file, directories). */
 #define TG_CLI_PATH_MAX 4096
+
+/* Loaded when neither --config nor TOKENGATE_CONFIG names a file. */
+#define TG_CLI_DEFAULT_CONFIG "/etc/tokengate.conf"
+
+/* The most options one command (or the global level) takes; embed-url has
+ * 15. */
+#define TG_CLI_OPTIONS_MAX 32
+
+/* Who takes an option: bits of tg_cli_option_t.commands and the one bit of
+ * tg_cli_command_t.options. */
+#define TG_CLI_IN_GLOBAL (1u << 0) /* before the command name */
+#define TG_CLI_IN_LOGIN (1u << 1)
+#define TG_CLI_IN_SESSION (1u << 2)
+#define TG_CLI_IN_SUDO (1u << 3)
+#define TG_CLI_IN_EMBED_URL (1u << 4)
+
+/* What getopt_long() returns for an option: an option with a letter (-q)
+ * its letter, the others a key from TG_OPT_LONG_ONLY up, past any letter. */
+typedef enum tg_cli_opt {
+    TG_OPT_HELP = 'h',
+    TG_OPT_OVERRIDE = 'o',
+    TG_OPT_QUIET = 'q',
+    TG_OPT_VERSION = 'V',
+    TG_OPT_LONG_ONLY = 256,
+    TG_OPT_CONFIG = TG_OPT_LONG_ONLY,
+    TG_OPT_URL,
+    TG_OPT_API,
+    TG_OPT_JSON,
+    TG_OPT_CLIENT_ID,
+    TG_OPT_SECRET_FILE,
+    TG_OPT_SECRET_STDIN,
+    TG_OPT_PRINT_TOKEN,
+    TG_OPT_WORKSPACE,
+    TG_OPT_OUTPUT,
+    TG_OPT_HOST,
+    TG_OPT_PATH,
+    TG_OPT_USER_ID,
+    TG_OPT_FIRST_NAME,
+    TG_OPT_LAST_NAME,
+    TG_OPT_TIMEZONE,
+    TG_OPT_PERMISSION,
+    TG_OPT_MODEL,
+    TG_OPT_GROUP_ID,
+    TG_OPT_EXTERNAL_GROUP_ID,
+    TG_OPT_ATTR,
+    TG_OPT_SESSION_LENGTH,
+    TG_OPT_NO_FORCE_LOGOUT_LOGIN,
+    TG_OPT_SERVER
+} tg_cli_opt_t;
+
+/* One option of the command line, as getopt_long() and the help see it. */
+typedef struct tg_cli_option {
+    tg_cli_opt_t key;  /* a letter: -x is accepted too */
+    const char *name;  /* --name; NULL for a letter only (-o) */
+    const char *arg;   /* the value in the help ("FILE"); NULL: a flag */
+    unsigned commands; /* TG_CLI_IN_* bits */
+    const char *help;  /* lines separated by '\n'; NULL: described
+                          together with the next row */
+} tg_cli_option_t;
+
+/* getopt_long()'s arguments for the options of one command. */
+typedef struct tg_cli_getopt {
+    struct option longopts[TG_CLI_OPTIONS_MAX + 1];
+    char shortopts[2 * TG_CLI_OPTIONS_MAX + 3];
+} tg_cli_getopt_t;
 
 /* One run of the command line. */
 typedef struct tg_cli {
@@ -81,7 +147,10 @@ typedef struct tg_cli_command {
     tg_cli_cmd_fn run;
     tg_cli_config_use_t config;
     const char *summary; /* one line for the command list */
-    const char *usage;   /* the full help of the command */
+    const char *usage;   /* the help before the list of options */
+    unsigned options;    /* its bit in tg_cli_options[].commands, or 0 */
+    int help_column;     /* where the options' help starts */
+    const char *notes;   /* the help after the list of options, or NULL */
 } tg_cli_command_t;
 
 /* main.c */
@@ -127,7 +196,15 @@ const char *cli_time(time_t t, char buf[TG_CLI_TIME_SIZE]);
 /* The name of a flavor, "insight" or "looker". */
 const char *cli_api_name(tg_api_t api);
 
-/* options.c: a command's own options and operands. */
+/* options.c: every option, and a command's own options and operands. */
+extern const tg_cli_option_t tg_cli_options[];
+/* The options `who` (one TG_CLI_IN_* bit) takes, for getopt_long(). */
+void cli_getopt_init(tg_cli_getopt_t *g, unsigned who);
+/* getopt_long() over them: the key of an option, ':' or '?' (then
+ * cli_opt_fail()), or -1 after the last option. */
+int cli_getopt(tg_cli_getopt_t *g, int argc, char **argv);
+/* The help lines of the options `who` takes, their help at column. */
+void cli_print_options(FILE *fp, unsigned who, int column);
 /* A usage error for what getopt_long() returned (':' or '?'). */
 int cli_opt_fail(tg_cli_t *cli, int c, char **argv);
 /* A usage error when operands remain after the options. */

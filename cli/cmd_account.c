@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,24 +119,22 @@ out:
 int
 cmd_session(tg_cli_t *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"workspace", required_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
-    };
     const char *workspace = NULL;
     tg_cli_token_t tok = {0};
     tg_client_t *cl = NULL;
     tg_session_t s;
+    tg_cli_getopt_t g;
     tg_err_t err;
     int c, rc;
 
     memset(&s, 0, sizeof(s));
+    cli_getopt_init(&g, TG_CLI_IN_SESSION);
     for (;;) {
-        c = getopt_long(argc, argv, ":", longopts, NULL);
+        c = cli_getopt(&g, argc, argv);
         if (c == -1) {
             break;
         }
-        if (c != 'w') {
+        if (c != TG_OPT_WORKSPACE) {
             return cli_opt_fail(cli, c, argv);
         }
         workspace = optarg;
@@ -242,11 +239,6 @@ out:
 int
 cmd_sudo(tg_cli_t *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"output", required_argument, NULL, 'o'},
-        {"print-token", no_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
-    };
     const char *output = NULL, *user_id;
     char name[256], email[256], uid[128], shown[256];
     char when[TG_CLI_TIME_SIZE], fp[TG_FINGERPRINT_SIZE];
@@ -258,17 +250,19 @@ cmd_sudo(tg_cli_t *cli, int argc, char **argv)
     tg_err_t err;
     time_t expires;
     int c, rc = 0, print_token = 0;
+    tg_cli_getopt_t g;
 
+    cli_getopt_init(&g, TG_CLI_IN_SUDO);
     for (;;) {
-        c = getopt_long(argc, argv, ":", longopts, NULL);
+        c = cli_getopt(&g, argc, argv);
         if (c == -1) {
             break;
         }
         switch (c) {
-        case 'o':
+        case TG_OPT_OUTPUT:
             output = optarg;
             break;
-        case 'p':
+        case TG_OPT_PRINT_TOKEN:
             print_token = 1;
             break;
         default:

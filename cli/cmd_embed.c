@@ -8,7 +8,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,24 +193,6 @@ embed_secret(tg_cli_t *cli, int secret_stdin, char **out)
 int
 cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'H'},
-        {"path", required_argument, NULL, 'P'},
-        {"user-id", required_argument, NULL, 'u'},
-        {"first-name", required_argument, NULL, 'f'},
-        {"last-name", required_argument, NULL, 'l'},
-        {"permission", required_argument, NULL, 'p'},
-        {"model", required_argument, NULL, 'm'},
-        {"group-id", required_argument, NULL, 'g'},
-        {"external-group-id", required_argument, NULL, 'G'},
-        {"attr", required_argument, NULL, 'a'},
-        {"session-length", required_argument, NULL, 's'},
-        {"timezone", required_argument, NULL, 'z'},
-        {"no-force-logout-login", no_argument, NULL, 'n'},
-        {"secret-stdin", no_argument, NULL, 'S'},
-        {"server", no_argument, NULL, 'r'},
-        {NULL, 0, NULL, 0},
-    };
     const char **perms = NULL, **models = NULL, **groups = NULL;
     tg_embed_attr_t *attrs = NULL;
     const char *host = NULL;
@@ -219,6 +200,7 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
     tg_cli_token_t tok = {0};
     tg_client_t *cl = NULL;
     tg_embed_params_t p;
+    tg_cli_getopt_t g;
     tg_diag_t diag;
     tg_err_t err;
     size_t i, n_attrs = 0;
@@ -238,13 +220,14 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
     p.models = models;
     p.group_ids = groups;
     p.user_attributes = attrs;
+    cli_getopt_init(&g, TG_CLI_IN_EMBED_URL);
     for (;;) {
-        c = getopt_long(argc, argv, ":", longopts, NULL);
+        c = cli_getopt(&g, argc, argv);
         if (c == -1) {
             break;
         }
         switch (c) {
-        case 'H':
+        case TG_OPT_HOST:
             if (host != NULL) {
                 rc = cli_usage(cli, "--host given twice");
                 goto out;
@@ -252,68 +235,68 @@ cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
             host = optarg;
             rc = embed_host(cli, optarg, &p);
             break;
-        case 'P':
+        case TG_OPT_PATH:
             rc =
                 p.embed_path != NULL ? cli_usage(cli, "--path given twice") : 0;
             p.embed_path = optarg;
             break;
-        case 'u':
+        case TG_OPT_USER_ID:
             rc = p.external_user_id != NULL
                      ? cli_usage(cli, "--user-id given twice")
                      : 0;
             p.external_user_id = optarg;
             break;
-        case 'f':
+        case TG_OPT_FIRST_NAME:
             rc = p.first_name != NULL
                      ? cli_usage(cli, "--first-name given twice")
                      : 0;
             p.first_name = optarg;
             break;
-        case 'l':
+        case TG_OPT_LAST_NAME:
             rc = p.last_name != NULL ? cli_usage(cli, "--last-name given twice")
                                      : 0;
             p.last_name = optarg;
             break;
-        case 'p':
+        case TG_OPT_PERMISSION:
             perms[p.n_permissions++] = optarg;
             break;
-        case 'm':
+        case TG_OPT_MODEL:
             models[p.n_models++] = optarg;
             break;
-        case 'g':
+        case TG_OPT_GROUP_ID:
             groups[p.n_group_ids++] = optarg;
             break;
-        case 'G':
+        case TG_OPT_EXTERNAL_GROUP_ID:
             rc = p.external_group_id != NULL
                      ? cli_usage(cli, "--external-group-id given twice")
                      : 0;
             p.external_group_id = optarg;
             break;
-        case 'a':
+        case TG_OPT_ATTR:
             rc = embed_attr(cli, optarg, &attrs[n_attrs]);
             if (rc == 0) {
                 p.n_user_attributes = ++n_attrs;
             }
             break;
-        case 's':
+        case TG_OPT_SESSION_LENGTH:
             rc = have_session_length
                      ? cli_usage(cli, "--session-length given twice")
                      : embed_session_length(cli, optarg, &p.session_length);
             have_session_length = 1;
             break;
-        case 'z':
+        case TG_OPT_TIMEZONE:
             rc = p.user_timezone != NULL
                      ? cli_usage(cli, "--timezone given twice")
                      : 0;
             p.user_timezone = optarg;
             break;
-        case 'n':
+        case TG_OPT_NO_FORCE_LOGOUT_LOGIN:
             p.force_logout_login = 0;
             break;
-        case 'S':
+        case TG_OPT_SECRET_STDIN:
             secret_stdin = 1;
             break;
-        case 'r':
+        case TG_OPT_SERVER:
             server = 1;
             break;
         default:

@@ -8,7 +8,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,13 +105,6 @@ show_identity(tg_cli_t *cli, const tg_identity_t *id, int full,
 int
 cmd_login(tg_cli_t *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"client-id", required_argument, NULL, 'i'},
-        {"secret-file", required_argument, NULL, 'f'},
-        {"secret-stdin", no_argument, NULL, 's'},
-        {"print-token", no_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
-    };
     const char *client_id_opt = NULL, *secret_file = NULL;
     int secret_stdin = 0, print_token = 0, c, rc = 0;
     char path[TG_CLI_PATH_MAX], fp[TG_FINGERPRINT_SIZE];
@@ -125,23 +117,25 @@ cmd_login(tg_cli_t *cli, int argc, char **argv)
     tg_err_t err;
     time_t expires;
     long requests = 0, connections = 0;
+    tg_cli_getopt_t g;
 
+    cli_getopt_init(&g, TG_CLI_IN_LOGIN);
     for (;;) {
-        c = getopt_long(argc, argv, ":", longopts, NULL);
+        c = cli_getopt(&g, argc, argv);
         if (c == -1) {
             break;
         }
         switch (c) {
-        case 'i':
+        case TG_OPT_CLIENT_ID:
             client_id_opt = optarg;
             break;
-        case 'f':
+        case TG_OPT_SECRET_FILE:
             secret_file = optarg;
             break;
-        case 's':
+        case TG_OPT_SECRET_STDIN:
             secret_stdin = 1;
             break;
-        case 'p':
+        case TG_OPT_PRINT_TOKEN:
             print_token = 1;
             break;
         default:
