@@ -46,6 +46,16 @@ typedef struct tg_check {
     json_t *steps;
     tg_err_t first_err; /* TG_OK until a step fails */
     char first_msg[1100];
+    int rc; /* an exit code recorded outside the steps (no client) */
+
+    char scheme[16], host[256], port[16]; /* of the configured url */
+    int https;
+    struct addrinfo *addrs; /* check_dns(); NULL through a proxy */
+    tg_client_t *cl;        /* check_probe()'s */
+    tg_request_t built;     /* the validation request the probe is made of */
+    long status;            /* the probe's answer */
+    time_t server_date;     /* its Date header; 0 when absent */
+    time_t answered_at;     /* our clock when it came */
 } tg_check_t;
 
 static void check_step(tg_check_t *ck, tg_check_status_t status,
@@ -59,6 +69,16 @@ static int check_connect(const struct addrinfo *ai, long timeout_ms,
                          double *elapsed_ms, int *timed_out);
 static void check_syslog(tg_check_t *ck);
 static void proxy_shown(const char *proxy, char *dst, size_t size);
+static void check_init(tg_check_t *ck, tg_cli_t *cli);
+static int check_config(tg_check_t *ck);
+static int check_network(tg_check_t *ck);
+static const char *addr_text(const struct addrinfo *ai, char *buf, size_t size);
+static int check_dns(tg_check_t *ck);
+static int check_tcp(tg_check_t *ck);
+static int check_probe(tg_check_t *ck);
+static void check_http(tg_check_t *ck);
+static void check_clock(tg_check_t *ck);
+static int check_finish(tg_check_t *ck);
 
 /* ---------------------------------------------------------------------- */
 /* check                                                                  */
@@ -291,260 +311,328 @@ proxy_shown(const char *proxy, char *dst, size_t size)
 int
 cmd_check(tg_cli_t *cli, int argc, char **argv)
 {
-    char scheme[16], host[256], port[16], addrs[512], addr[INET6_ADDRSTRLEN];
-    char last_addr[INET6_ADDRSTRLEN] = "";
-    struct addrinfo hints, *res = NULL, *ai;
-    tg_request_t breq, req;
-    tg_response_t resp;
-    tg_client_t *cl = NULL;
-    tg_diag_t diag;
     tg_check_t ck;
-    tg_err_t err;
-    double ms = 0;
-    time_t sent_at = 0, now;
-    long skew, status;
-    int rc, shown_n = 0, gai, e = 0, timed_out = 0, any_timeout = 0;
-    int https, connected = 0;
+    int rc;
 
-    memset(&ck, 0, sizeof(ck));
-    memset(&breq, 0, sizeof(breq));
-    ck.cli = cli;
-    ck.steps = json_array();
     if (cli_no_options(cli, argc, argv) != 0) {
-        json_decref(ck.steps);
         return cli->exit_code;
     }
     rc = cli_no_more_args(cli, argc, argv);
     if (rc != 0) {
-        json_decref(ck.steps);
         return rc;
     }
+    check_init(&ck, cli);
+    if (check_config(&ck) && check_network(&ck) && check_probe(&ck)) {
+        check_http(&ck);
+        check_clock(&ck);
+    }
+    /* Independent of the server: also after a failed step. */
+    check_syslog(&ck);
+    return check_finish(&ck);
+}
 
-    /* 1. configuration */
+static void
+check_init(tg_check_t *ck, tg_cli_t *cli)
+{
+    memset(ck, 0, sizeof(*ck));
+    ck->cli = cli;
+    ck->steps = json_array();
+}
+
+/* The configuration is valid and its url parses; plain http is a WARN
+ * except for this machine.  0 stops the check. */
+static int
+check_config(tg_check_t *ck)
+{
+    tg_cli_t *cli = ck->cli;
+
     if (cli->config_err != TG_OK) {
-        check_step(&ck, TG_CHECK_FAIL, "config", cli->config_err,
+        check_step(ck, TG_CHECK_FAIL, "config", cli->config_err,
                    "fix the configuration file or the options (see "
                    "tokengate(1), CONFIGURATION)",
                    "%s", cli->config_msg);
-        goto done;
+        return 0;
     }
-    check_step(&ck, TG_CHECK_OK, "config", TG_OK, NULL, "%s%s: api %s, url %s",
+    check_step(ck, TG_CHECK_OK, "config", TG_OK, NULL, "%s%s: api %s, url %s",
                cli->config_path != NULL ? "" : "no file, ",
                cli->config_path != NULL ? cli->config_path
                                         : "command line only",
                cli_api_name(cli->cfg->api), cli->cfg->url);
-    if (check_parse_url(cli->cfg->url, scheme, sizeof(scheme), host,
-                        sizeof(host), port, sizeof(port)) != 0) {
-        check_step(&ck, TG_CHECK_FAIL, "url", TG_CONFIG,
+    if (check_parse_url(cli->cfg->url, ck->scheme, sizeof(ck->scheme), ck->host,
+                        sizeof(ck->host), ck->port, sizeof(ck->port)) != 0) {
+        check_step(ck, TG_CHECK_FAIL, "url", TG_CONFIG,
                    "url must look like https://host[:port]",
                    "cannot parse the url %s", cli->cfg->url);
-        goto done;
+        return 0;
     }
-    https = strcasecmp(scheme, "https") == 0;
-    if (!https && strcasecmp(host, "localhost") != 0 &&
-        strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0) {
-        check_step(&ck, TG_CHECK_WARN, "config", TG_OK,
+    ck->https = strcasecmp(ck->scheme, "https") == 0;
+    if (!ck->https && strcasecmp(ck->host, "localhost") != 0 &&
+        strncmp(ck->host, "127.", 4) != 0 && strcmp(ck->host, "::1") != 0) {
+        check_step(ck, TG_CHECK_WARN, "config", TG_OK,
                    "use https:// except for a server on this machine",
                    "plain http: tokens and secrets travel unencrypted");
     }
+    return 1;
+}
 
-    /* 2-3. DNS and TCP (when there is no proxy in between). */
-    if (cli->cfg->proxy != NULL && cli->cfg->proxy[0] != '\0') {
-        char shown[256];
+/* DNS and TCP, or two SKIP lines when a proxy is in between. */
+static int
+check_network(tg_check_t *ck)
+{
+    const char *proxy = ck->cli->cfg->proxy;
+    char shown[256];
 
-        proxy_shown(cli->cfg->proxy, shown, sizeof(shown));
-        check_step(&ck, TG_CHECK_SKIP, "dns", TG_OK, NULL,
+    if (proxy != NULL && proxy[0] != '\0') {
+        proxy_shown(proxy, shown, sizeof(shown));
+        check_step(ck, TG_CHECK_SKIP, "dns", TG_OK, NULL,
                    "through the proxy %s", shown);
-        check_step(&ck, TG_CHECK_SKIP, "tcp", TG_OK, NULL, "through the proxy");
-    } else {
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        gai = getaddrinfo(host, port, &hints, &res);
-        if (gai != 0) {
-            check_step(&ck, TG_CHECK_FAIL, "dns", TG_UNAVAILABLE,
-                       "check the host name in url, /etc/hosts and "
-                       "/etc/resolv.conf",
-                       "cannot resolve %s: %s", host, gai_strerror(gai));
-            goto done;
-        }
-        addrs[0] = '\0';
-        for (ai = res; ai != NULL; ai = ai->ai_next) {
-            const void *a =
-                ai->ai_family == AF_INET6
-                    ? (const void *) &((struct sockaddr_in6 *) ai->ai_addr)
-                          ->sin6_addr
-                    : (const void *) &((struct sockaddr_in *) ai->ai_addr)
-                          ->sin_addr;
-            if (inet_ntop(ai->ai_family, a, addr, sizeof(addr)) == NULL ||
-                strstr(addrs, addr) != NULL) {
-                continue;
-            }
-            if (shown_n++ < TG_CHECK_ADDRS_SHOWN) {
-                size_t l = strlen(addrs);
-                snprintf(addrs + l, sizeof(addrs) - l, "%s%s",
-                         l > 0 ? ", " : "", addr);
-            }
-        }
-        check_step(&ck, TG_CHECK_OK, "dns", TG_OK, NULL, "%s -> %s%s", host,
-                   addrs, shown_n > TG_CHECK_ADDRS_SHOWN ? ", ..." : "");
-
-        for (ai = res; ai != NULL && !connected; ai = ai->ai_next) {
-            const void *a =
-                ai->ai_family == AF_INET6
-                    ? (const void *) &((struct sockaddr_in6 *) ai->ai_addr)
-                          ->sin6_addr
-                    : (const void *) &((struct sockaddr_in *) ai->ai_addr)
-                          ->sin_addr;
-            if (inet_ntop(ai->ai_family, a, last_addr, sizeof(last_addr)) ==
-                NULL) {
-                snprintf(last_addr, sizeof(last_addr), "?");
-            }
-            e = check_connect(ai, cli->cfg->connect_timeout_ms, &ms,
-                              &timed_out);
-            any_timeout |= timed_out;
-            connected = e == 0;
-        }
-        if (!connected && any_timeout) {
-            check_step(&ck, TG_CHECK_FAIL, "tcp", TG_TIMEOUT,
-                       "a firewall may drop the packets; check the port "
-                       "and the network path, or raise connect_timeout",
-                       "no connection to %s port %s within %.1f s", host, port,
-                       (double) cli->cfg->connect_timeout_ms / 1000.0);
-            goto done;
-        }
-        if (!connected) {
-            check_step(&ck, TG_CHECK_FAIL, "tcp", TG_UNAVAILABLE,
-                       "is the server running and listening on that port? "
-                       "check the port in url",
-                       "cannot connect to %s port %s: %s", last_addr, port,
-                       strerror(e));
-            goto done;
-        }
-        check_step(&ck, TG_CHECK_OK, "tcp", TG_OK, NULL,
-                   "connected to %s port %s in %.1f ms", last_addr, port, ms);
+        check_step(ck, TG_CHECK_SKIP, "tcp", TG_OK, NULL, "through the proxy");
+        return 1;
     }
+    return check_dns(ck) && check_tcp(ck);
+}
 
-    /* 4-5. TLS and HTTP: one unauthenticated GET of the validation
-     * endpoint, which must answer 401.  The request is built by the
-     * library (with a dummy token), then sent without Authorization. */
+/* The address of ai as text, or NULL. */
+static const char *
+addr_text(const struct addrinfo *ai, char *buf, size_t size)
+{
+    const void *a =
+        ai->ai_family == AF_INET6
+            ? (const void *) &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr
+            : (const void *) &((struct sockaddr_in *) ai->ai_addr)->sin_addr;
+
+    return inet_ntop(ai->ai_family, a, buf, (socklen_t) size);
+}
+
+/* Resolve the url's host into ck->addrs; list the first few addresses. */
+static int
+check_dns(tg_check_t *ck)
+{
+    char addrs[512], addr[INET6_ADDRSTRLEN];
+    struct addrinfo hints, *ai;
+    int gai, shown_n = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    gai = getaddrinfo(ck->host, ck->port, &hints, &ck->addrs);
+    if (gai != 0) {
+        ck->addrs = NULL;
+        check_step(ck, TG_CHECK_FAIL, "dns", TG_UNAVAILABLE,
+                   "check the host name in url, /etc/hosts and "
+                   "/etc/resolv.conf",
+                   "cannot resolve %s: %s", ck->host, gai_strerror(gai));
+        return 0;
+    }
+    addrs[0] = '\0';
+    for (ai = ck->addrs; ai != NULL; ai = ai->ai_next) {
+        if (addr_text(ai, addr, sizeof(addr)) == NULL ||
+            strstr(addrs, addr) != NULL) {
+            continue;
+        }
+        if (shown_n++ < TG_CHECK_ADDRS_SHOWN) {
+            size_t l = strlen(addrs);
+            snprintf(addrs + l, sizeof(addrs) - l, "%s%s", l > 0 ? ", " : "",
+                     addr);
+        }
+    }
+    check_step(ck, TG_CHECK_OK, "dns", TG_OK, NULL, "%s -> %s%s", ck->host,
+               addrs, shown_n > TG_CHECK_ADDRS_SHOWN ? ", ..." : "");
+    return 1;
+}
+
+/* Connect to the addresses in turn until one answers. */
+static int
+check_tcp(tg_check_t *ck)
+{
+    char last_addr[INET6_ADDRSTRLEN] = "";
+    const struct addrinfo *ai;
+    long timeout_ms = ck->cli->cfg->connect_timeout_ms;
+    double ms = 0;
+    int e = 0, timed_out = 0, any_timeout = 0, connected = 0;
+
+    for (ai = ck->addrs; ai != NULL && !connected; ai = ai->ai_next) {
+        if (addr_text(ai, last_addr, sizeof(last_addr)) == NULL) {
+            snprintf(last_addr, sizeof(last_addr), "?");
+        }
+        e = check_connect(ai, timeout_ms, &ms, &timed_out);
+        any_timeout |= timed_out;
+        connected = e == 0;
+    }
+    if (!connected && any_timeout) {
+        check_step(ck, TG_CHECK_FAIL, "tcp", TG_TIMEOUT,
+                   "a firewall may drop the packets; check the port "
+                   "and the network path, or raise connect_timeout",
+                   "no connection to %s port %s within %.1f s", ck->host,
+                   ck->port, (double) timeout_ms / 1000.0);
+        return 0;
+    }
+    if (!connected) {
+        check_step(ck, TG_CHECK_FAIL, "tcp", TG_UNAVAILABLE,
+                   "is the server running and listening on that port? "
+                   "check the port in url",
+                   "cannot connect to %s port %s: %s", last_addr, ck->port,
+                   strerror(e));
+        return 0;
+    }
+    check_step(ck, TG_CHECK_OK, "tcp", TG_OK, NULL,
+               "connected to %s port %s in %.1f ms", last_addr, ck->port, ms);
+    return 1;
+}
+
+/*
+ * TLS, through one unauthenticated GET of the validation endpoint (which
+ * must answer 401).  The request is built by the library (with a dummy
+ * token), then sent without Authorization.  Keeps the status and the Date
+ * header for check_http() and check_clock().
+ */
+static int
+check_probe(tg_check_t *ck)
+{
+    tg_cli_t *cli = ck->cli;
+    tg_request_t req;
+    tg_response_t resp;
+    tg_diag_t diag;
+    tg_err_t err;
+    time_t sent_at = 0;
+
     tg_diag_clear(&diag);
     err = tg_build_validate(cli->cfg, TG_CHECK_DUMMY_TOKEN,
-                            TG_INSIGHT_VALIDATE_USER, &breq, &diag);
+                            TG_INSIGHT_VALIDATE_USER, &ck->built, &diag);
     if (err != TG_OK) {
-        check_step(&ck, TG_CHECK_FAIL, "http", err, NULL, "%s", diag.message);
-        goto done;
+        check_step(ck, TG_CHECK_FAIL, "http", err, NULL, "%s", diag.message);
+        return 0;
     }
     memset(&req, 0, sizeof(req));
     req.method = "GET";
-    req.url = breq.url;
-    req.accept = breq.accept;
-    rc = cli_client_open(cli, &cl);
-    if (rc != 0) {
-        goto done;
+    req.url = ck->built.url;
+    req.accept = ck->built.accept;
+    ck->rc = cli_client_open(cli, &ck->cl);
+    if (ck->rc != 0) {
+        return 0;
     }
-    err = tg_client_perform(cl, &req, &resp, &sent_at);
-    now = time(NULL);
+    err = tg_client_perform(ck->cl, &req, &resp, &sent_at);
+    ck->answered_at = time(NULL);
     if (err == TG_TLS) {
-        check_step(&ck, TG_CHECK_FAIL, "tls", err,
+        check_step(ck, TG_CHECK_FAIL, "tls", err,
                    "set ca_file or ca_path to the CA of the server "
                    "certificate; the url host must match the certificate; "
                    "check pinned_pubkey",
-                   "%s", tg_client_error(cl));
-        goto done;
+                   "%s", tg_client_error(ck->cl));
+        return 0;
     }
     if (err != TG_OK) {
-        if (https) {
-            check_step(&ck, TG_CHECK_SKIP, "tls", TG_OK, NULL,
+        if (ck->https) {
+            check_step(ck, TG_CHECK_SKIP, "tls", TG_OK, NULL,
                        "not checked (no answer)");
         }
-        check_step(&ck, TG_CHECK_FAIL, "http", err,
+        check_step(ck, TG_CHECK_FAIL, "http", err,
                    err == TG_TIMEOUT ? "the server accepts connections but "
                                        "does not answer in time; raise "
                                        "timeout or check the server"
                                      : "check the url and the server",
-                   "GET %s: %s", req.url, tg_client_error(cl));
-        goto done;
+                   "GET %s: %s", req.url, tg_client_error(ck->cl));
+        return 0;
     }
-    if (https) {
-        check_step(&ck, TG_CHECK_OK, "tls", TG_OK, NULL,
+    if (ck->https) {
+        check_step(ck, TG_CHECK_OK, "tls", TG_OK, NULL,
                    "handshake and certificate verification OK (TLS 1.2 or "
                    "later)");
     } else {
-        check_step(&ck, TG_CHECK_SKIP, "tls", TG_OK, NULL,
+        check_step(ck, TG_CHECK_SKIP, "tls", TG_OK, NULL,
                    "plain http (url is http://)");
     }
-    status = resp.status;
-    cli_set_int(cli, "http_status_probe", status);
+    ck->status = resp.status;
+    ck->server_date = resp.server_date;
+    return 1;
+}
+
+/* What the probe's status says about the url and the server. */
+static void
+check_http(tg_check_t *ck)
+{
+    const char *url = ck->built.url;
+    long status = ck->status;
+
+    cli_set_int(ck->cli, "http_status_probe", status);
     if (status == 401) {
-        check_step(&ck, TG_CHECK_OK, "http", TG_OK, NULL,
+        check_step(ck, TG_CHECK_OK, "http", TG_OK, NULL,
                    "server reachable; API answered 401 as expected without "
                    "a token (GET %s)",
-                   req.url);
+                   url);
     } else if (status == 404) {
-        check_step(&ck, TG_CHECK_FAIL, "http", TG_NOT_FOUND,
-                   cli->cfg->api == TG_API_LOOKER
+        check_step(ck, TG_CHECK_FAIL, "http", TG_NOT_FOUND,
+                   ck->cli->cfg->api == TG_API_LOOKER
                        ? "check url (no path) and looker_api_version"
                        : "check url and insight_base_path",
                    "GET %s answered 404: wrong url, base path or API "
                    "version",
-                   req.url);
+                   url);
     } else if (status >= 300 && status < 400) {
-        check_step(&ck, TG_CHECK_FAIL, "http", TG_PROTOCOL,
+        check_step(ck, TG_CHECK_FAIL, "http", TG_PROTOCOL,
                    "set url to the address the server redirects to "
                    "(often https:// or another path); tokengate never "
                    "follows redirects",
-                   "GET %s answered %ld (a redirect)", req.url, status);
+                   "GET %s answered %ld (a redirect)", url, status);
     } else if (status >= 500) {
-        check_step(&ck, TG_CHECK_FAIL, "http", TG_UNAVAILABLE,
+        check_step(ck, TG_CHECK_FAIL, "http", TG_UNAVAILABLE,
                    "the server is up but failing; see its logs",
-                   "GET %s answered %ld", req.url, status);
+                   "GET %s answered %ld", url, status);
     } else if (status == 429) {
-        check_step(&ck, TG_CHECK_WARN, "http", TG_OK, "wait before retrying",
-                   "GET %s answered 429: rate limited by the server", req.url);
+        check_step(ck, TG_CHECK_WARN, "http", TG_OK, "wait before retrying",
+                   "GET %s answered 429: rate limited by the server", url);
     } else {
-        check_step(&ck, TG_CHECK_WARN, "http", TG_OK,
+        check_step(ck, TG_CHECK_WARN, "http", TG_OK,
                    "is this the right server and API flavor (api)?",
-                   "GET %s answered %ld without a token (expected 401)",
-                   req.url, status);
+                   "GET %s answered %ld without a token (expected 401)", url,
+                   status);
     }
+}
 
-    /* 6. clock skew, from the Date header. */
-    if (resp.server_date == 0) {
-        check_step(&ck, TG_CHECK_WARN, "clock", TG_OK,
+/* The clock skew, from the probe's Date header. */
+static void
+check_clock(tg_check_t *ck)
+{
+    long skew;
+
+    if (ck->server_date == 0) {
+        check_step(ck, TG_CHECK_WARN, "clock", TG_OK,
                    "make sure this machine's clock is synchronized (NTP)",
                    "the server sent no Date header; cannot check the clock");
+        return;
+    }
+    skew = (long) (ck->server_date - ck->answered_at);
+    cli_set_int(ck->cli, "clock_skew", skew);
+    if (labs(skew) > TG_SKEW_FAIL) {
+        check_step(ck, TG_CHECK_FAIL, "clock", TG_CONFIG,
+                   "synchronize the clocks (NTP): token expiry is "
+                   "computed from them",
+                   "the server's clock is %ld s %s ours", labs(skew),
+                   skew > 0 ? "ahead of" : "behind");
+    } else if (labs(skew) > TG_SKEW_WARN) {
+        check_step(ck, TG_CHECK_WARN, "clock", TG_OK,
+                   "synchronize the clocks (NTP)",
+                   "the server's clock is %ld s %s ours", labs(skew),
+                   skew > 0 ? "ahead of" : "behind");
     } else {
-        skew = (long) (resp.server_date - now);
-        cli_set_int(cli, "clock_skew", skew);
-        if (labs(skew) > TG_SKEW_FAIL) {
-            check_step(&ck, TG_CHECK_FAIL, "clock", TG_CONFIG,
-                       "synchronize the clocks (NTP): token expiry is "
-                       "computed from them",
-                       "the server's clock is %ld s %s ours", labs(skew),
-                       skew > 0 ? "ahead of" : "behind");
-        } else if (labs(skew) > TG_SKEW_WARN) {
-            check_step(&ck, TG_CHECK_WARN, "clock", TG_OK,
-                       "synchronize the clocks (NTP)",
-                       "the server's clock is %ld s %s ours", labs(skew),
-                       skew > 0 ? "ahead of" : "behind");
-        } else {
-            check_step(&ck, TG_CHECK_OK, "clock", TG_OK, NULL,
-                       "server clock within %ld s of ours", labs(skew));
-        }
+        check_step(ck, TG_CHECK_OK, "clock", TG_OK, NULL,
+                   "server clock within %ld s of ours", labs(skew));
     }
+}
 
-done:
-    /* Independent of the server: also after a failed step. */
-    check_syslog(&ck);
-    if (res != NULL) {
-        freeaddrinfo(res);
+/* Release what the steps kept; the steps and the first FAIL decide the
+ * result. */
+static int
+check_finish(tg_check_t *ck)
+{
+    if (ck->addrs != NULL) {
+        freeaddrinfo(ck->addrs);
     }
-    tg_client_free(cl);
-    tg_request_clear(&breq);
-    cli_set_json(cli, "steps", ck.steps);
-    if (ck.first_err != TG_OK) {
-        return cli_failf(cli, ck.first_err, "%s", ck.first_msg);
+    tg_client_free(ck->cl);
+    tg_request_clear(&ck->built);
+    cli_set_json(ck->cli, "steps", ck->steps);
+    if (ck->first_err != TG_OK) {
+        return cli_failf(ck->cli, ck->first_err, "%s", ck->first_msg);
     }
-    return rc;
+    return ck->rc;
 }
