@@ -17,6 +17,30 @@
  * 1024 bytes; sanitizing never makes a string longer). */
 #define TG_CLI_EMBED_SHOWN 1100
 
+/* What embed-url collects from its command line. */
+typedef struct tg_embed_cmd {
+    tg_embed_params_t p; /* borrows argv and the arrays below */
+    const char **perms, **models, **groups;
+    tg_embed_attr_t *attrs; /* the keys are ours */
+    size_t n_attrs;
+    const char *host; /* --host as given */
+    int server, secret_stdin, have_session_length;
+} tg_embed_cmd_t;
+
+static int embed_init(tg_cli_t *cli, tg_embed_cmd_t *e, int argc);
+static int embed_once(tg_cli_t *cli, const char **slot, const char *name);
+static int embed_parse_options(tg_cli_t *cli, tg_embed_cmd_t *e, int argc,
+                               char **argv);
+static int embed_check_usage(tg_cli_t *cli, const tg_embed_cmd_t *e, int argc);
+static int embed_check_config(tg_cli_t *cli, const tg_embed_cmd_t *e);
+static int embed_check_params(tg_cli_t *cli, const tg_embed_cmd_t *e);
+static int embed_sign_by_server(tg_cli_t *cli, const tg_embed_cmd_t *e,
+                                char **url);
+static int embed_sign_locally(tg_cli_t *cli, const tg_embed_cmd_t *e,
+                              char **url, char **sts);
+static void embed_print(tg_cli_t *cli, const tg_embed_cmd_t *e, const char *url,
+                        const char *sts);
+static void embed_free(tg_embed_cmd_t *e);
 static int embed_host(tg_cli_t *cli, const char *arg, tg_embed_params_t *p);
 static int embed_session_length(tg_cli_t *cli, const char *arg, long *out);
 static int embed_attr(tg_cli_t *cli, const char *arg, tg_embed_attr_t *attr);
@@ -193,206 +217,269 @@ embed_secret(tg_cli_t *cli, int secret_stdin, char **out)
 int
 cmd_embed_url(tg_cli_t *cli, int argc, char **argv)
 {
-    const char **perms = NULL, **models = NULL, **groups = NULL;
-    tg_embed_attr_t *attrs = NULL;
-    const char *host = NULL;
-    char *secret = NULL, *url = NULL, *sts = NULL;
-    tg_cli_token_t tok = {0};
-    tg_client_t *cl = NULL;
-    tg_embed_params_t p;
-    tg_cli_getopt_t g;
-    tg_diag_t diag;
-    tg_err_t err;
-    size_t i, n_attrs = 0;
-    int c, rc = 0, server = 0, secret_stdin = 0, have_session_length = 0;
+    tg_embed_cmd_t e;
+    char *url = NULL, *sts = NULL;
+    int rc;
 
-    tg_embed_params_init(&p);
-    /* Each repeatable option occurs at most argc times. */
-    perms = calloc((size_t) argc, sizeof(*perms));
-    models = calloc((size_t) argc, sizeof(*models));
-    groups = calloc((size_t) argc, sizeof(*groups));
-    attrs = calloc((size_t) argc, sizeof(*attrs));
-    if (perms == NULL || models == NULL || groups == NULL || attrs == NULL) {
-        rc = cli_failf(cli, TG_NOMEM, "out of memory");
-        goto out;
+    rc = embed_init(cli, &e, argc);
+    if (rc == 0) {
+        rc = embed_parse_options(cli, &e, argc, argv);
     }
-    p.permissions = perms;
-    p.models = models;
-    p.group_ids = groups;
-    p.user_attributes = attrs;
+    if (rc == 0) {
+        rc = embed_check_usage(cli, &e, argc);
+    }
+    if (rc == 0) {
+        rc = embed_check_config(cli, &e);
+    }
+    /* Every parameter is checked before a secret or a token is touched. */
+    if (rc == 0) {
+        rc = embed_check_params(cli, &e);
+    }
+    if (rc == 0) {
+        rc = e.server ? embed_sign_by_server(cli, &e, &url)
+                      : embed_sign_locally(cli, &e, &url, &sts);
+    }
+    if (rc == 0) {
+        embed_print(cli, &e, url, sts);
+    }
+    tg_secret_free(url);
+    tg_secret_free(sts);
+    embed_free(&e);
+    return rc;
+}
+
+/* The parameters, with room for every repeatable option (each occurs at
+ * most argc times). */
+static int
+embed_init(tg_cli_t *cli, tg_embed_cmd_t *e, int argc)
+{
+    memset(e, 0, sizeof(*e));
+    tg_embed_params_init(&e->p);
+    e->perms = calloc((size_t) argc, sizeof(*e->perms));
+    e->models = calloc((size_t) argc, sizeof(*e->models));
+    e->groups = calloc((size_t) argc, sizeof(*e->groups));
+    e->attrs = calloc((size_t) argc, sizeof(*e->attrs));
+    if (e->perms == NULL || e->models == NULL || e->groups == NULL ||
+        e->attrs == NULL) {
+        return cli_failf(cli, TG_NOMEM, "out of memory");
+    }
+    e->p.permissions = e->perms;
+    e->p.models = e->models;
+    e->p.group_ids = e->groups;
+    e->p.user_attributes = e->attrs;
+    return 0;
+}
+
+/* A single-valued option: optarg, or a usage error the second time. */
+static int
+embed_once(tg_cli_t *cli, const char **slot, const char *name)
+{
+    if (*slot != NULL) {
+        return cli_usage(cli, "--%s given twice", name);
+    }
+    *slot = optarg;
+    return 0;
+}
+
+static int
+embed_parse_options(tg_cli_t *cli, tg_embed_cmd_t *e, int argc, char **argv)
+{
+    tg_embed_params_t *p = &e->p;
+    tg_cli_getopt_t g;
+    int c, rc = 0;
+
     cli_getopt_init(&g, TG_CLI_IN_EMBED_URL);
     for (;;) {
         c = cli_getopt(&g, argc, argv);
         if (c == -1) {
-            break;
+            return 0;
         }
         switch (c) {
         case TG_OPT_HOST:
-            if (host != NULL) {
-                rc = cli_usage(cli, "--host given twice");
-                goto out;
+            rc = embed_once(cli, &e->host, "host");
+            if (rc == 0) {
+                rc = embed_host(cli, optarg, p);
             }
-            host = optarg;
-            rc = embed_host(cli, optarg, &p);
             break;
         case TG_OPT_PATH:
-            rc =
-                p.embed_path != NULL ? cli_usage(cli, "--path given twice") : 0;
-            p.embed_path = optarg;
+            rc = embed_once(cli, &p->embed_path, "path");
             break;
         case TG_OPT_USER_ID:
-            rc = p.external_user_id != NULL
-                     ? cli_usage(cli, "--user-id given twice")
-                     : 0;
-            p.external_user_id = optarg;
+            rc = embed_once(cli, &p->external_user_id, "user-id");
             break;
         case TG_OPT_FIRST_NAME:
-            rc = p.first_name != NULL
-                     ? cli_usage(cli, "--first-name given twice")
-                     : 0;
-            p.first_name = optarg;
+            rc = embed_once(cli, &p->first_name, "first-name");
             break;
         case TG_OPT_LAST_NAME:
-            rc = p.last_name != NULL ? cli_usage(cli, "--last-name given twice")
-                                     : 0;
-            p.last_name = optarg;
+            rc = embed_once(cli, &p->last_name, "last-name");
             break;
         case TG_OPT_PERMISSION:
-            perms[p.n_permissions++] = optarg;
+            e->perms[p->n_permissions++] = optarg;
             break;
         case TG_OPT_MODEL:
-            models[p.n_models++] = optarg;
+            e->models[p->n_models++] = optarg;
             break;
         case TG_OPT_GROUP_ID:
-            groups[p.n_group_ids++] = optarg;
+            e->groups[p->n_group_ids++] = optarg;
             break;
         case TG_OPT_EXTERNAL_GROUP_ID:
-            rc = p.external_group_id != NULL
-                     ? cli_usage(cli, "--external-group-id given twice")
-                     : 0;
-            p.external_group_id = optarg;
+            rc = embed_once(cli, &p->external_group_id, "external-group-id");
             break;
         case TG_OPT_ATTR:
-            rc = embed_attr(cli, optarg, &attrs[n_attrs]);
+            rc = embed_attr(cli, optarg, &e->attrs[e->n_attrs]);
             if (rc == 0) {
-                p.n_user_attributes = ++n_attrs;
+                p->n_user_attributes = ++e->n_attrs;
             }
             break;
         case TG_OPT_SESSION_LENGTH:
-            rc = have_session_length
+            rc = e->have_session_length
                      ? cli_usage(cli, "--session-length given twice")
-                     : embed_session_length(cli, optarg, &p.session_length);
-            have_session_length = 1;
+                     : embed_session_length(cli, optarg, &p->session_length);
+            e->have_session_length = 1;
             break;
         case TG_OPT_TIMEZONE:
-            rc = p.user_timezone != NULL
-                     ? cli_usage(cli, "--timezone given twice")
-                     : 0;
-            p.user_timezone = optarg;
+            rc = embed_once(cli, &p->user_timezone, "timezone");
             break;
         case TG_OPT_NO_FORCE_LOGOUT_LOGIN:
-            p.force_logout_login = 0;
+            p->force_logout_login = 0;
             break;
         case TG_OPT_SECRET_STDIN:
-            secret_stdin = 1;
+            e->secret_stdin = 1;
             break;
         case TG_OPT_SERVER:
-            server = 1;
+            e->server = 1;
             break;
         default:
             rc = cli_opt_fail(cli, c, argv);
             break;
         }
         if (rc != 0) {
-            goto out;
+            return rc;
         }
     }
+}
+
+/* No operands, the three required options, --server or --secret-stdin. */
+static int
+embed_check_usage(tg_cli_t *cli, const tg_embed_cmd_t *e, int argc)
+{
+    const tg_embed_params_t *p = &e->p;
+
     /* Not quoted: "--secret VALUE" would be read as an abbreviation of
      * --secret-stdin followed by the secret itself. */
     if (optind < argc) {
-        rc = cli_usage(cli,
-                       "unexpected argument %d (embed-url takes options "
-                       "only; the secret is never taken from the "
-                       "command line)",
-                       optind);
-        goto out;
+        return cli_usage(cli,
+                         "unexpected argument %d (embed-url takes options "
+                         "only; the secret is never taken from the "
+                         "command line)",
+                         optind);
     }
-    if (host == NULL || p.embed_path == NULL || p.external_user_id == NULL) {
-        rc = cli_usage(cli, "missing %s (see tokengate embed-url --help)",
-                       host == NULL           ? "--host HOST"
-                       : p.embed_path == NULL ? "--path /embed/..."
-                                              : "--user-id ID");
-        goto out;
+    if (e->host == NULL || p->embed_path == NULL ||
+        p->external_user_id == NULL) {
+        return cli_usage(cli, "missing %s (see tokengate embed-url --help)",
+                         e->host == NULL         ? "--host HOST"
+                         : p->embed_path == NULL ? "--path /embed/..."
+                                                 : "--user-id ID");
     }
-    if (server && secret_stdin) {
-        rc = cli_usage(cli, "--server and --secret-stdin exclude each other "
-                            "(the server signs with its own secret)");
-        goto out;
+    if (e->server && e->secret_stdin) {
+        return cli_usage(cli, "--server and --secret-stdin exclude each other "
+                              "(the server signs with its own secret)");
     }
-    /* Signing locally talks to no server: it needs no url, and no api
-     * unless one was chosen (then it must be looker). */
-    if (cli->config_err != TG_OK && (server || !cli->url_missing)) {
-        rc = cli_failf(cli, cli->config_err, "%s", cli->config_msg);
-        goto out;
-    }
-    if (cli->cfg->api != TG_API_LOOKER && (server || cli->api_given)) {
-        rc = cli_failf(cli, TG_INPUT,
-                       "signed embedding is a looker feature; the insight "
-                       "API has none (api = insight)");
-        goto out;
-    }
-    /* Every parameter is checked before a secret or a token is touched. */
-    tg_diag_clear(&diag);
-    err = tg_embed_params_check(&p, &diag);
-    if (err != TG_OK) {
-        rc = cli_fail(cli, err, &diag);
-        goto out;
-    }
+    return 0;
+}
 
-    if (server) {
-        rc = cli_token_client_open(cli, &tok, &cl);
-        if (rc != 0) {
-            goto out;
-        }
-        err = tg_client_embed_sso_url(cl, tok.value, &p, &url);
+/* Signing locally talks to no server: it needs no url, and no api unless
+ * one was chosen (then it must be looker). */
+static int
+embed_check_config(tg_cli_t *cli, const tg_embed_cmd_t *e)
+{
+    if (cli->config_err != TG_OK && (e->server || !cli->url_missing)) {
+        return cli_failf(cli, cli->config_err, "%s", cli->config_msg);
+    }
+    if (cli->cfg->api != TG_API_LOOKER && (e->server || cli->api_given)) {
+        return cli_failf(cli, TG_INPUT,
+                         "signed embedding is a looker feature; the insight "
+                         "API has none (api = insight)");
+    }
+    return 0;
+}
+
+static int
+embed_check_params(tg_cli_t *cli, const tg_embed_cmd_t *e)
+{
+    tg_diag_t diag;
+    tg_err_t err;
+
+    tg_diag_clear(&diag);
+    err = tg_embed_params_check(&e->p, &diag);
+    return err == TG_OK ? 0 : cli_fail(cli, err, &diag);
+}
+
+/* Looker signs (POST /embed/sso_url) with the stored token of an admin. */
+static int
+embed_sign_by_server(tg_cli_t *cli, const tg_embed_cmd_t *e, char **url)
+{
+    tg_cli_token_t tok = {0};
+    tg_client_t *cl = NULL;
+    tg_err_t err;
+    int rc;
+
+    rc = cli_token_client_open(cli, &tok, &cl);
+    if (rc == 0) {
+        err = tg_client_embed_sso_url(cl, tok.value, &e->p, url);
         if (err != TG_OK) {
             rc = cli_client_fail(cli, cl, err);
-            goto out;
-        }
-    } else {
-        rc = embed_secret(cli, secret_stdin, &secret);
-        if (rc != 0) {
-            goto out;
-        }
-        tg_diag_clear(&diag);
-        err = tg_embed_sign(&p, secret, strlen(secret), &url, &sts, &diag);
-        tg_secret_free(secret);
-        secret = NULL;
-        if (err != TG_OK) {
-            rc = cli_fail(cli, err, &diag);
-            goto out;
         }
     }
-    /* The URL is the result: printed even with --quiet, alone on stdout.
-     * It works once, within minutes; it is never logged. */
+    cli_token_release(&tok);
+    tg_client_free(cl);
+    return rc;
+}
+
+/* Signed here with the embed secret; *sts is the text that was signed. */
+static int
+embed_sign_locally(tg_cli_t *cli, const tg_embed_cmd_t *e, char **url,
+                   char **sts)
+{
+    char *secret = NULL;
+    tg_diag_t diag;
+    tg_err_t err;
+    int rc;
+
+    rc = embed_secret(cli, e->secret_stdin, &secret);
+    if (rc != 0) {
+        return rc;
+    }
+    tg_diag_clear(&diag);
+    err = tg_embed_sign(&e->p, secret, strlen(secret), url, sts, &diag);
+    tg_secret_free(secret);
+    return err == TG_OK ? 0 : cli_fail(cli, err, &diag);
+}
+
+/* The URL is the result: printed even with --quiet, alone on stdout.  It
+ * works once, within minutes; it is never logged. */
+static void
+embed_print(tg_cli_t *cli, const tg_embed_cmd_t *e, const char *url,
+            const char *sts)
+{
     if (cli->json) {
-        embed_show(cli, &p, url, sts, server);
+        embed_show(cli, &e->p, url, sts, e->server);
     } else {
         fputs(url, stdout);
         fputc('\n', stdout);
     }
-out:
-    tg_secret_free(secret);
-    tg_secret_free(url);
-    tg_secret_free(sts);
-    cli_token_release(&tok);
-    tg_client_free(cl);
-    for (i = 0; attrs != NULL && i < n_attrs; i++) {
-        free((char *) attrs[i].key);
+}
+
+static void
+embed_free(tg_embed_cmd_t *e)
+{
+    size_t i;
+
+    for (i = 0; e->attrs != NULL && i < e->n_attrs; i++) {
+        free((char *) e->attrs[i].key);
     }
-    free(attrs);
-    free(groups);
-    free(models);
-    free(perms);
-    return rc;
+    free(e->attrs);
+    free(e->groups);
+    free(e->models);
+    free(e->perms);
 }
