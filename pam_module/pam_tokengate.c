@@ -140,6 +140,24 @@ typedef struct tg_pam_login {
     time_t expires_at;
 } tg_pam_login_t;
 
+/* One auth attempt: the password taken apart, and what the server (or the
+ * offline cache) said about it. */
+typedef struct tg_pam_attempt {
+    const char *password;         /* as typed; borrowed */
+    char *copy;                   /* secret: the password, cut at the colon */
+    int creds;                    /* CLIENT_ID:SECRET rather than a token */
+    const char *cid;              /* into copy */
+    const char *secret;           /* into copy */
+    const char *token;            /* copy, or tok.value after the exchange */
+    char fp[TG_FINGERPRINT_SIZE]; /* of a token the server took */
+    char client_fp[TG_FINGERPRINT_SIZE]; /* of the client id */
+    tg_client_t *cl;
+    tg_token_t tok;    /* the exchange's token */
+    tg_identity_t *id; /* the validation's, or the offline cache's */
+    int offline;       /* the offline cache answered */
+    time_t expires_at; /* the offline cache's expiry */
+} tg_pam_attempt_t;
+
 /* ---------------------------------------------------------------------- */
 /* Prototypes of statics                                                  */
 /* ---------------------------------------------------------------------- */
@@ -185,6 +203,13 @@ static int auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
                        int from_credentials, int offline, time_t expires_at,
                        const char *password, const char *fp);
 static int auth_once(tg_pam_ctx_t *c, const char *password);
+static int split_password(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static int refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a);
+static int open_client(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static tg_err_t ask_server(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static int server_failed(tg_pam_ctx_t *c, tg_pam_attempt_t *a, tg_err_t err);
+static void forget_refused_offline_entry(tg_pam_ctx_t *c, const char *password);
+static time_t login_expiry(const tg_pam_ctx_t *c, const tg_pam_attempt_t *a);
 static int account_without_state(tg_pam_ctx_t *c, int managed, const char *why);
 static int account_config_broken(tg_pam_ctx_t *c);
 static int session_env(tg_pam_ctx_t *c, const tg_pam_login_t *login,
@@ -1188,195 +1213,276 @@ out:
     return rc;
 }
 
-/* One attempt with one password (auth, try_first_pass's second try). */
+/*
+ * One attempt with one password (auth, try_first_pass's second try):
+ * refusals without a network call, the server's answer (or the offline
+ * cache when it cannot be reached), the binding and the rules, and what a
+ * success leaves behind.
+ */
 static int
 auth_once(tg_pam_ctx_t *c, const char *password)
 {
-    char fp[TG_FINGERPRINT_SIZE] = "";
-    char client_fp[TG_FINGERPRINT_SIZE] = "";
-    char why[TG_PAM_WHY];
-    char *copy = NULL, *colon;
-    const char *cid = NULL, *secret = NULL, *token = NULL;
-    tg_client_t *cl = NULL;
-    tg_token_t tok = {NULL, 0};
-    tg_identity_t *id = NULL;
-    tg_diag_t diag;
-    struct timespec t0;
-    long us_token = 0, us_validate = 0, requests = 0, connections = 0;
-    time_t expires_at = 0, now;
+    tg_pam_attempt_t a;
     tg_err_t err;
-    int creds = 0, offline = 0, rc;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    a.password = password;
+    rc = check_password(c, password);
+    if (rc == PAM_SUCCESS) {
+        rc = split_password(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = refuse_unsafe_env(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = open_client(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        err = ask_server(c, &a);
+        if (err != TG_OK) {
+            rc = server_failed(c, &a, err);
+        }
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = bind_and_rules(c, a.id, a.fp, !a.offline);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = auth_finish(c, &a.id, a.offline ? NULL : a.token,
+                         a.creds && !a.offline, a.offline, login_expiry(c, &a),
+                         password, a.fp);
+    }
+    tg_token_clear(&a.tok);
+    tg_secret_free(a.copy);
+    tg_identity_free(a.id);
+    tg_client_free(a.cl);
+    return rc;
+}
+
+/*
+ * A token, or CLIENT_ID:SECRET (password=, or a colon in auto mode), of a
+ * shape the server could accept: checked here, without a network call.
+ */
+static int
+split_password(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    char why[TG_PAM_WHY];
+    char *colon;
+    tg_diag_t diag;
+    tg_err_t err;
+    int rc = PAM_SUCCESS;
 
     tg_diag_clear(&diag);
-    rc = check_password(c, password);
-    if (rc != PAM_SUCCESS) {
-        goto out;
+    a->copy = tg_secret_dup(a->password);
+    if (a->copy == NULL) {
+        log_fail(c, LOG_CRIT, PAM_BUF_ERR, TG_NOMEM, "out of memory", NULL,
+                 NULL, NULL);
+        return PAM_BUF_ERR;
     }
-    copy = tg_secret_dup(password);
-    if (copy == NULL) {
-        rc = PAM_BUF_ERR;
-        log_fail(c, LOG_CRIT, rc, TG_NOMEM, "out of memory", NULL, NULL, NULL);
-        goto out;
-    }
-    colon = strchr(copy, ':');
+    colon = strchr(a->copy, ':');
     switch (c->opts.password) {
     case TG_PAM_PW_AUTO:
-        creds = colon != NULL;
+        a->creds = colon != NULL;
         break;
     case TG_PAM_PW_TOKEN:
-        creds = 0;
+        a->creds = 0;
         break;
     case TG_PAM_PW_CREDENTIALS:
-        creds = 1;
+        a->creds = 1;
         break;
     }
-    if (creds) {
+    if (a->creds) {
         if (colon == NULL) {
             err = TG_INPUT;
             snprintf(diag.message, sizeof(diag.message),
                      "password=credentials: expected CLIENT_ID:SECRET");
         } else {
             *colon = '\0';
-            cid = copy;
-            secret = colon + 1;
-            tg_fingerprint(cid, strlen(cid), client_fp);
-            err = tg_credential_check(cid, "client id", &diag);
+            a->cid = a->copy;
+            a->secret = colon + 1;
+            tg_fingerprint(a->cid, strlen(a->cid), a->client_fp);
+            err = tg_credential_check(a->cid, "client id", &diag);
             if (err == TG_OK) {
-                err = tg_credential_check(secret, "client secret", &diag);
+                err = tg_credential_check(a->secret, "client secret", &diag);
             }
         }
     } else {
         /* No fingerprint yet: the input may be a mistyped Unix password.
          * fp= is computed only for a token the server accepted (after the
          * validation, or issued by the exchange). */
-        token = copy;
-        err = tg_token_check(token, &diag);
+        a->token = a->copy;
+        err = tg_token_check(a->token, &diag);
     }
     if (err != TG_OK) {
         rc = pam_code(c, err);
         snprintf(why, sizeof(why), "%s; refused without a server call",
                  diag.message);
         log_fail(c, LOG_NOTICE, rc, err, why, NULL, NULL, NULL);
-        goto out;
     }
-    if (env_unsafe()) {
-        rc = pam_code(c, TG_CONFIG);
-        log_fail(c, LOG_ERR, rc, TG_CONFIG,
-                 "SSLKEYLOGFILE is set in the environment of a setuid/setgid "
-                 "caller; refusing to start TLS",
-                 NULL, fp, client_fp);
-        goto out;
-    }
+    explicit_bzero(&diag, sizeof(diag));
+    return rc;
+}
 
+/* A setuid/setgid caller with SSLKEYLOGFILE set would have libcurl write
+ * the TLS keys where the caller chooses. */
+static int
+refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a)
+{
+    int rc;
+
+    if (!env_unsafe()) {
+        return PAM_SUCCESS;
+    }
+    rc = pam_code(c, TG_CONFIG);
+    log_fail(c, LOG_ERR, rc, TG_CONFIG,
+             "SSLKEYLOGFILE is set in the environment of a setuid/setgid "
+             "caller; refusing to start TLS",
+             NULL, a->fp, a->client_fp);
+    return rc;
+}
+
+/* One client for the exchange and the validation (one connection). */
+static int
+open_client(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    tg_diag_t diag;
+    tg_err_t err;
+    int rc = PAM_SUCCESS;
+
+    tg_diag_clear(&diag);
     curl_check_once(c);
-    err = tg_client_new(c->opts.cfg, &cl, &diag);
+    err = tg_client_new(c->opts.cfg, &a->cl, &diag);
     if (err != TG_OK) {
         rc = pam_code(c, err);
-        log_fail(c, LOG_ERR, rc, err, diag.message, NULL, fp, client_fp);
-        goto out;
+        log_fail(c, LOG_ERR, rc, err, diag.message, NULL, a->fp, a->client_fp);
     }
+    explicit_bzero(&diag, sizeof(diag));
+    return rc;
+}
+
+/*
+ * Credentials are exchanged for a token, then the token is validated:
+ * a->id and a->fp on success.  The timing of both goes to the debug log;
+ * the error detail stays on the client.
+ */
+static tg_err_t
+ask_server(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    struct timespec t0;
+    long us_token = 0, us_validate = 0, requests = 0, connections = 0;
+    tg_err_t err = TG_OK;
+
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (creds) {
-        err = tg_client_token(cl, cid, secret, &tok);
+    if (a->creds) {
+        err = tg_client_token(a->cl, a->cid, a->secret, &a->tok);
         us_token = us_since(&t0);
         if (err == TG_OK) {
-            token = tok.value;
-            tg_fingerprint(token, strlen(token), fp);
+            a->token = a->tok.value;
+            tg_fingerprint(a->token, strlen(a->token), a->fp);
             clock_gettime(CLOCK_MONOTONIC, &t0);
         }
     }
     if (err == TG_OK) {
-        err = tg_client_validate(cl, token, &id);
+        err = tg_client_validate(a->cl, a->token, &a->id);
         us_validate = us_since(&t0);
-        if (err == TG_OK && fp[0] == '\0') {
-            tg_fingerprint(token, strlen(token), fp);
+        if (err == TG_OK && a->fp[0] == '\0') {
+            tg_fingerprint(a->token, strlen(a->token), a->fp);
         }
     }
-    tg_client_stats(cl, &requests, &connections);
+    tg_client_stats(a->cl, &requests, &connections);
     tg_log(c, LOG_DEBUG,
            "auth timing: user=%s service=%s token=%ld.%03ldms "
            "validate=%ld.%03ldms requests=%ld connections=%ld",
            c->ushown, c->sshown, us_token / 1000, us_token % 1000,
            us_validate / 1000, us_validate % 1000, requests, connections);
+    return err;
+}
 
-    if (err != TG_OK) {
-        const tg_diag_t *d = tg_client_diag(cl);
+/*
+ * The server said no, or could not be reached.  An outage with
+ * credentials may be answered by the offline cache (PAM_SUCCESS with
+ * a->offline, a->id and a->expires_at); otherwise the failure is logged
+ * and returned, and a refusal of the very credentials the offline entry
+ * holds removes that entry.
+ */
+static int
+server_failed(tg_pam_ctx_t *c, tg_pam_attempt_t *a, tg_err_t err)
+{
+    const tg_diag_t *d = tg_client_diag(a->cl);
+    int rc;
 
-        rc = -1;
-        if (c->opts.offline_cache > 0 && creds && err_allows_offline(err)) {
-            rc = offline_try(c, password, err, d, &id, &expires_at);
-            if (rc == PAM_SUCCESS) {
-                offline = 1;
-            } else if (rc != -1) {
-                goto out;
-            }
+    if (c->opts.offline_cache > 0 && a->creds && err_allows_offline(err)) {
+        rc = offline_try(c, a->password, err, d, &a->id, &a->expires_at);
+        if (rc == PAM_SUCCESS) {
+            a->offline = 1;
+            return PAM_SUCCESS;
         }
-        if (!offline) {
-            rc = pam_code(c, err);
-            log_fail(c, err_is_outage(err) ? LOG_ERR : LOG_NOTICE, rc, err,
-                     d->message, d, fp, client_fp);
-            /* The server said no to these credentials: the offline
-             * entry must not outlive that answer, but only when they are
-             * the ones it holds (anyone can type someone else's user name
-             * with a wrong pair; that must not remove her entry).  A 403
-             * is treated the same way: it is tied to the user only through
-             * the secret. */
-            if (c->opts.offline_cache > 0 && creds &&
-                (err == TG_REJECTED || err == TG_TOKEN_INVALID ||
-                 err == TG_FORBIDDEN)) {
-                int r = tg_pam_offline_remove_if(c->opts.offline_dir, c->user,
-                                                 c->opts.cfg, password, why,
-                                                 sizeof(why));
-                if (r < 0) {
-                    tg_log(c, LOG_ERR,
-                           "auth: user=%s: cannot remove the offline entry: "
-                           "%s",
-                           c->ushown, why);
-                } else if (r > 0) {
-                    tg_log(c, LOG_NOTICE,
-                           "auth: user=%s service=%s: the server refused the "
-                           "credentials the offline entry holds; entry "
-                           "removed",
-                           c->ushown, c->sshown);
-                }
-            }
-            goto out;
+        if (rc != -1) {
+            return rc;
         }
     }
-
-    rc = bind_and_rules(c, id, fp, !offline);
-    if (rc != PAM_SUCCESS) {
-        goto out;
+    rc = pam_code(c, err);
+    log_fail(c, err_is_outage(err) ? LOG_ERR : LOG_NOTICE, rc, err, d->message,
+             d, a->fp, a->client_fp);
+    /* Anyone can type someone else's user name with a wrong pair; that
+     * must not remove her entry.  A 403 is treated the same way: it is
+     * tied to the user only through the secret. */
+    if (c->opts.offline_cache > 0 && a->creds &&
+        (err == TG_REJECTED || err == TG_TOKEN_INVALID ||
+         err == TG_FORBIDDEN)) {
+        forget_refused_offline_entry(c, a->password);
     }
-    now = time(NULL);
-    if (offline) {
-        /* Account sees an offline login for token_max_age at most. */
-        if (expires_at > now + c->opts.cfg->token_max_age) {
-            expires_at = now + c->opts.cfg->token_max_age;
-        }
-    } else {
-        /* The earliest expiry anyone reported: the exchange's (insight
-         * computes it from the maxAge asked, which the server may clamp)
-         * and the validation's (the server's own); token_max_age when
-         * neither is known. */
-        expires_at = creds ? tok.expires_at : 0;
-        if (id->expires_at > 0 &&
-            (expires_at == 0 || id->expires_at < expires_at)) {
-            expires_at = id->expires_at;
-        }
-        if (expires_at == 0) {
-            expires_at = now + c->opts.cfg->token_max_age;
-        }
-    }
-    rc = auth_finish(c, &id, offline ? NULL : token, creds && !offline, offline,
-                     expires_at, password, fp);
-out:
-    tg_token_clear(&tok);
-    tg_secret_free(copy);
-    tg_identity_free(id);
-    tg_client_free(cl);
-    explicit_bzero(&diag, sizeof(diag));
     return rc;
+}
+
+/* The server refused these credentials: the offline entry must not
+ * outlive that answer, but only when they are the ones it holds. */
+static void
+forget_refused_offline_entry(tg_pam_ctx_t *c, const char *password)
+{
+    char why[TG_PAM_WHY];
+    int r;
+
+    r = tg_pam_offline_remove_if(c->opts.offline_dir, c->user, c->opts.cfg,
+                                 password, why, sizeof(why));
+    if (r < 0) {
+        tg_log(c, LOG_ERR, "auth: user=%s: cannot remove the offline entry: %s",
+               c->ushown, why);
+    } else if (r > 0) {
+        tg_log(c, LOG_NOTICE,
+               "auth: user=%s service=%s: the server refused the credentials "
+               "the offline entry holds; entry removed",
+               c->ushown, c->sshown);
+    }
+}
+
+/*
+ * Until when account accepts this login.  Online: the earliest expiry
+ * anyone reported, the exchange's (insight computes it from the maxAge
+ * asked, which the server may clamp) and the validation's (the server's
+ * own); token_max_age when neither is known.  Offline: the cache's, but
+ * token_max_age at most.
+ */
+static time_t
+login_expiry(const tg_pam_ctx_t *c, const tg_pam_attempt_t *a)
+{
+    time_t now = time(NULL), expires_at;
+
+    if (a->offline) {
+        if (a->expires_at > now + c->opts.cfg->token_max_age) {
+            return now + c->opts.cfg->token_max_age;
+        }
+        return a->expires_at;
+    }
+    expires_at = a->creds ? a->tok.expires_at : 0;
+    if (a->id->expires_at > 0 &&
+        (expires_at == 0 || a->id->expires_at < expires_at)) {
+        expires_at = a->id->expires_at;
+    }
+    if (expires_at == 0) {
+        expires_at = now + c->opts.cfg->token_max_age;
+    }
+    return expires_at;
 }
 
 TG_PAM_EXPORT int
