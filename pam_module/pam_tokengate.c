@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,14 @@ typedef struct tg_pam_ctx {
     char sshown[TG_PAM_SHOWN]; /* PAM_SERVICE, sanitized */
 } tg_pam_ctx_t;
 
+/* One of the module's own arguments: a flag (sets the int at flag in
+ * tg_pam_opts_t) or name=VALUE (checked and stored by parse). */
+typedef struct tg_pam_arg {
+    const char *name;
+    size_t flag;
+    int (*parse)(tg_pam_ctx_t *c, const char *value);
+} tg_pam_arg_t;
+
 /* What auth leaves for account and session in this handle. */
 typedef struct tg_pam_login {
     char *user;
@@ -180,6 +189,18 @@ static int parse_long(const char *s, long lo, long hi, long *out);
 static int opt_error(tg_pam_ctx_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int opts_own(tg_pam_ctx_t *c, const char *arg, int *consumed);
+static int arg_conf(tg_pam_ctx_t *c, const char *v);
+static int arg_prompt(tg_pam_ctx_t *c, const char *v);
+static int arg_password(tg_pam_ctx_t *c, const char *v);
+static int arg_on_unavailable(tg_pam_ctx_t *c, const char *v);
+static int arg_dir(tg_pam_ctx_t *c, const char *name, const char *v,
+                   const char **out);
+static int arg_state_dir(tg_pam_ctx_t *c, const char *v);
+static int arg_account_without_state(tg_pam_ctx_t *c, const char *v);
+static int arg_workspace(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_cache(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_dir(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_max_failures(tg_pam_ctx_t *c, const char *v);
 static int opts_load(tg_pam_ctx_t *c, int argc, const char **argv);
 static int ctx_open(tg_pam_ctx_t *c, pam_handle_t *pamh, tg_pam_phase_t phase,
                     int flags, int argc, const char **argv);
@@ -216,6 +237,28 @@ static int session_env(tg_pam_ctx_t *c, const tg_pam_login_t *login,
                        const char *fp);
 static int session_workspace(tg_pam_ctx_t *c, const tg_pam_login_t *login,
                              const char *fp);
+
+/* The module's own arguments (pam_tokengate(8)); the others go to
+ * libtokengate's configuration. */
+static const tg_pam_arg_t tg_pam_args[] = {
+    {"debug", offsetof(tg_pam_opts_t, debug), NULL},
+    {"quiet", offsetof(tg_pam_opts_t, quiet), NULL},
+    {"use_first_pass", offsetof(tg_pam_opts_t, use_first_pass), NULL},
+    {"try_first_pass", offsetof(tg_pam_opts_t, try_first_pass), NULL},
+    {"export_token", offsetof(tg_pam_opts_t, export_token), NULL},
+    {"logout_on_close", offsetof(tg_pam_opts_t, logout_on_close), NULL},
+    {"conf", 0, arg_conf},
+    {"prompt", 0, arg_prompt},
+    {"password", 0, arg_password},
+    {"on_unavailable", 0, arg_on_unavailable},
+    {"state_dir", 0, arg_state_dir},
+    {"account_without_state", 0, arg_account_without_state},
+    {"workspace", 0, arg_workspace},
+    {"offline_cache", 0, arg_offline_cache},
+    {"offline_dir", 0, arg_offline_dir},
+    {"offline_max_failures", 0, arg_offline_max_failures},
+    {NULL, 0, NULL},
+};
 
 static pthread_once_t tg_pam_once = PTHREAD_ONCE_INIT;
 /* Set once the libcurl features were checked (and logged if lacking). */
@@ -500,161 +543,189 @@ opt_error(tg_pam_ctx_t *c, const char *fmt, ...)
 
 /*
  * One of the module's own arguments?  *consumed says whether it was; the
- * return is PAM_SUCCESS or PAM_SERVICE_ERR for a bad value.
+ * return is PAM_SUCCESS or PAM_SERVICE_ERR for a bad value.  A flag of
+ * ours given a value, or a valued argument of ours given none, is named
+ * here rather than called unknown by libtokengate.
  */
 static int
 opts_own(tg_pam_ctx_t *c, const char *arg, int *consumed)
 {
-    static const char *const flags[] = {"debug",          "quiet",
-                                        "use_first_pass", "try_first_pass",
-                                        "export_token",   "logout_on_close"};
-    static const char *const valued[] = {"conf",        "prompt",
-                                         "password",    "on_unavailable",
-                                         "state_dir",   "account_without_state",
-                                         "workspace",   "offline_cache",
-                                         "offline_dir", "offline_max_failures"};
-    tg_pam_opts_t *o = &c->opts;
+    const tg_pam_arg_t *a;
     const char *eq = strchr(arg, '=');
-    const char *v;
-    size_t i, n, nlen;
+    size_t nlen = eq != NULL ? (size_t) (eq - arg) : strlen(arg);
 
     *consumed = 1;
-    if (eq == NULL) {
-        if (strcmp(arg, "debug") == 0) {
-            o->debug = 1;
-        } else if (strcmp(arg, "quiet") == 0) {
-            o->quiet = 1;
-        } else if (strcmp(arg, "use_first_pass") == 0) {
-            o->use_first_pass = 1;
-        } else if (strcmp(arg, "try_first_pass") == 0) {
-            o->try_first_pass = 1;
-        } else if (strcmp(arg, "export_token") == 0) {
-            o->export_token = 1;
-        } else if (strcmp(arg, "logout_on_close") == 0) {
-            o->logout_on_close = 1;
-        } else {
-            for (i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
-                if (strcmp(arg, valued[i]) == 0) {
-                    return opt_error(c,
-                                     "argument: bad value for %s: a value "
-                                     "is required (%s=VALUE)",
-                                     valued[i], valued[i]);
-                }
-            }
-            *consumed = 0;
+    for (a = tg_pam_args; a->name != NULL; a++) {
+        if (strlen(a->name) != nlen || strncmp(arg, a->name, nlen) != 0) {
+            continue;
         }
-        return PAM_SUCCESS;
+        if (a->parse == NULL && eq != NULL) {
+            return opt_error(c, "argument: bad value for %s: it takes no value",
+                             a->name);
+        }
+        if (a->parse == NULL) {
+            *(int *) ((char *) &c->opts + a->flag) = 1;
+            return PAM_SUCCESS;
+        }
+        if (eq == NULL) {
+            return opt_error(c,
+                             "argument: bad value for %s: a value is "
+                             "required (%s=VALUE)",
+                             a->name, a->name);
+        }
+        return a->parse(c, eq + 1);
     }
+    *consumed = 0;
+    return PAM_SUCCESS;
+}
 
-    nlen = (size_t) (eq - arg);
-    v = eq + 1;
-#define TG_PAM_IS(name) (nlen == strlen(name) && strncmp(arg, name, nlen) == 0)
-    if (TG_PAM_IS("conf")) {
-        if (v[0] != '/') {
-            return opt_error(c, "argument: bad value for conf: an absolute "
-                                "path is required");
-        }
-        o->conf = v;
-        o->conf_given = 1;
-    } else if (TG_PAM_IS("prompt")) {
-        n = strnlen(v, TG_PAM_PROMPT_MAX + 1);
-        if (n == 0 || n > TG_PAM_PROMPT_MAX) {
-            return opt_error(c,
-                             "argument: bad value for prompt: 1 to %d "
-                             "bytes",
-                             TG_PAM_PROMPT_MAX);
-        }
-        for (i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char) v[i];
-            if (ch < 0x20 || ch == 0x7f) {
-                return opt_error(c, "argument: bad value for prompt: "
-                                    "control byte");
-            }
-        }
-        o->prompt = v;
-    } else if (TG_PAM_IS("password")) {
-        if (strcmp(v, "auto") == 0) {
-            o->password = TG_PAM_PW_AUTO;
-        } else if (strcmp(v, "token") == 0) {
-            o->password = TG_PAM_PW_TOKEN;
-        } else if (strcmp(v, "credentials") == 0) {
-            o->password = TG_PAM_PW_CREDENTIALS;
-        } else {
-            return opt_error(c, "argument: bad value for password: expected "
-                                "auto, token or credentials");
-        }
-    } else if (TG_PAM_IS("on_unavailable")) {
-        if (strcmp(v, "fail") == 0) {
-            o->unavailable_ignore = 0;
-        } else if (strcmp(v, "ignore") == 0) {
-            o->unavailable_ignore = 1;
-        } else {
-            return opt_error(c, "argument: bad value for on_unavailable: "
-                                "expected fail or ignore");
-        }
-    } else if (TG_PAM_IS("state_dir")) {
-        if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
-            return opt_error(c, "argument: bad value for state_dir: an "
-                                "absolute path is required");
-        }
-        o->state_dir = v;
-    } else if (TG_PAM_IS("account_without_state")) {
-        if (strcmp(v, "deny") == 0) {
-            o->without_state_ignore = 0;
-        } else if (strcmp(v, "ignore") == 0) {
-            o->without_state_ignore = 1;
-        } else {
-            return opt_error(c, "argument: bad value for "
-                                "account_without_state: expected deny or "
-                                "ignore");
-        }
-    } else if (TG_PAM_IS("workspace")) {
-        n = strlen(v);
-        if (n == 0 || n > TG_PAM_WORKSPACE_MAX ||
-            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789_-") != n) {
-            return opt_error(c,
-                             "argument: bad value for workspace: 1 to %d "
-                             "letters, digits, '_' or '-'",
-                             TG_PAM_WORKSPACE_MAX);
-        }
-        o->workspace = v;
-    } else if (TG_PAM_IS("offline_cache")) {
-        if (parse_long(v, 0, TG_PAM_OFFLINE_CACHE_MAX, &o->offline_cache) !=
-            0) {
-            return opt_error(c,
-                             "argument: bad value for offline_cache: "
-                             "seconds, 0 to %ld",
-                             TG_PAM_OFFLINE_CACHE_MAX);
-        }
-    } else if (TG_PAM_IS("offline_dir")) {
-        if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
-            return opt_error(c, "argument: bad value for offline_dir: an "
-                                "absolute path is required");
-        }
-        o->offline_dir = v;
-    } else if (TG_PAM_IS("offline_max_failures")) {
-        if (parse_long(v, 1, TG_PAM_OFFLINE_FAILURES_MAX,
-                       &o->offline_max_failures) != 0) {
-            return opt_error(c,
-                             "argument: bad value for "
-                             "offline_max_failures: 1 to %ld",
-                             TG_PAM_OFFLINE_FAILURES_MAX);
-        }
-    } else {
-        /* Our flags with a value: name them rather than let libtokengate
-         * call them unknown. */
-        for (i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-            if (TG_PAM_IS(flags[i])) {
-                return opt_error(c,
-                                 "argument: bad value for %s: it takes "
-                                 "no value",
-                                 flags[i]);
-            }
-        }
-        *consumed = 0;
+static int
+arg_conf(tg_pam_ctx_t *c, const char *v)
+{
+    if (v[0] != '/') {
+        return opt_error(c, "argument: bad value for conf: an absolute "
+                            "path is required");
     }
-#undef TG_PAM_IS
+    c->opts.conf = v;
+    c->opts.conf_given = 1;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_prompt(tg_pam_ctx_t *c, const char *v)
+{
+    size_t n = strnlen(v, TG_PAM_PROMPT_MAX + 1), i;
+
+    if (n == 0 || n > TG_PAM_PROMPT_MAX) {
+        return opt_error(c,
+                         "argument: bad value for prompt: 1 to %d "
+                         "bytes",
+                         TG_PAM_PROMPT_MAX);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) v[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            return opt_error(c, "argument: bad value for prompt: "
+                                "control byte");
+        }
+    }
+    c->opts.prompt = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_password(tg_pam_ctx_t *c, const char *v)
+{
+    if (strcmp(v, "auto") == 0) {
+        c->opts.password = TG_PAM_PW_AUTO;
+    } else if (strcmp(v, "token") == 0) {
+        c->opts.password = TG_PAM_PW_TOKEN;
+    } else if (strcmp(v, "credentials") == 0) {
+        c->opts.password = TG_PAM_PW_CREDENTIALS;
+    } else {
+        return opt_error(c, "argument: bad value for password: expected "
+                            "auto, token or credentials");
+    }
+    return PAM_SUCCESS;
+}
+
+/* "fail" or "ignore" (0 or 1). */
+static int
+arg_on_unavailable(tg_pam_ctx_t *c, const char *v)
+{
+    if (strcmp(v, "fail") == 0) {
+        c->opts.unavailable_ignore = 0;
+    } else if (strcmp(v, "ignore") == 0) {
+        c->opts.unavailable_ignore = 1;
+    } else {
+        return opt_error(c, "argument: bad value for on_unavailable: "
+                            "expected fail or ignore");
+    }
+    return PAM_SUCCESS;
+}
+
+/* An absolute path with room for a file name in it. */
+static int
+arg_dir(tg_pam_ctx_t *c, const char *name, const char *v, const char **out)
+{
+    if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
+        return opt_error(c,
+                         "argument: bad value for %s: an absolute path is "
+                         "required",
+                         name);
+    }
+    *out = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_state_dir(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_dir(c, "state_dir", v, &c->opts.state_dir);
+}
+
+/* "deny" or "ignore" (0 or 1). */
+static int
+arg_account_without_state(tg_pam_ctx_t *c, const char *v)
+{
+    if (strcmp(v, "deny") == 0) {
+        c->opts.without_state_ignore = 0;
+    } else if (strcmp(v, "ignore") == 0) {
+        c->opts.without_state_ignore = 1;
+    } else {
+        return opt_error(c, "argument: bad value for "
+                            "account_without_state: expected deny or "
+                            "ignore");
+    }
+    return PAM_SUCCESS;
+}
+
+static int
+arg_workspace(tg_pam_ctx_t *c, const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > TG_PAM_WORKSPACE_MAX ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789_-") != n) {
+        return opt_error(c,
+                         "argument: bad value for workspace: 1 to %d "
+                         "letters, digits, '_' or '-'",
+                         TG_PAM_WORKSPACE_MAX);
+    }
+    c->opts.workspace = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_offline_cache(tg_pam_ctx_t *c, const char *v)
+{
+    if (parse_long(v, 0, TG_PAM_OFFLINE_CACHE_MAX, &c->opts.offline_cache) !=
+        0) {
+        return opt_error(c,
+                         "argument: bad value for offline_cache: "
+                         "seconds, 0 to %ld",
+                         TG_PAM_OFFLINE_CACHE_MAX);
+    }
+    return PAM_SUCCESS;
+}
+
+static int
+arg_offline_dir(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_dir(c, "offline_dir", v, &c->opts.offline_dir);
+}
+
+static int
+arg_offline_max_failures(tg_pam_ctx_t *c, const char *v)
+{
+    if (parse_long(v, 1, TG_PAM_OFFLINE_FAILURES_MAX,
+                   &c->opts.offline_max_failures) != 0) {
+        return opt_error(c,
+                         "argument: bad value for "
+                         "offline_max_failures: 1 to %ld",
+                         TG_PAM_OFFLINE_FAILURES_MAX);
+    }
     return PAM_SUCCESS;
 }
 
