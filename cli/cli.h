@@ -195,6 +195,17 @@ const char *cli_clean(char *buf, size_t size, const char *s);
 const char *cli_time(time_t t, char buf[TG_CLI_TIME_SIZE]);
 /* The name of a flavor, "insight" or "looker". */
 const char *cli_api_name(tg_api_t api);
+/* The short name of a user for messages (not sanitized). */
+const char *cli_who(const tg_identity_t *id);
+/* The result fields of a token just obtained (login, sudo): user, id,
+ * email, fingerprint (also written to fp) and expires_at. */
+void cli_token_result(tg_cli_t *cli, const tg_identity_t *id, const char *token,
+                      time_t expires, char fp[TG_FINGERPRINT_SIZE]);
+/* --print-token: the token alone on stdout, or "token" in JSON. */
+void cli_print_token(tg_cli_t *cli, const char *token);
+/* The usage error for a feature of the other API flavor; what_is:
+ * "sudo is", "REST API credentials are". */
+int cli_api_only(tg_cli_t *cli, const char *what_is);
 
 /* options.c: every option, and a command's own options and operands. */
 extern const tg_cli_option_t tg_cli_options[];
@@ -219,6 +230,8 @@ char *cli_take_env(const char *name, int *present);
 /* One line of fd without its newline; 0, -1 (read error) or -2 (longer
  * than max).  *out is a secret buffer. */
 int cli_read_line(int fd, size_t max, char **out);
+/* A secret from the first line of stdin; `what` names it in errors. */
+int cli_secret_stdin(tg_cli_t *cli, const char *what, char **out);
 /* login's client id and client secret, in their documented order. */
 int cli_client_id(tg_cli_t *cli, const char *opt, char **out);
 int cli_client_secret(tg_cli_t *cli, const char *secret_file, int secret_stdin,
@@ -229,6 +242,8 @@ int cli_client_secret(tg_cli_t *cli, const char *secret_file, int secret_stdin,
 int cli_token_path(tg_cli_t *cli, char *path, size_t size, int create);
 int cli_token_save(tg_cli_t *cli, const char *path, const char *token,
                    time_t expires_at);
+/* All of buf, through short writes and EINTR: 0, or -1 with errno. */
+int cli_write_all(int fd, const char *buf, size_t len);
 /* TOKENGATE_TOKEN, else the token file of this server and API; an expired
  * one only with allow_expired.  Release with cli_token_release(). */
 int cli_token_load(tg_cli_t *cli, tg_cli_token_t *tok, int allow_expired);
@@ -239,8 +254,6 @@ int cli_client_open(tg_cli_t *cli, tg_client_t **cl);
 int cli_token_client_open(tg_cli_t *cli, tg_cli_token_t *tok, tg_client_t **cl);
 /* Record the client's error detail. */
 int cli_client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err);
-/* The short name of a user for messages (not sanitized). */
-const char *cli_who(const tg_identity_t *id);
 
 /* The commands: cmd_token.c, cmd_account.c, cmd_embed.c, cmd_check.c;
  * help and version in main.c. */

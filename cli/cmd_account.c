@@ -75,9 +75,7 @@ cmd_credentials(tg_cli_t *cli, int argc, char **argv)
                          cli_clean(arg, sizeof(arg), argv[optind]));
     }
     if (cli->cfg->api != TG_API_INSIGHT) {
-        return cli_failf(cli, TG_INPUT,
-                         "REST API credentials are an insight feature; the "
-                         "looker API has none (api = looker)");
+        return cli_api_only(cli, "REST API credentials are");
     }
     rc = cli_token_client_open(cli, &tok, &cl);
     if (rc != 0) {
@@ -144,10 +142,7 @@ cmd_session(tg_cli_t *cli, int argc, char **argv)
         return rc;
     }
     if (cli->cfg->api != TG_API_LOOKER) {
-        return cli_failf(cli, TG_INPUT,
-                         "API sessions are a looker feature; "
-                         "the insight API has none "
-                         "(api = insight)");
+        return cli_api_only(cli, "API sessions are");
     }
     rc = cli_token_client_open(cli, &tok, &cl);
     if (rc != 0) {
@@ -183,8 +178,6 @@ write_token_output(tg_cli_t *cli, const char *path, const char *token)
 {
     char shown[256];
     struct stat st;
-    size_t len = strlen(token), done = 0;
-    ssize_t w;
     int fd, rc = 0;
 
     cli_clean(shown, sizeof(shown), path);
@@ -212,19 +205,8 @@ write_token_output(tg_cli_t *cli, const char *path, const char *token)
                        strerror(errno));
         goto out;
     }
-    while (done < len) {
-        w = write(fd, token + done, len - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = cli_failf(cli, TG_INPUT, "cannot write %s: %s", shown,
-                           strerror(errno));
-            goto out;
-        }
-        done += (size_t) w;
-    }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+    if (cli_write_all(fd, token, strlen(token)) != 0 ||
+        cli_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
         rc = cli_failf(cli, TG_INPUT, "cannot write %s: %s", shown,
                        strerror(errno));
     }
@@ -278,10 +260,7 @@ cmd_sudo(tg_cli_t *cli, int argc, char **argv)
     }
     cli->human_to_stderr = print_token;
     if (cli->cfg->api != TG_API_LOOKER) {
-        return cli_failf(cli, TG_INPUT,
-                         "sudo is a looker feature; the "
-                         "insight API has none "
-                         "(api = insight)");
+        return cli_api_only(cli, "sudo is");
     }
     /* Refuse a bad --output before a token is minted for nothing. */
     if (output != NULL && lstat(output, &st) == 0 &&
@@ -292,10 +271,7 @@ cmd_sudo(tg_cli_t *cli, int argc, char **argv)
                          S_ISLNK(st.st_mode) ? "a symbolic link"
                                              : "not a regular file of yours");
     }
-    rc = cli_token_load(cli, &admin, 0);
-    if (rc == 0) {
-        rc = cli_client_open(cli, &cl);
-    }
+    rc = cli_token_client_open(cli, &admin, &cl);
     if (rc != 0) {
         goto out;
     }
@@ -317,12 +293,7 @@ cmd_sudo(tg_cli_t *cli, int argc, char **argv)
         cli_set_str(cli, "output", output);
     }
     expires = stok.expires_at != 0 ? stok.expires_at : id->expires_at;
-    tg_fingerprint(stok.value, strlen(stok.value), fp);
-    cli_set_str(cli, "user", cli_who(id));
-    cli_set_str(cli, "id", id->id);
-    cli_set_str(cli, "email", id->email);
-    cli_set_str(cli, "fingerprint", fp);
-    cli_set_int(cli, "expires_at", (long long) expires);
+    cli_token_result(cli, id, stok.value, expires, fp);
     cli_clean(name, sizeof(name), cli_who(id));
     cli_clean(email, sizeof(email), id->email);
     cli_clean(uid, sizeof(uid), id->id);
@@ -333,12 +304,7 @@ cmd_sudo(tg_cli_t *cli, int argc, char **argv)
             cli_time(expires, when), output != NULL ? ", written to " : "",
             output != NULL ? cli_clean(shown, sizeof(shown), output) : "");
     if (print_token) {
-        if (cli->json) {
-            cli_set_str(cli, "token", stok.value);
-        } else {
-            fputs(stok.value, stdout);
-            fputc('\n', stdout);
-        }
+        cli_print_token(cli, stok.value);
     }
 out:
     cli_token_release(&admin);

@@ -183,23 +183,10 @@ embed_secret(tg_cli_t *cli, int secret_stdin, char **out)
 {
     tg_diag_t diag;
     tg_err_t err;
-    int r;
 
     *out = NULL;
     if (secret_stdin) {
-        r = cli_read_line(STDIN_FILENO, TG_SECRET_MAX, out);
-        if (r == -2) {
-            return cli_failf(cli, TG_INPUT,
-                             "the embed secret on stdin is longer than %d "
-                             "bytes",
-                             TG_SECRET_MAX);
-        }
-        if (r != 0) {
-            return cli_failf(cli, TG_INPUT,
-                             "cannot read the embed secret from stdin: %s",
-                             strerror(errno));
-        }
-        return 0;
+        return cli_secret_stdin(cli, "embed secret", out);
     }
     if (cli->cfg->embed_secret_file == NULL ||
         cli->cfg->embed_secret_file[0] == '\0') {
@@ -397,9 +384,7 @@ embed_check_config(tg_cli_t *cli, const tg_embed_cmd_t *e)
         return cli_failf(cli, cli->config_err, "%s", cli->config_msg);
     }
     if (cli->cfg->api != TG_API_LOOKER && (e->server || cli->api_given)) {
-        return cli_failf(cli, TG_INPUT,
-                         "signed embedding is a looker feature; the insight "
-                         "API has none (api = insight)");
+        return cli_api_only(cli, "signed embedding is");
     }
     return 0;
 }

@@ -208,14 +208,9 @@ cmd_login(tg_cli_t *cli, int argc, char **argv)
         goto out;
     }
 
-    tg_fingerprint(tok.value, strlen(tok.value), fp);
+    cli_token_result(cli, id, tok.value, expires, fp);
     cli_clean(name, sizeof(name), cli_who(id));
     cli_clean(email, sizeof(email), id->email);
-    cli_set_str(cli, "user", cli_who(id));
-    cli_set_str(cli, "id", id->id);
-    cli_set_str(cli, "email", id->email);
-    cli_set_str(cli, "fingerprint", fp);
-    cli_set_int(cli, "expires_at", (long long) expires);
     cli_set_str(cli, "token_file", path);
     tg_client_stats(cl, &requests, &connections);
     cli_set_int(cli, "requests", requests);
@@ -224,12 +219,7 @@ cmd_login(tg_cli_t *cli, int argc, char **argv)
             email[0] != '\0' ? " (" : "", email, email[0] != '\0' ? ")" : "",
             fp, cli_time(expires, when));
     if (print_token) {
-        if (cli->json) {
-            cli_set_str(cli, "token", tok.value);
-        } else {
-            fputs(tok.value, stdout);
-            fputc('\n', stdout);
-        }
+        cli_print_token(cli, tok.value);
     }
 out:
     tg_secret_free(client_id);

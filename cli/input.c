@@ -93,6 +93,24 @@ cli_read_line(int fd, size_t max, char **out)
     return 0;
 }
 
+/* A secret from the first line of stdin; what names it in errors. */
+int
+cli_secret_stdin(tg_cli_t *cli, const char *what, char **out)
+{
+    int r = cli_read_line(STDIN_FILENO, TG_SECRET_MAX, out);
+
+    if (r == -2) {
+        return cli_failf(cli, TG_INPUT,
+                         "the %s on stdin is longer than %d bytes", what,
+                         TG_SECRET_MAX);
+    }
+    if (r != 0) {
+        return cli_failf(cli, TG_INPUT, "cannot read the %s from stdin: %s",
+                         what, strerror(errno));
+    }
+    return 0;
+}
+
 static void
 tty_on_signal(int sig)
 {
@@ -211,7 +229,7 @@ cli_client_secret(tg_cli_t *cli, const char *secret_file, int secret_stdin,
 {
     tg_diag_t diag;
     tg_err_t err;
-    int present, r;
+    int present;
 
     *out = cli_take_env("TOKENGATE_SECRET", &present);
     if (present) {
@@ -223,19 +241,7 @@ cli_client_secret(tg_cli_t *cli, const char *secret_file, int secret_stdin,
         return err == TG_OK ? 0 : cli_fail(cli, err, &diag);
     }
     if (secret_stdin) {
-        r = cli_read_line(STDIN_FILENO, TG_SECRET_MAX, out);
-        if (r == -2) {
-            return cli_failf(cli, TG_INPUT,
-                             "the client secret on stdin is longer than %d "
-                             "bytes",
-                             TG_SECRET_MAX);
-        }
-        if (r != 0) {
-            return cli_failf(cli, TG_INPUT,
-                             "cannot read the client secret from stdin: %s",
-                             strerror(errno));
-        }
-        return 0;
+        return cli_secret_stdin(cli, "client secret", out);
     }
     if (cli->cfg->client_secret_file != NULL &&
         cli->cfg->client_secret_file[0] != '\0') {

@@ -111,9 +111,8 @@ cli_token_save(tg_cli_t *cli, const char *path, const char *token,
 {
     char tmp[TG_CLI_PATH_MAX + 16], shown[256], *dirend;
     char *buf = NULL;
-    size_t cap = TG_TOKEN_FILE_MAX, len = 0, done = 0;
+    size_t cap = TG_TOKEN_FILE_MAX, len = 0;
     json_t *doc = NULL;
-    ssize_t w;
     int fd = -1, dfd, rc = 0, n, tmp_exists = 0;
 
     doc = json_pack("{s:s, s:s, s:s, s:I}", "api", cli_api_name(cli->cfg->api),
@@ -148,18 +147,10 @@ cli_token_save(tg_cli_t *cli, const char *path, const char *token,
                        cli_clean(shown, sizeof(shown), tmp), strerror(errno));
         goto out;
     }
-    while (done < len) {
-        w = write(fd, buf + done, len - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = cli_failf(cli, TG_INPUT, "cannot write %s: %s",
-                           cli_clean(shown, sizeof(shown), tmp),
-                           strerror(errno));
-            goto out;
-        }
-        done += (size_t) w;
+    if (cli_write_all(fd, buf, len) != 0) {
+        rc = cli_failf(cli, TG_INPUT, "cannot write %s: %s",
+                       cli_clean(shown, sizeof(shown), tmp), strerror(errno));
+        goto out;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         fd = -1;
@@ -202,6 +193,30 @@ out:
     tg_secret_free_len(buf, cap);
     json_decref(doc);
     return rc;
+}
+
+/* All of buf, through short writes and EINTR; 0, or -1 with errno. */
+int
+cli_write_all(int fd, const char *buf, size_t len)
+{
+    size_t done = 0;
+    ssize_t w;
+
+    while (done < len) {
+        w = write(fd, buf + done, len - done);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0) {
+            return -1;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        done += (size_t) w;
+    }
+    return 0;
 }
 
 /*
@@ -393,17 +408,4 @@ int
 cli_client_fail(tg_cli_t *cli, tg_client_t *cl, tg_err_t err)
 {
     return cli_fail(cli, err, tg_client_diag(cl));
-}
-
-/* The short name of a user for messages (not sanitized). */
-const char *
-cli_who(const tg_identity_t *id)
-{
-    if (id->name != NULL && id->name[0] != '\0') {
-        return id->name;
-    }
-    if (id->display_name != NULL && id->display_name[0] != '\0') {
-        return id->display_name;
-    }
-    return id->id != NULL ? id->id : "?";
 }
