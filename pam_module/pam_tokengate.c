@@ -192,6 +192,8 @@ static int opts_own(tg_pam_ctx_t *c, const char *arg, int *consumed);
 static int arg_conf(tg_pam_ctx_t *c, const char *v);
 static int arg_prompt(tg_pam_ctx_t *c, const char *v);
 static int arg_password(tg_pam_ctx_t *c, const char *v);
+static int arg_either(tg_pam_ctx_t *c, const char *name, const char *v,
+                      const char *off, const char *on, int *out);
 static int arg_on_unavailable(tg_pam_ctx_t *c, const char *v);
 static int arg_dir(tg_pam_ctx_t *c, const char *name, const char *v,
                    const char **out);
@@ -629,19 +631,27 @@ arg_password(tg_pam_ctx_t *c, const char *v)
     return PAM_SUCCESS;
 }
 
-/* "fail" or "ignore" (0 or 1). */
+/* One of two words: 0 for off, 1 for on. */
+static int
+arg_either(tg_pam_ctx_t *c, const char *name, const char *v, const char *off,
+           const char *on, int *out)
+{
+    if (strcmp(v, off) == 0) {
+        *out = 0;
+    } else if (strcmp(v, on) == 0) {
+        *out = 1;
+    } else {
+        return opt_error(c, "argument: bad value for %s: expected %s or %s",
+                         name, off, on);
+    }
+    return PAM_SUCCESS;
+}
+
 static int
 arg_on_unavailable(tg_pam_ctx_t *c, const char *v)
 {
-    if (strcmp(v, "fail") == 0) {
-        c->opts.unavailable_ignore = 0;
-    } else if (strcmp(v, "ignore") == 0) {
-        c->opts.unavailable_ignore = 1;
-    } else {
-        return opt_error(c, "argument: bad value for on_unavailable: "
-                            "expected fail or ignore");
-    }
-    return PAM_SUCCESS;
+    return arg_either(c, "on_unavailable", v, "fail", "ignore",
+                      &c->opts.unavailable_ignore);
 }
 
 /* An absolute path with room for a file name in it. */
@@ -664,20 +674,11 @@ arg_state_dir(tg_pam_ctx_t *c, const char *v)
     return arg_dir(c, "state_dir", v, &c->opts.state_dir);
 }
 
-/* "deny" or "ignore" (0 or 1). */
 static int
 arg_account_without_state(tg_pam_ctx_t *c, const char *v)
 {
-    if (strcmp(v, "deny") == 0) {
-        c->opts.without_state_ignore = 0;
-    } else if (strcmp(v, "ignore") == 0) {
-        c->opts.without_state_ignore = 1;
-    } else {
-        return opt_error(c, "argument: bad value for "
-                            "account_without_state: expected deny or "
-                            "ignore");
-    }
-    return PAM_SUCCESS;
+    return arg_either(c, "account_without_state", v, "deny", "ignore",
+                      &c->opts.without_state_ignore);
 }
 
 static int
