@@ -3,6 +3,9 @@
  * output.c - what the command line prints: human text by default (results
  * on stdout, errors on stderr as "tokengate: COMMAND: MESSAGE"), or one
  * JSON object on stdout with --json, for success and failure alike.
+ * Also the pieces of output several commands share: a user's short name,
+ * the fields of a new token and --print-token (login, sudo), and the
+ * refusal of the other API flavor's features.
  *
  * Everything shown that comes from outside (the server, files, the
  * environment) goes through cli_sanitize() first.

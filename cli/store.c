@@ -3,7 +3,8 @@
  * store.c - the stored token and the client it is sent with: where the
  * token file lives (private directories), writing it atomically, loading
  * it only for the server and API it was issued by, and the client every
- * command acting as the logged-in user opens.
+ * command acting as the logged-in user opens.  cli_write_all() also
+ * serves sudo --output.
  */
 #include "cli.h"
 
