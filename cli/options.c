@@ -146,18 +146,19 @@ int
 cli_opt_fail(tg_cli_t *cli, int c, char **argv)
 {
     char name[128], see[96];
-    const char *typed = argv[optind - 1];
 
     snprintf(see, sizeof(see), "see tokengate %s%s--help",
              cli->command != NULL ? cli->command : "",
              cli->command != NULL ? " " : "");
-    cli_option_name(name, sizeof(name), typed);
+    /* argv[optind - 1] is the option as typed for a long option and for a
+     * short one that ends its argument ("-o" without a value). */
+    cli_option_name(name, sizeof(name), argv[optind - 1]);
     if (c == ':') {
         return cli_usage(cli, "option %s needs a value", name);
     }
-    /* A known long option given "=VALUE" it does not take: optopt is its
-     * key, which is no letter to show. */
-    if (optopt != 0 && strncmp(typed, "--", 2) == 0) {
+    /* Only a long option given "=VALUE" it does not take sets optopt to a
+     * key past the letters: there is no letter to show. */
+    if (optopt >= TG_OPT_LONG_ONLY) {
         return cli_usage(cli, "option %s takes no value (%s)", name, see);
     }
     if (optopt != 0) {
