@@ -9,7 +9,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,8 +21,8 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
-/* Loaded when neither --config nor TOKENGATE_CONFIG names a file. */
-#define TG_CLI_DEFAULT_CONFIG "/etc/tokengate.conf"
+/* Where the help of the global options starts. */
+#define TG_CLI_GLOBAL_HELP_COLUMN 22
 /* -o options kept until the config file is loaded. */
 #define TG_CLI_OVERRIDES_MAX 64
 /* The allocation header of the wiping allocator: keeps max_align_t. */
@@ -47,21 +46,11 @@ static void *tg_wipe_crypto_realloc(void *p, size_t n, const char *file,
                                     int line);
 static void tg_wipe_crypto_free(void *p, const char *file, int line);
 static void cli_harden(void);
+static void cli_write_command_help(FILE *fp, const tg_cli_command_t *cmd);
 static int cli_wants_help(int argc, char **argv);
 static void cli_config_explain(tg_cli_t *cli, tg_diag_t *diag, const char *path,
                                const char *origin, int default_err);
 static int cli_load_config(tg_cli_t *cli, const tg_cli_options_t *opts);
-
-static const struct option tg_global_options[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"url", required_argument, NULL, 'u'},
-    {"api", required_argument, NULL, 'a'},
-    {"json", no_argument, NULL, 'j'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
-};
 
 const tg_cli_command_t tg_cli_commands[] = {
     {"login", cmd_login, TG_CLI_CONFIG_VALID,
@@ -70,15 +59,8 @@ const tg_cli_command_t tg_cli_commands[] = {
      "                       [--secret-stdin] [--print-token]\n"
      "\n"
      "Exchange a client id and secret for a token, validate it, check the\n"
-     "authorization rules and store it in the token file.\n"
-     "\n"
-     "  --client-id ID      the client id (default: client_id, else a "
-     "prompt)\n"
-     "  --secret-file FILE  read the secret from FILE (owner-only)\n"
-     "  --secret-stdin      read the secret from the first line of stdin\n"
-     "  --print-token       also print the raw token alone on stdout\n"
-     "                      (the other text then goes to stderr)\n"
-     "\n"
+     "authorization rules and store it in the token file.\n",
+     TG_CLI_IN_LOGIN, 22,
      "The secret is taken from TOKENGATE_SECRET, --secret-file, "
      "--secret-stdin,\n"
      "client_secret_file, or a prompt on the terminal, in that order; "
@@ -90,43 +72,46 @@ const tg_cli_command_t tg_cli_commands[] = {
      "\n"
      "Validate the token (TOKENGATE_TOKEN or the token file), show who it\n"
      "belongs to, and apply the authorization rules of the configuration.\n"
-     "Exits with 5 (forbidden) when the rules deny the user.\n"},
+     "Exits with 5 (forbidden) when the rules deny the user.\n",
+     0, 0, NULL},
     {"profile", cmd_profile, TG_CLI_CONFIG_VALID,
      "show the full profile of the token's user",
      "Usage: tokengate profile\n"
      "\n"
      "Show the full profile of the token's user (insight: auth/currentuser,\n"
-     "with authorities; looker: GET /user).\n"},
+     "with authorities; looker: GET /user).\n",
+     0, 0, NULL},
     {"logout", cmd_logout, TG_CLI_CONFIG_VALID,
      "invalidate the token (looker) and remove the token file",
      "Usage: tokengate logout\n"
      "\n"
      "looker: invalidate the token on the server, then remove the token\n"
      "file.  insight has no logout call: the token file is removed and the\n"
-     "token stays valid until it expires.\n"},
+     "token stays valid until it expires.\n",
+     0, 0, NULL},
     {"credentials", cmd_credentials, TG_CLI_CONFIG_VALID,
      "show, renew or revoke your REST API credentials (insight)",
      "Usage: tokengate credentials show|new|revoke\n"
      "\n"
      "insight only.  show: the id and creation date of your current REST\n"
      "API credentials.  new: generate a new client id and secret, printed\n"
-     "once (the previous pair is revoked).  revoke: revoke them.\n"},
+     "once (the previous pair is revoked).  revoke: revoke them.\n",
+     0, 0, NULL},
     {"session", cmd_session, TG_CLI_CONFIG_VALID,
      "show or switch the API session workspace (looker)",
      "Usage: tokengate session [--workspace NAME]\n"
      "\n"
      "looker only.  Show the API session of the token, or switch its\n"
-     "workspace (production or dev) with --workspace.\n"},
+     "workspace (production or dev) with --workspace.\n",
+     TG_CLI_IN_SESSION, 20, NULL},
     {"sudo", cmd_sudo, TG_CLI_CONFIG_VALID,
      "get a token acting as another user (looker)",
      "Usage: tokengate sudo USER_ID (--output FILE | --print-token)\n"
      "\n"
      "looker only, for admins.  Get a token that acts as the user USER_ID\n"
      "(digits), show that user, and write the token to FILE (mode 0600;\n"
-     "a symbolic link is refused) or print it on stdout.\n"
-     "\n"
-     "  --output FILE   write the token to FILE\n"
-     "  --print-token   print the token alone on stdout\n"},
+     "a symbolic link is refused) or print it on stdout.\n",
+     TG_CLI_IN_SUDO, 18, NULL},
     {"embed-url", cmd_embed_url, TG_CLI_CONFIG_OWN,
      "sign a Looker embed URL, locally or by the server (looker)",
      "Usage: tokengate embed-url --host HOST --path /embed/... --user-id ID\n"
@@ -137,29 +122,8 @@ const tg_cli_command_t tg_cli_commands[] = {
      "\n"
      "looker only.  Print a signed embed URL for an iframe: it logs the\n"
      "external user ID in with the given grants, works once, and only\n"
-     "within 5 minutes.  Treat it like a password.\n"
-     "\n"
-     "  --host HOST          HOST[:PORT] as the browser sees Looker (https),\n"
-     "                       or https://HOST[:PORT], or http://HOST:PORT\n"
-     "                       for a loopback host (the devserver)\n"
-     "  --path PATH          what to embed: /embed/dashboards/42, may carry\n"
-     "                       ?embed_domain=...&sdk=2\n"
-     "  --user-id ID         the external user id (unique per user)\n"
-     "  --first-name NAME, --last-name NAME, --timezone ZONE\n"
-     "                       shown by Looker (not signed)\n"
-     "  --permission P       an embed permission (access_data, see_looks,\n"
-     "                       ...); repeatable\n"
-     "  --model M            a LookML model; repeatable\n"
-     "  --group-id G         a Looker group id; repeatable\n"
-     "  --external-group-id G  the user's group in your application\n"
-     "  --attr KEY=VALUE     a user attribute; repeatable\n"
-     "  --session-length S   seconds, 0 to 2592000 (default 300)\n"
-     "  --no-force-logout-login  keep a Looker user already logged in\n"
-     "  --secret-stdin       read the embed secret from the first line of\n"
-     "                       stdin (default: embed_secret_file)\n"
-     "  --server             have Looker sign (POST /embed/sso_url) with the\n"
-     "                       stored token of an admin (see login); no secret\n"
-     "\n"
+     "within 5 minutes.  Treat it like a password.\n",
+     TG_CLI_IN_EMBED_URL, 23,
      "Needs group ids, or models and permissions.  The secret is never\n"
      "taken from the command line.  With --json: the URL and every\n"
      "parameter, and the signed text when signed locally.\n"},
@@ -172,12 +136,13 @@ const tg_cli_command_t tg_cli_commands[] = {
      "TLS, the HTTP API (an unauthenticated request that must answer 401),\n"
      "the clock skew, and whether syslog (/dev/log, where the PAM module\n"
      "logs) accepts messages.  Sends no token and no secret.  Exits 0 when\n"
-     "every step is OK or WARN, else with the code of the first FAIL.\n"},
+     "every step is OK or WARN, else with the code of the first FAIL.\n",
+     0, 0, NULL},
     {"help", cmd_help, TG_CLI_CONFIG_NONE, "show help for a command",
-     "Usage: tokengate help [COMMAND]\n"},
+     "Usage: tokengate help [COMMAND]\n", 0, 0, NULL},
     {"version", cmd_version, TG_CLI_CONFIG_NONE, "show the version",
-     "Usage: tokengate version\n"},
-    {NULL, NULL, TG_CLI_CONFIG_NONE, NULL, NULL},
+     "Usage: tokengate version\n", 0, 0, NULL},
+    {NULL, NULL, TG_CLI_CONFIG_NONE, NULL, NULL, 0, 0, NULL},
 };
 
 /* ---------------------------------------------------------------------- */
@@ -347,20 +312,9 @@ cli_print_global_help(FILE *fp)
             "Log in to an Xpress Insight or Looker authentication service,\n"
             "inspect tokens and diagnose the connection.\n"
             "\n"
-            "Global options:\n"
-            "  --config FILE       the configuration file (default: "
-            "$TOKENGATE_CONFIG,\n"
-            "                      else " TG_CLI_DEFAULT_CONFIG
-            " when it exists)\n"
-            "  --url URL           the server's base URL (config key url)\n"
-            "  --api insight|looker  the API flavor (config key api)\n"
-            "  -o KEY=VALUE        set any configuration key; repeatable\n"
-            "  --json              print one JSON object on stdout\n"
-            "  -q, --quiet         print nothing on success\n"
-            "  -h, --help          show this help (also COMMAND --help)\n"
-            "  -V, --version       show the version\n"
-            "\n"
-            "Commands:\n");
+            "Global options:\n");
+    cli_print_options(fp, TG_CLI_IN_GLOBAL, TG_CLI_GLOBAL_HELP_COLUMN);
+    fprintf(fp, "\nCommands:\n");
     for (c = tg_cli_commands; c->name != NULL; c++) {
         fprintf(fp, "  %-12s %s\n", c->name, c->summary);
     }
@@ -374,14 +328,40 @@ cli_print_global_help(FILE *fp)
     fprintf(fp, "\nSee tokengate(1).\n");
 }
 
+/* The usage, the command's options from the option table, the notes. */
+static void
+cli_write_command_help(FILE *fp, const tg_cli_command_t *cmd)
+{
+    fputs(cmd->usage, fp);
+    if (cmd->options != 0) {
+        fputc('\n', fp);
+        cli_print_options(fp, cmd->options, cmd->help_column);
+    }
+    if (cmd->notes != NULL) {
+        fputc('\n', fp);
+        fputs(cmd->notes, fp);
+    }
+}
+
 int
 cli_print_command_help(tg_cli_t *cli, const tg_cli_command_t *cmd)
 {
-    if (cli->json) {
-        cli_set_str(cli, "help", cmd->usage);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp;
+
+    if (!cli->json) {
+        cli_write_command_help(stdout, cmd);
         return 0;
     }
-    fputs(cmd->usage, stdout);
+    fp = open_memstream(&text, &len);
+    if (fp == NULL) {
+        return cli_failf(cli, TG_NOMEM, "out of memory");
+    }
+    cli_write_command_help(fp, cmd);
+    fclose(fp);
+    cli_set_str(cli, "help", text);
+    free(text);
     return 0;
 }
 
@@ -610,6 +590,7 @@ int
 main(int argc, char **argv)
 {
     tg_cli_options_t opts;
+    tg_cli_getopt_t g;
     tg_cli_t cli;
     const tg_cli_command_t *cmd;
     char name[128];
@@ -621,22 +602,23 @@ main(int argc, char **argv)
     cli_out_init(&cli);
 
     opterr = 0;
+    cli_getopt_init(&g, TG_CLI_IN_GLOBAL);
     for (;;) {
-        c = getopt_long(argc, argv, "+:ho:qV", tg_global_options, NULL);
+        c = cli_getopt(&g, argc, argv);
         if (c == -1) {
             break;
         }
         switch (c) {
-        case 'c':
+        case TG_OPT_CONFIG:
             opts.config = optarg;
             break;
-        case 'u':
+        case TG_OPT_URL:
             opts.url = optarg;
             break;
-        case 'a':
+        case TG_OPT_API:
             opts.api = optarg;
             break;
-        case 'o':
+        case TG_OPT_OVERRIDE:
             if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
                 rc = cli_usage(&cli, "-o needs KEY=VALUE");
                 goto out;
@@ -648,35 +630,20 @@ main(int argc, char **argv)
             }
             opts.overrides[opts.n_overrides++] = optarg;
             break;
-        case 'j':
+        case TG_OPT_JSON:
             cli.json = 1;
             break;
-        case 'q':
+        case TG_OPT_QUIET:
             cli.quiet = 1;
             break;
-        case 'h':
+        case TG_OPT_HELP:
             help = 1;
             break;
-        case 'V':
+        case TG_OPT_VERSION:
             version = 1;
             break;
-        case ':':
-            cli_option_name(name, sizeof(name), argv[optind - 1]);
-            rc = cli_usage(&cli, "option %s needs a value", name);
-            goto out;
         default:
-            if (optopt != 0) {
-                rc = cli_usage(&cli,
-                               "unknown option -%c (see tokengate "
-                               "--help)",
-                               optopt >= 0x21 && optopt < 0x7f ? optopt : '?');
-            } else {
-                cli_option_name(name, sizeof(name), argv[optind - 1]);
-                rc = cli_usage(&cli,
-                               "unknown option %s (see tokengate "
-                               "--help)",
-                               name);
-            }
+            rc = cli_opt_fail(&cli, c, argv);
             goto out;
         }
     }

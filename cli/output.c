@@ -3,6 +3,9 @@
  * output.c - what the command line prints: human text by default (results
  * on stdout, errors on stderr as "tokengate: COMMAND: MESSAGE"), or one
  * JSON object on stdout with --json, for success and failure alike.
+ * Also the pieces of output several commands share: a user's short name,
+ * the fields of a new token and --print-token (login, sudo), and the
+ * refusal of the other API flavor's features.
  *
  * Everything shown that comes from outside (the server, files, the
  * environment) goes through cli_sanitize() first.
@@ -481,6 +484,13 @@ cli_sanitize(char *dst, size_t size, const char *src)
     dst[o] = '\0';
 }
 
+const char *
+cli_clean(char *buf, size_t size, const char *s)
+{
+    cli_sanitize(buf, size, s != NULL ? s : "");
+    return buf;
+}
+
 /* An option as typed, without any "=value" (which could be a secret). */
 void
 cli_option_name(char *dst, size_t size, const char *arg)
@@ -512,4 +522,59 @@ const char *
 cli_api_name(tg_api_t api)
 {
     return api == TG_API_LOOKER ? "looker" : "insight";
+}
+
+/* The short name of a user for messages (not sanitized). */
+const char *
+cli_who(const tg_identity_t *id)
+{
+    if (id->name != NULL && id->name[0] != '\0') {
+        return id->name;
+    }
+    if (id->display_name != NULL && id->display_name[0] != '\0') {
+        return id->display_name;
+    }
+    return id->id != NULL ? id->id : "?";
+}
+
+/* The fields of a token just obtained (login, sudo): who it is for, its
+ * fingerprint (also into fp) and its expiry. */
+void
+cli_token_result(tg_cli_t *cli, const tg_identity_t *id, const char *token,
+                 time_t expires, char fp[TG_FINGERPRINT_SIZE])
+{
+    tg_fingerprint(token, strlen(token), fp);
+    cli_set_str(cli, "user", cli_who(id));
+    cli_set_str(cli, "id", id->id);
+    cli_set_str(cli, "email", id->email);
+    cli_set_str(cli, "fingerprint", fp);
+    cli_set_int(cli, "expires_at", (long long) expires);
+}
+
+/* --print-token: the token alone on stdout (the human text went to
+ * stderr), or "token" in the JSON object. */
+void
+cli_print_token(tg_cli_t *cli, const char *token)
+{
+    if (cli->json) {
+        cli_set_str(cli, "token", token);
+    } else {
+        fputs(token, stdout);
+        fputc('\n', stdout);
+    }
+}
+
+/* A feature of the other API flavor than the configured one. */
+int
+cli_api_only(tg_cli_t *cli, const char *what_is)
+{
+    tg_api_t other =
+        cli->cfg->api == TG_API_LOOKER ? TG_API_INSIGHT : TG_API_LOOKER;
+
+    return cli_failf(cli, TG_INPUT,
+                     "%s %s %s feature; the %s API has none "
+                     "(api = %s)",
+                     what_is, other == TG_API_INSIGHT ? "an" : "a",
+                     cli_api_name(other), cli_api_name(cli->cfg->api),
+                     cli_api_name(cli->cfg->api));
 }

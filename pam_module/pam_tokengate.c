@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,14 @@ typedef struct tg_pam_ctx {
     char sshown[TG_PAM_SHOWN]; /* PAM_SERVICE, sanitized */
 } tg_pam_ctx_t;
 
+/* One of the module's own arguments: a flag (sets the int at flag in
+ * tg_pam_opts_t) or name=VALUE (checked and stored by parse). */
+typedef struct tg_pam_arg {
+    const char *name;
+    size_t flag;
+    int (*parse)(tg_pam_ctx_t *c, const char *value);
+} tg_pam_arg_t;
+
 /* What auth leaves for account and session in this handle. */
 typedef struct tg_pam_login {
     char *user;
@@ -139,6 +148,24 @@ typedef struct tg_pam_login {
     tg_identity_t *identity;
     time_t expires_at;
 } tg_pam_login_t;
+
+/* One auth attempt: the password taken apart, and what the server (or the
+ * offline cache) said about it. */
+typedef struct tg_pam_attempt {
+    const char *password;         /* as typed; borrowed */
+    char *copy;                   /* secret: the password, cut at the colon */
+    int creds;                    /* CLIENT_ID:SECRET rather than a token */
+    const char *cid;              /* into copy */
+    const char *secret;           /* into copy */
+    const char *token;            /* copy, or tok.value after the exchange */
+    char fp[TG_FINGERPRINT_SIZE]; /* of a token the server took */
+    char client_fp[TG_FINGERPRINT_SIZE]; /* of the client id */
+    tg_client_t *cl;
+    tg_token_t tok;    /* the exchange's token */
+    tg_identity_t *id; /* the validation's, or the offline cache's */
+    int offline;       /* the offline cache answered */
+    time_t expires_at; /* the offline cache's expiry */
+} tg_pam_attempt_t;
 
 /* ---------------------------------------------------------------------- */
 /* Prototypes of statics                                                  */
@@ -162,6 +189,20 @@ static int parse_long(const char *s, long lo, long hi, long *out);
 static int opt_error(tg_pam_ctx_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int opts_own(tg_pam_ctx_t *c, const char *arg, int *consumed);
+static int arg_conf(tg_pam_ctx_t *c, const char *v);
+static int arg_prompt(tg_pam_ctx_t *c, const char *v);
+static int arg_password(tg_pam_ctx_t *c, const char *v);
+static int arg_either(tg_pam_ctx_t *c, const char *name, const char *v,
+                      const char *off, const char *on, int *out);
+static int arg_on_unavailable(tg_pam_ctx_t *c, const char *v);
+static int arg_dir(tg_pam_ctx_t *c, const char *name, const char *v,
+                   const char **out);
+static int arg_state_dir(tg_pam_ctx_t *c, const char *v);
+static int arg_account_without_state(tg_pam_ctx_t *c, const char *v);
+static int arg_workspace(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_cache(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_dir(tg_pam_ctx_t *c, const char *v);
+static int arg_offline_max_failures(tg_pam_ctx_t *c, const char *v);
 static int opts_load(tg_pam_ctx_t *c, int argc, const char **argv);
 static int ctx_open(tg_pam_ctx_t *c, pam_handle_t *pamh, tg_pam_phase_t phase,
                     int flags, int argc, const char **argv);
@@ -185,12 +226,41 @@ static int auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
                        int from_credentials, int offline, time_t expires_at,
                        const char *password, const char *fp);
 static int auth_once(tg_pam_ctx_t *c, const char *password);
+static int split_password(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static int refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a);
+static int open_client(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static tg_err_t ask_server(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static int server_failed(tg_pam_ctx_t *c, tg_pam_attempt_t *a, tg_err_t err);
+static void forget_refused_offline_entry(tg_pam_ctx_t *c, const char *password);
+static time_t login_expiry(const tg_pam_ctx_t *c, const tg_pam_attempt_t *a);
 static int account_without_state(tg_pam_ctx_t *c, int managed, const char *why);
 static int account_config_broken(tg_pam_ctx_t *c);
 static int session_env(tg_pam_ctx_t *c, const tg_pam_login_t *login,
                        const char *fp);
 static int session_workspace(tg_pam_ctx_t *c, const tg_pam_login_t *login,
                              const char *fp);
+
+/* The module's own arguments (pam_tokengate(8)); the others go to
+ * libtokengate's configuration. */
+static const tg_pam_arg_t tg_pam_args[] = {
+    {"debug", offsetof(tg_pam_opts_t, debug), NULL},
+    {"quiet", offsetof(tg_pam_opts_t, quiet), NULL},
+    {"use_first_pass", offsetof(tg_pam_opts_t, use_first_pass), NULL},
+    {"try_first_pass", offsetof(tg_pam_opts_t, try_first_pass), NULL},
+    {"export_token", offsetof(tg_pam_opts_t, export_token), NULL},
+    {"logout_on_close", offsetof(tg_pam_opts_t, logout_on_close), NULL},
+    {"conf", 0, arg_conf},
+    {"prompt", 0, arg_prompt},
+    {"password", 0, arg_password},
+    {"on_unavailable", 0, arg_on_unavailable},
+    {"state_dir", 0, arg_state_dir},
+    {"account_without_state", 0, arg_account_without_state},
+    {"workspace", 0, arg_workspace},
+    {"offline_cache", 0, arg_offline_cache},
+    {"offline_dir", 0, arg_offline_dir},
+    {"offline_max_failures", 0, arg_offline_max_failures},
+    {NULL, 0, NULL},
+};
 
 static pthread_once_t tg_pam_once = PTHREAD_ONCE_INIT;
 /* Set once the libcurl features were checked (and logged if lacking). */
@@ -475,161 +545,188 @@ opt_error(tg_pam_ctx_t *c, const char *fmt, ...)
 
 /*
  * One of the module's own arguments?  *consumed says whether it was; the
- * return is PAM_SUCCESS or PAM_SERVICE_ERR for a bad value.
+ * return is PAM_SUCCESS or PAM_SERVICE_ERR for a bad value.  A flag of
+ * ours given a value, or a valued argument of ours given none, is named
+ * here rather than called unknown by libtokengate.
  */
 static int
 opts_own(tg_pam_ctx_t *c, const char *arg, int *consumed)
 {
-    static const char *const flags[] = {"debug",          "quiet",
-                                        "use_first_pass", "try_first_pass",
-                                        "export_token",   "logout_on_close"};
-    static const char *const valued[] = {"conf",        "prompt",
-                                         "password",    "on_unavailable",
-                                         "state_dir",   "account_without_state",
-                                         "workspace",   "offline_cache",
-                                         "offline_dir", "offline_max_failures"};
-    tg_pam_opts_t *o = &c->opts;
+    const tg_pam_arg_t *a;
     const char *eq = strchr(arg, '=');
-    const char *v;
-    size_t i, n, nlen;
+    size_t nlen = eq != NULL ? (size_t) (eq - arg) : strlen(arg);
 
     *consumed = 1;
-    if (eq == NULL) {
-        if (strcmp(arg, "debug") == 0) {
-            o->debug = 1;
-        } else if (strcmp(arg, "quiet") == 0) {
-            o->quiet = 1;
-        } else if (strcmp(arg, "use_first_pass") == 0) {
-            o->use_first_pass = 1;
-        } else if (strcmp(arg, "try_first_pass") == 0) {
-            o->try_first_pass = 1;
-        } else if (strcmp(arg, "export_token") == 0) {
-            o->export_token = 1;
-        } else if (strcmp(arg, "logout_on_close") == 0) {
-            o->logout_on_close = 1;
-        } else {
-            for (i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
-                if (strcmp(arg, valued[i]) == 0) {
-                    return opt_error(c,
-                                     "argument: bad value for %s: a value "
-                                     "is required (%s=VALUE)",
-                                     valued[i], valued[i]);
-                }
-            }
-            *consumed = 0;
+    for (a = tg_pam_args; a->name != NULL; a++) {
+        if (strlen(a->name) != nlen || strncmp(arg, a->name, nlen) != 0) {
+            continue;
         }
-        return PAM_SUCCESS;
+        if (a->parse == NULL && eq != NULL) {
+            return opt_error(c, "argument: bad value for %s: it takes no value",
+                             a->name);
+        }
+        if (a->parse == NULL) {
+            *(int *) ((char *) &c->opts + a->flag) = 1;
+            return PAM_SUCCESS;
+        }
+        if (eq == NULL) {
+            return opt_error(c,
+                             "argument: bad value for %s: a value is "
+                             "required (%s=VALUE)",
+                             a->name, a->name);
+        }
+        return a->parse(c, eq + 1);
     }
+    *consumed = 0;
+    return PAM_SUCCESS;
+}
 
-    nlen = (size_t) (eq - arg);
-    v = eq + 1;
-#define TG_PAM_IS(name) (nlen == strlen(name) && strncmp(arg, name, nlen) == 0)
-    if (TG_PAM_IS("conf")) {
-        if (v[0] != '/') {
-            return opt_error(c, "argument: bad value for conf: an absolute "
-                                "path is required");
-        }
-        o->conf = v;
-        o->conf_given = 1;
-    } else if (TG_PAM_IS("prompt")) {
-        n = strnlen(v, TG_PAM_PROMPT_MAX + 1);
-        if (n == 0 || n > TG_PAM_PROMPT_MAX) {
-            return opt_error(c,
-                             "argument: bad value for prompt: 1 to %d "
-                             "bytes",
-                             TG_PAM_PROMPT_MAX);
-        }
-        for (i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char) v[i];
-            if (ch < 0x20 || ch == 0x7f) {
-                return opt_error(c, "argument: bad value for prompt: "
-                                    "control byte");
-            }
-        }
-        o->prompt = v;
-    } else if (TG_PAM_IS("password")) {
-        if (strcmp(v, "auto") == 0) {
-            o->password = TG_PAM_PW_AUTO;
-        } else if (strcmp(v, "token") == 0) {
-            o->password = TG_PAM_PW_TOKEN;
-        } else if (strcmp(v, "credentials") == 0) {
-            o->password = TG_PAM_PW_CREDENTIALS;
-        } else {
-            return opt_error(c, "argument: bad value for password: expected "
-                                "auto, token or credentials");
-        }
-    } else if (TG_PAM_IS("on_unavailable")) {
-        if (strcmp(v, "fail") == 0) {
-            o->unavailable_ignore = 0;
-        } else if (strcmp(v, "ignore") == 0) {
-            o->unavailable_ignore = 1;
-        } else {
-            return opt_error(c, "argument: bad value for on_unavailable: "
-                                "expected fail or ignore");
-        }
-    } else if (TG_PAM_IS("state_dir")) {
-        if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
-            return opt_error(c, "argument: bad value for state_dir: an "
-                                "absolute path is required");
-        }
-        o->state_dir = v;
-    } else if (TG_PAM_IS("account_without_state")) {
-        if (strcmp(v, "deny") == 0) {
-            o->without_state_ignore = 0;
-        } else if (strcmp(v, "ignore") == 0) {
-            o->without_state_ignore = 1;
-        } else {
-            return opt_error(c, "argument: bad value for "
-                                "account_without_state: expected deny or "
-                                "ignore");
-        }
-    } else if (TG_PAM_IS("workspace")) {
-        n = strlen(v);
-        if (n == 0 || n > TG_PAM_WORKSPACE_MAX ||
-            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789_-") != n) {
-            return opt_error(c,
-                             "argument: bad value for workspace: 1 to %d "
-                             "letters, digits, '_' or '-'",
-                             TG_PAM_WORKSPACE_MAX);
-        }
-        o->workspace = v;
-    } else if (TG_PAM_IS("offline_cache")) {
-        if (parse_long(v, 0, TG_PAM_OFFLINE_CACHE_MAX, &o->offline_cache) !=
-            0) {
-            return opt_error(c,
-                             "argument: bad value for offline_cache: "
-                             "seconds, 0 to %ld",
-                             TG_PAM_OFFLINE_CACHE_MAX);
-        }
-    } else if (TG_PAM_IS("offline_dir")) {
-        if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
-            return opt_error(c, "argument: bad value for offline_dir: an "
-                                "absolute path is required");
-        }
-        o->offline_dir = v;
-    } else if (TG_PAM_IS("offline_max_failures")) {
-        if (parse_long(v, 1, TG_PAM_OFFLINE_FAILURES_MAX,
-                       &o->offline_max_failures) != 0) {
-            return opt_error(c,
-                             "argument: bad value for "
-                             "offline_max_failures: 1 to %ld",
-                             TG_PAM_OFFLINE_FAILURES_MAX);
-        }
-    } else {
-        /* Our flags with a value: name them rather than let libtokengate
-         * call them unknown. */
-        for (i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-            if (TG_PAM_IS(flags[i])) {
-                return opt_error(c,
-                                 "argument: bad value for %s: it takes "
-                                 "no value",
-                                 flags[i]);
-            }
-        }
-        *consumed = 0;
+static int
+arg_conf(tg_pam_ctx_t *c, const char *v)
+{
+    if (v[0] != '/') {
+        return opt_error(c, "argument: bad value for conf: an absolute "
+                            "path is required");
     }
-#undef TG_PAM_IS
+    c->opts.conf = v;
+    c->opts.conf_given = 1;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_prompt(tg_pam_ctx_t *c, const char *v)
+{
+    size_t n = strnlen(v, TG_PAM_PROMPT_MAX + 1), i;
+
+    if (n == 0 || n > TG_PAM_PROMPT_MAX) {
+        return opt_error(c,
+                         "argument: bad value for prompt: 1 to %d "
+                         "bytes",
+                         TG_PAM_PROMPT_MAX);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) v[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            return opt_error(c, "argument: bad value for prompt: "
+                                "control byte");
+        }
+    }
+    c->opts.prompt = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_password(tg_pam_ctx_t *c, const char *v)
+{
+    if (strcmp(v, "auto") == 0) {
+        c->opts.password = TG_PAM_PW_AUTO;
+    } else if (strcmp(v, "token") == 0) {
+        c->opts.password = TG_PAM_PW_TOKEN;
+    } else if (strcmp(v, "credentials") == 0) {
+        c->opts.password = TG_PAM_PW_CREDENTIALS;
+    } else {
+        return opt_error(c, "argument: bad value for password: expected "
+                            "auto, token or credentials");
+    }
+    return PAM_SUCCESS;
+}
+
+/* One of two words: 0 for off, 1 for on. */
+static int
+arg_either(tg_pam_ctx_t *c, const char *name, const char *v, const char *off,
+           const char *on, int *out)
+{
+    if (strcmp(v, off) == 0) {
+        *out = 0;
+    } else if (strcmp(v, on) == 0) {
+        *out = 1;
+    } else {
+        return opt_error(c, "argument: bad value for %s: expected %s or %s",
+                         name, off, on);
+    }
+    return PAM_SUCCESS;
+}
+
+static int
+arg_on_unavailable(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_either(c, "on_unavailable", v, "fail", "ignore",
+                      &c->opts.unavailable_ignore);
+}
+
+/* An absolute path with room for a file name in it. */
+static int
+arg_dir(tg_pam_ctx_t *c, const char *name, const char *v, const char **out)
+{
+    if (v[0] != '/' || strlen(v) >= TG_PAM_DIR_MAX) {
+        return opt_error(c,
+                         "argument: bad value for %s: an absolute path is "
+                         "required",
+                         name);
+    }
+    *out = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_state_dir(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_dir(c, "state_dir", v, &c->opts.state_dir);
+}
+
+static int
+arg_account_without_state(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_either(c, "account_without_state", v, "deny", "ignore",
+                      &c->opts.without_state_ignore);
+}
+
+static int
+arg_workspace(tg_pam_ctx_t *c, const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > TG_PAM_WORKSPACE_MAX ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789_-") != n) {
+        return opt_error(c,
+                         "argument: bad value for workspace: 1 to %d "
+                         "letters, digits, '_' or '-'",
+                         TG_PAM_WORKSPACE_MAX);
+    }
+    c->opts.workspace = v;
+    return PAM_SUCCESS;
+}
+
+static int
+arg_offline_cache(tg_pam_ctx_t *c, const char *v)
+{
+    if (parse_long(v, 0, TG_PAM_OFFLINE_CACHE_MAX, &c->opts.offline_cache) !=
+        0) {
+        return opt_error(c,
+                         "argument: bad value for offline_cache: "
+                         "seconds, 0 to %ld",
+                         TG_PAM_OFFLINE_CACHE_MAX);
+    }
+    return PAM_SUCCESS;
+}
+
+static int
+arg_offline_dir(tg_pam_ctx_t *c, const char *v)
+{
+    return arg_dir(c, "offline_dir", v, &c->opts.offline_dir);
+}
+
+static int
+arg_offline_max_failures(tg_pam_ctx_t *c, const char *v)
+{
+    if (parse_long(v, 1, TG_PAM_OFFLINE_FAILURES_MAX,
+                   &c->opts.offline_max_failures) != 0) {
+        return opt_error(c,
+                         "argument: bad value for "
+                         "offline_max_failures: 1 to %ld",
+                         TG_PAM_OFFLINE_FAILURES_MAX);
+    }
     return PAM_SUCCESS;
 }
 
@@ -1188,195 +1285,276 @@ out:
     return rc;
 }
 
-/* One attempt with one password (auth, try_first_pass's second try). */
+/*
+ * One attempt with one password (auth, try_first_pass's second try):
+ * refusals without a network call, the server's answer (or the offline
+ * cache when it cannot be reached), the binding and the rules, and what a
+ * success leaves behind.
+ */
 static int
 auth_once(tg_pam_ctx_t *c, const char *password)
 {
-    char fp[TG_FINGERPRINT_SIZE] = "";
-    char client_fp[TG_FINGERPRINT_SIZE] = "";
-    char why[TG_PAM_WHY];
-    char *copy = NULL, *colon;
-    const char *cid = NULL, *secret = NULL, *token = NULL;
-    tg_client_t *cl = NULL;
-    tg_token_t tok = {NULL, 0};
-    tg_identity_t *id = NULL;
-    tg_diag_t diag;
-    struct timespec t0;
-    long us_token = 0, us_validate = 0, requests = 0, connections = 0;
-    time_t expires_at = 0, now;
+    tg_pam_attempt_t a;
     tg_err_t err;
-    int creds = 0, offline = 0, rc;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    a.password = password;
+    rc = check_password(c, password);
+    if (rc == PAM_SUCCESS) {
+        rc = split_password(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = refuse_unsafe_env(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = open_client(c, &a);
+    }
+    if (rc == PAM_SUCCESS) {
+        err = ask_server(c, &a);
+        if (err != TG_OK) {
+            rc = server_failed(c, &a, err);
+        }
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = bind_and_rules(c, a.id, a.fp, !a.offline);
+    }
+    if (rc == PAM_SUCCESS) {
+        rc = auth_finish(c, &a.id, a.offline ? NULL : a.token,
+                         a.creds && !a.offline, a.offline, login_expiry(c, &a),
+                         password, a.fp);
+    }
+    tg_token_clear(&a.tok);
+    tg_secret_free(a.copy);
+    tg_identity_free(a.id);
+    tg_client_free(a.cl);
+    return rc;
+}
+
+/*
+ * A token, or CLIENT_ID:SECRET (password=, or a colon in auto mode), of a
+ * shape the server could accept: checked here, without a network call.
+ */
+static int
+split_password(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    char why[TG_PAM_WHY];
+    char *colon;
+    tg_diag_t diag;
+    tg_err_t err;
+    int rc = PAM_SUCCESS;
 
     tg_diag_clear(&diag);
-    rc = check_password(c, password);
-    if (rc != PAM_SUCCESS) {
-        goto out;
+    a->copy = tg_secret_dup(a->password);
+    if (a->copy == NULL) {
+        log_fail(c, LOG_CRIT, PAM_BUF_ERR, TG_NOMEM, "out of memory", NULL,
+                 NULL, NULL);
+        return PAM_BUF_ERR;
     }
-    copy = tg_secret_dup(password);
-    if (copy == NULL) {
-        rc = PAM_BUF_ERR;
-        log_fail(c, LOG_CRIT, rc, TG_NOMEM, "out of memory", NULL, NULL, NULL);
-        goto out;
-    }
-    colon = strchr(copy, ':');
+    colon = strchr(a->copy, ':');
     switch (c->opts.password) {
     case TG_PAM_PW_AUTO:
-        creds = colon != NULL;
+        a->creds = colon != NULL;
         break;
     case TG_PAM_PW_TOKEN:
-        creds = 0;
+        a->creds = 0;
         break;
     case TG_PAM_PW_CREDENTIALS:
-        creds = 1;
+        a->creds = 1;
         break;
     }
-    if (creds) {
+    if (a->creds) {
         if (colon == NULL) {
             err = TG_INPUT;
             snprintf(diag.message, sizeof(diag.message),
                      "password=credentials: expected CLIENT_ID:SECRET");
         } else {
             *colon = '\0';
-            cid = copy;
-            secret = colon + 1;
-            tg_fingerprint(cid, strlen(cid), client_fp);
-            err = tg_credential_check(cid, "client id", &diag);
+            a->cid = a->copy;
+            a->secret = colon + 1;
+            tg_fingerprint(a->cid, strlen(a->cid), a->client_fp);
+            err = tg_credential_check(a->cid, "client id", &diag);
             if (err == TG_OK) {
-                err = tg_credential_check(secret, "client secret", &diag);
+                err = tg_credential_check(a->secret, "client secret", &diag);
             }
         }
     } else {
         /* No fingerprint yet: the input may be a mistyped Unix password.
          * fp= is computed only for a token the server accepted (after the
          * validation, or issued by the exchange). */
-        token = copy;
-        err = tg_token_check(token, &diag);
+        a->token = a->copy;
+        err = tg_token_check(a->token, &diag);
     }
     if (err != TG_OK) {
         rc = pam_code(c, err);
         snprintf(why, sizeof(why), "%s; refused without a server call",
                  diag.message);
         log_fail(c, LOG_NOTICE, rc, err, why, NULL, NULL, NULL);
-        goto out;
     }
-    if (env_unsafe()) {
-        rc = pam_code(c, TG_CONFIG);
-        log_fail(c, LOG_ERR, rc, TG_CONFIG,
-                 "SSLKEYLOGFILE is set in the environment of a setuid/setgid "
-                 "caller; refusing to start TLS",
-                 NULL, fp, client_fp);
-        goto out;
-    }
+    explicit_bzero(&diag, sizeof(diag));
+    return rc;
+}
 
+/* A setuid/setgid caller with SSLKEYLOGFILE set would have libcurl write
+ * the TLS keys where the caller chooses. */
+static int
+refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a)
+{
+    int rc;
+
+    if (!env_unsafe()) {
+        return PAM_SUCCESS;
+    }
+    rc = pam_code(c, TG_CONFIG);
+    log_fail(c, LOG_ERR, rc, TG_CONFIG,
+             "SSLKEYLOGFILE is set in the environment of a setuid/setgid "
+             "caller; refusing to start TLS",
+             NULL, a->fp, a->client_fp);
+    return rc;
+}
+
+/* One client for the exchange and the validation (one connection). */
+static int
+open_client(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    tg_diag_t diag;
+    tg_err_t err;
+    int rc = PAM_SUCCESS;
+
+    tg_diag_clear(&diag);
     curl_check_once(c);
-    err = tg_client_new(c->opts.cfg, &cl, &diag);
+    err = tg_client_new(c->opts.cfg, &a->cl, &diag);
     if (err != TG_OK) {
         rc = pam_code(c, err);
-        log_fail(c, LOG_ERR, rc, err, diag.message, NULL, fp, client_fp);
-        goto out;
+        log_fail(c, LOG_ERR, rc, err, diag.message, NULL, a->fp, a->client_fp);
     }
+    explicit_bzero(&diag, sizeof(diag));
+    return rc;
+}
+
+/*
+ * Credentials are exchanged for a token, then the token is validated:
+ * a->id and a->fp on success.  The timing of both goes to the debug log;
+ * the error detail stays on the client.
+ */
+static tg_err_t
+ask_server(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    struct timespec t0;
+    long us_token = 0, us_validate = 0, requests = 0, connections = 0;
+    tg_err_t err = TG_OK;
+
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (creds) {
-        err = tg_client_token(cl, cid, secret, &tok);
+    if (a->creds) {
+        err = tg_client_token(a->cl, a->cid, a->secret, &a->tok);
         us_token = us_since(&t0);
         if (err == TG_OK) {
-            token = tok.value;
-            tg_fingerprint(token, strlen(token), fp);
+            a->token = a->tok.value;
+            tg_fingerprint(a->token, strlen(a->token), a->fp);
             clock_gettime(CLOCK_MONOTONIC, &t0);
         }
     }
     if (err == TG_OK) {
-        err = tg_client_validate(cl, token, &id);
+        err = tg_client_validate(a->cl, a->token, &a->id);
         us_validate = us_since(&t0);
-        if (err == TG_OK && fp[0] == '\0') {
-            tg_fingerprint(token, strlen(token), fp);
+        if (err == TG_OK && a->fp[0] == '\0') {
+            tg_fingerprint(a->token, strlen(a->token), a->fp);
         }
     }
-    tg_client_stats(cl, &requests, &connections);
+    tg_client_stats(a->cl, &requests, &connections);
     tg_log(c, LOG_DEBUG,
            "auth timing: user=%s service=%s token=%ld.%03ldms "
            "validate=%ld.%03ldms requests=%ld connections=%ld",
            c->ushown, c->sshown, us_token / 1000, us_token % 1000,
            us_validate / 1000, us_validate % 1000, requests, connections);
+    return err;
+}
 
-    if (err != TG_OK) {
-        const tg_diag_t *d = tg_client_diag(cl);
+/*
+ * The server said no, or could not be reached.  An outage with
+ * credentials may be answered by the offline cache (PAM_SUCCESS with
+ * a->offline, a->id and a->expires_at); otherwise the failure is logged
+ * and returned, and a refusal of the very credentials the offline entry
+ * holds removes that entry.
+ */
+static int
+server_failed(tg_pam_ctx_t *c, tg_pam_attempt_t *a, tg_err_t err)
+{
+    const tg_diag_t *d = tg_client_diag(a->cl);
+    int rc;
 
-        rc = -1;
-        if (c->opts.offline_cache > 0 && creds && err_allows_offline(err)) {
-            rc = offline_try(c, password, err, d, &id, &expires_at);
-            if (rc == PAM_SUCCESS) {
-                offline = 1;
-            } else if (rc != -1) {
-                goto out;
-            }
+    if (c->opts.offline_cache > 0 && a->creds && err_allows_offline(err)) {
+        rc = offline_try(c, a->password, err, d, &a->id, &a->expires_at);
+        if (rc == PAM_SUCCESS) {
+            a->offline = 1;
+            return PAM_SUCCESS;
         }
-        if (!offline) {
-            rc = pam_code(c, err);
-            log_fail(c, err_is_outage(err) ? LOG_ERR : LOG_NOTICE, rc, err,
-                     d->message, d, fp, client_fp);
-            /* The server said no to these credentials: the offline
-             * entry must not outlive that answer, but only when they are
-             * the ones it holds (anyone can type someone else's user name
-             * with a wrong pair; that must not remove her entry).  A 403
-             * is treated the same way: it is tied to the user only through
-             * the secret. */
-            if (c->opts.offline_cache > 0 && creds &&
-                (err == TG_REJECTED || err == TG_TOKEN_INVALID ||
-                 err == TG_FORBIDDEN)) {
-                int r = tg_pam_offline_remove_if(c->opts.offline_dir, c->user,
-                                                 c->opts.cfg, password, why,
-                                                 sizeof(why));
-                if (r < 0) {
-                    tg_log(c, LOG_ERR,
-                           "auth: user=%s: cannot remove the offline entry: "
-                           "%s",
-                           c->ushown, why);
-                } else if (r > 0) {
-                    tg_log(c, LOG_NOTICE,
-                           "auth: user=%s service=%s: the server refused the "
-                           "credentials the offline entry holds; entry "
-                           "removed",
-                           c->ushown, c->sshown);
-                }
-            }
-            goto out;
+        if (rc != -1) {
+            return rc;
         }
     }
-
-    rc = bind_and_rules(c, id, fp, !offline);
-    if (rc != PAM_SUCCESS) {
-        goto out;
+    rc = pam_code(c, err);
+    log_fail(c, err_is_outage(err) ? LOG_ERR : LOG_NOTICE, rc, err, d->message,
+             d, a->fp, a->client_fp);
+    /* Anyone can type someone else's user name with a wrong pair; that
+     * must not remove her entry.  A 403 is treated the same way: it is
+     * tied to the user only through the secret. */
+    if (c->opts.offline_cache > 0 && a->creds &&
+        (err == TG_REJECTED || err == TG_TOKEN_INVALID ||
+         err == TG_FORBIDDEN)) {
+        forget_refused_offline_entry(c, a->password);
     }
-    now = time(NULL);
-    if (offline) {
-        /* Account sees an offline login for token_max_age at most. */
-        if (expires_at > now + c->opts.cfg->token_max_age) {
-            expires_at = now + c->opts.cfg->token_max_age;
-        }
-    } else {
-        /* The earliest expiry anyone reported: the exchange's (insight
-         * computes it from the maxAge asked, which the server may clamp)
-         * and the validation's (the server's own); token_max_age when
-         * neither is known. */
-        expires_at = creds ? tok.expires_at : 0;
-        if (id->expires_at > 0 &&
-            (expires_at == 0 || id->expires_at < expires_at)) {
-            expires_at = id->expires_at;
-        }
-        if (expires_at == 0) {
-            expires_at = now + c->opts.cfg->token_max_age;
-        }
-    }
-    rc = auth_finish(c, &id, offline ? NULL : token, creds && !offline, offline,
-                     expires_at, password, fp);
-out:
-    tg_token_clear(&tok);
-    tg_secret_free(copy);
-    tg_identity_free(id);
-    tg_client_free(cl);
-    explicit_bzero(&diag, sizeof(diag));
     return rc;
+}
+
+/* The server refused these credentials: the offline entry must not
+ * outlive that answer, but only when they are the ones it holds. */
+static void
+forget_refused_offline_entry(tg_pam_ctx_t *c, const char *password)
+{
+    char why[TG_PAM_WHY];
+    int r;
+
+    r = tg_pam_offline_remove_if(c->opts.offline_dir, c->user, c->opts.cfg,
+                                 password, why, sizeof(why));
+    if (r < 0) {
+        tg_log(c, LOG_ERR, "auth: user=%s: cannot remove the offline entry: %s",
+               c->ushown, why);
+    } else if (r > 0) {
+        tg_log(c, LOG_NOTICE,
+               "auth: user=%s service=%s: the server refused the credentials "
+               "the offline entry holds; entry removed",
+               c->ushown, c->sshown);
+    }
+}
+
+/*
+ * Until when account accepts this login.  Online: the earliest expiry
+ * anyone reported, the exchange's (insight computes it from the maxAge
+ * asked, which the server may clamp) and the validation's (the server's
+ * own); token_max_age when neither is known.  Offline: the cache's, but
+ * token_max_age at most.
+ */
+static time_t
+login_expiry(const tg_pam_ctx_t *c, const tg_pam_attempt_t *a)
+{
+    time_t now = time(NULL), expires_at;
+
+    if (a->offline) {
+        if (a->expires_at > now + c->opts.cfg->token_max_age) {
+            return now + c->opts.cfg->token_max_age;
+        }
+        return a->expires_at;
+    }
+    expires_at = a->creds ? a->tok.expires_at : 0;
+    if (a->id->expires_at > 0 &&
+        (expires_at == 0 || a->id->expires_at < expires_at)) {
+        expires_at = a->id->expires_at;
+    }
+    if (expires_at == 0) {
+        expires_at = now + c->opts.cfg->token_max_age;
+    }
+    return expires_at;
 }
 
 TG_PAM_EXPORT int
