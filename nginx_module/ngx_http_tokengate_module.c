@@ -47,13 +47,6 @@
 #include "ngx_http_tokengate.h"
 
 
-/* The first allocation for a response body; it doubles up to the cap. */
-#define NGX_HTTP_TOKENGATE_BODY_INITIAL    2048
-
-/* Limits on the auth server's response headers (bytes, lines). */
-#define NGX_HTTP_TOKENGATE_HEADER_BYTES    32768
-#define NGX_HTTP_TOKENGATE_HEADER_LINES    100
-
 /* Kept-alive connections to the auth server per worker. */
 #define NGX_HTTP_TOKENGATE_MAXCONNECTS     64
 
@@ -64,10 +57,6 @@
 
 /* How many idle handles are looked at for one whose options match. */
 #define NGX_HTTP_TOKENGATE_HANDLES_SCAN    8
-
-/* A connection is not reused after this many seconds, so that the server
- * certificate is checked again (SECURITY.md 3.4). */
-#define NGX_HTTP_TOKENGATE_MAXLIFETIME     300
 
 /* Keyed HMAC templates a worker keeps (one per cache zone key, plus the
  * coalescing key). */
@@ -211,46 +200,28 @@ typedef struct {
 
 
 /*
- * A curl easy handle and everything one transfer needs, kept by the worker
- * between transfers (a free list) so that a validation neither creates a
- * handle nor sets its ~25 constant options again: those are set once for
- * (tg, timeouts, protocols) and kept while the next user asks for the same.
- * Per transfer: the URL, the method and the request headers, which live in
- * the handle's own buffers (curl reads them during the transfer) and are
- * wiped when it ends, as is the response body.
+ * A curl easy handle and everything one transfer needs (common/curl.c's
+ * tg__curl_t: options, limits, request header lines, capped response
+ * buffers), kept by the worker between transfers (a free list) so that a
+ * validation neither creates a handle nor sets its constant options again:
+ * those are set once for (tg, timeouts, protocols) and kept while the next
+ * user asks for the same.  Per transfer: the URL, the method and the
+ * request headers, which live in the handle's own buffers (curl reads them
+ * during the transfer) and are wiped when it ends, as is the response body.
  */
 typedef struct {
     ngx_queue_t                queue;          /* in the free list */
-    CURL                      *easy;
     ngx_http_tokengate_ctx_t  *ctx;            /* the owner; NULL when free */
 
-    /* what the constant options were set for: tg lives as long as its
-     * cycle, so a handle is only reused within the cycle it was set up in */
+    /* what the constant options were set for (cu.cfg, cu's timeouts and
+     * cu.http): tg lives as long as its cycle, so a handle is only reused
+     * within the cycle it was set up in */
     volatile ngx_cycle_t      *cycle;
-    tg_config_t               *tg;
-    long                       timeout;
-    long                       connect_timeout;
-    unsigned                   http:1;         /* http:// allowed */
     unsigned                   ready:1;        /* constant options set */
-    unsigned                   post:1;         /* POSTFIELDS are set */
 
     tg_request_t               req;
 
-    struct curl_slist          lines[4];
-    char                       accept[128];
-    char                       content_type[128];
-    char                       authorization[TG_TOKEN_MAX + 64];
-
-    u_char                    *body;
-    size_t                     body_len;
-    size_t                     body_cap;
-    size_t                     body_max;
-    size_t                     header_bytes;
-    ngx_uint_t                 header_lines;
-    unsigned                   overflow:1;
-    unsigned                   header_overflow:1;
-
-    char                       errbuf[CURL_ERROR_SIZE];
+    tg__curl_t                 cu;
 } ngx_http_tokengate_handle_t;
 
 struct ngx_http_tokengate_ctx_s {
@@ -363,22 +334,12 @@ static ngx_http_tokengate_handle_t *ngx_http_tokengate_handle_get(
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t http,
     ngx_http_tokengate_stats_t *st, ngx_log_t *log);
 static ngx_int_t ngx_http_tokengate_handle_setup(
-    ngx_http_tokengate_handle_t *h, ngx_http_tokengate_loc_conf_t *tlcf);
-static ngx_int_t ngx_http_tokengate_handle_prepare(
     ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
     ngx_uint_t reusable);
 static void ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
 static void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
-static size_t ngx_http_tokengate_write_cb(char *ptr, size_t size,
-    size_t nmemb, void *data);
-static size_t ngx_http_tokengate_header_cb(char *buf, size_t size,
-    size_t nitems, void *data);
-static void ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h,
-    tg_config_t *tg, tg_response_t *resp);
-static tg_err_t ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h,
-    CURLcode rc, tg_diag_t *diag);
 static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
     CURLcode rc);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
@@ -678,7 +639,6 @@ static ngx_queue_t        ngx_http_tokengate_leaders;
 static ngx_queue_t        ngx_http_tokengate_handles;
 static ngx_uint_t         ngx_http_tokengate_nhandles;
 static volatile ngx_cycle_t  *ngx_http_tokengate_handles_cycle;
-static char               ngx_http_tokengate_expect[] = "Expect:";
 static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
 static ngx_uint_t         ngx_http_tokengate_ckey_ready;
 
@@ -1462,6 +1422,7 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req, ngx_log_t *log)
 {
     CURLMcode                     mrc;
+    tg_diag_t                     diag;
     ngx_uint_t                    http;
     ngx_http_tokengate_handle_t  *h;
 
@@ -1486,7 +1447,9 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
     h->ctx = ctx;
     ctx->handle = h;
 
-    if (ngx_http_tokengate_handle_prepare(h) != NGX_OK) {
+    tg_diag_clear(&diag);
+
+    if (tg__curl_request(&h->cu, &h->req, &diag) != TG_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "tokengate: cannot set up the transfer");
         ctx->handle = NULL;
@@ -1494,7 +1457,7 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->easy);
+    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->cu.easy);
     if (mrc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "tokengate: curl_multi_add_handle() failed: %s",
@@ -1551,8 +1514,9 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
     {
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
 
-        if (h->tg == tlcf->tg && h->timeout == timeout
-            && h->connect_timeout == connect_timeout && h->http == http)
+        if (h->cu.cfg == tlcf->tg && h->cu.timeout_ms == timeout
+            && h->cu.connect_timeout_ms == connect_timeout
+            && h->cu.http == (int) http)
         {
             ngx_queue_remove(q);
             ngx_http_tokengate_nhandles--;
@@ -1574,7 +1538,7 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
 
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
 
-        curl_easy_reset(h->easy);
+        curl_easy_reset(h->cu.easy);
         h->ready = 0;
 
         if (st != NULL) {
@@ -1587,8 +1551,8 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
             return NULL;
         }
 
-        h->easy = curl_easy_init();
-        if (h->easy == NULL) {
+        h->cu.easy = curl_easy_init();
+        if (h->cu.easy == NULL) {
             ngx_free(h);
             return NULL;
         }
@@ -1599,12 +1563,12 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     h->cycle = ngx_cycle;
-    h->tg = tlcf->tg;
-    h->timeout = timeout;
-    h->connect_timeout = connect_timeout;
-    h->http = http;
+    h->cu.cfg = tlcf->tg;
+    h->cu.timeout_ms = timeout;
+    h->cu.connect_timeout_ms = connect_timeout;
+    h->cu.http = (int) http;
 
-    if (ngx_http_tokengate_handle_setup(h, tlcf) != NGX_OK) {
+    if (ngx_http_tokengate_handle_setup(h) != NGX_OK) {
         ngx_http_tokengate_handle_free(h);
         return NULL;
     }
@@ -1615,198 +1579,36 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
 }
 
 
-/* The same safety options as common/transport.c, set once per handle (and
- * again after a curl_easy_reset). */
+/* The options of common/curl.c (the same as the CLI's and PAM's), then
+ * what only nginx sets: the handle as curl's private pointer and sockets
+ * opened and closed by nginx (see open_socket).  Once per handle, and
+ * again after a curl_easy_reset. */
 static ngx_int_t
-ngx_http_tokengate_handle_setup(ngx_http_tokengate_handle_t *h,
-    ngx_http_tokengate_loc_conf_t *tlcf)
+ngx_http_tokengate_handle_setup(ngx_http_tokengate_handle_t *h)
 {
-    CURL         *e;
-    tg_config_t  *cfg;
+    CURL       *e;
+    tg_diag_t   diag;
 
-    cfg = tlcf->tg;
-    e = h->easy;
+    tg_diag_clear(&diag);
 
-    h->body_max = cfg->max_response_bytes > 0
-                  ? (size_t) cfg->max_response_bytes : 65536;
+    if (tg__curl_setup(&h->cu, &diag) != TG_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "tokengate: %s",
+                      diag.message);
+        return NGX_ERROR;
+    }
 
-    if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
-#if LIBCURL_VERSION_NUM >= 0x075700
-        /* Do not wait for a hung resolver thread when a transfer ends
-         * (timeout, cancelled request): that wait would block the worker. */
-        || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
-#endif
-        || curl_easy_setopt(e, CURLOPT_PRIVATE, h) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR,
-                            h->http ? "https,http" : "https") != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https")
-           != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_SSLVERSION,
-                            (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_PROXY,
-                            cfg->proxy != NULL ? cfg->proxy : "") != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout)
-           != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
-                            (curl_off_t) h->body_max) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION,
-                            ngx_http_tokengate_write_cb) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_HEADERFUNCTION,
-                            ngx_http_tokengate_header_cb) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_USERAGENT, "tokengate-nginx")
-           != CURLE_OK
-        /* nginx opens and closes the sockets: see open_socket */
+    e = h->cu.easy;
+
+    if (curl_easy_setopt(e, CURLOPT_PRIVATE, h) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
                             ngx_http_tokengate_open_socket) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, NULL) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
                             ngx_http_tokengate_close_socket) != CURLE_OK
-        || curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, NULL) != CURLE_OK
-        /* the list's head is always h->lines[0], "Expect:" (which turns
-         * 100-continue off); prepare links the rest for each transfer */
-        || curl_easy_setopt(e, CURLOPT_HTTPHEADER, &h->lines[0])
-           != CURLE_OK)
+        || curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, NULL) != CURLE_OK)
     {
         return NGX_ERROR;
     }
-
-#if LIBCURL_VERSION_NUM >= 0x075000
-    if (curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN,
-                         (long) NGX_HTTP_TOKENGATE_MAXLIFETIME)
-        != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-#endif
-
-    if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0'
-        && curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (cfg->ca_path != NULL && cfg->ca_path[0] != '\0'
-        && curl_easy_setopt(e, CURLOPT_CAPATH, cfg->ca_path) != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (cfg->pinned_pubkey != NULL && cfg->pinned_pubkey[0] != '\0'
-        && curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, cfg->pinned_pubkey)
-           != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    h->lines[0].data = ngx_http_tokengate_expect;
-    h->lines[0].next = NULL;
-
-    return NGX_OK;
-}
-
-
-/* The per-transfer options: h->req's URL, method and headers. */
-static ngx_int_t
-ngx_http_tokengate_handle_prepare(ngx_http_tokengate_handle_t *h)
-{
-    u_char        *p;
-    size_t         len;
-    ngx_uint_t     i, n;
-    tg_request_t  *req;
-
-    req = &h->req;
-
-    h->body_len = 0;
-    h->header_bytes = 0;
-    h->header_lines = 0;
-    h->overflow = 0;
-    h->header_overflow = 0;
-    h->errbuf[0] = '\0';
-
-    if (req->url == NULL
-        || curl_easy_setopt(h->easy, CURLOPT_URL, req->url) != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_strcmp(req->method, "GET") == 0) {
-        if (curl_easy_setopt(h->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK) {
-            return NGX_ERROR;
-        }
-
-    } else if (ngx_strcmp(req->method, "POST") == 0) {
-
-        /* the token exchange; the body (a secret) stays in h->req until
-         * the transfer is released */
-
-        h->post = 1;
-
-        if (curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                             (curl_off_t) (req->body != NULL
-                                           ? req->body_len : 0))
-            != CURLE_OK
-            || curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS,
-                                req->body != NULL ? req->body : "")
-               != CURLE_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else {
-        return NGX_ERROR;
-    }
-
-    n = 1;
-
-    p = ngx_snprintf((u_char *) h->accept, sizeof(h->accept) - 1,
-                     "Accept: %s",
-                     req->accept != NULL ? req->accept : "*/*");
-    if (p == (u_char *) h->accept + sizeof(h->accept) - 1) {
-        return NGX_ERROR;
-    }
-
-    *p = '\0';
-    h->lines[n++].data = h->accept;
-
-    if (req->content_type != NULL) {
-        p = ngx_snprintf((u_char *) h->content_type,
-                         sizeof(h->content_type) - 1, "Content-Type: %s",
-                         req->content_type);
-        if (p == (u_char *) h->content_type + sizeof(h->content_type) - 1) {
-            return NGX_ERROR;
-        }
-
-        *p = '\0';
-        h->lines[n++].data = h->content_type;
-    }
-
-    if (req->authorization != NULL) {
-        len = ngx_strlen(req->authorization);
-
-        if (len + sizeof("Authorization: ") > sizeof(h->authorization)) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_cpymem(h->authorization, "Authorization: ",
-                       sizeof("Authorization: ") - 1);
-        p = ngx_cpymem(p, req->authorization, len);
-        *p = '\0';
-
-        h->lines[n++].data = h->authorization;
-    }
-
-    for (i = 0; i < n - 1; i++) {
-        h->lines[i].next = &h->lines[i + 1];
-    }
-
-    h->lines[n - 1].next = NULL;
 
     return NGX_OK;
 }
@@ -1824,32 +1626,11 @@ ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
 {
     h->ctx = NULL;
 
-    ngx_explicit_memzero(h->authorization, sizeof(h->authorization));
+    if (tg__curl_end(&h->cu, NGX_HTTP_TOKENGATE_BODY_KEEP) != 0) {
+        reusable = 0;
+    }
+
     tg_request_clear(&h->req);
-
-    if (h->body != NULL) {
-        ngx_explicit_memzero(h->body, h->body_len);
-        h->body_len = 0;
-
-        if (h->body_cap > NGX_HTTP_TOKENGATE_BODY_KEEP) {
-            ngx_free(h->body);
-            h->body = NULL;
-            h->body_cap = 0;
-        }
-    }
-
-    if (h->post) {
-        /* the body pointer went with the request */
-
-        h->post = 0;
-
-        if (curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK
-            || curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                                (curl_off_t) -1) != CURLE_OK)
-        {
-            reusable = 0;
-        }
-    }
 
     if (!reusable || !h->ready || ngx_http_tokengate_exiting
         || h->cycle != ngx_cycle
@@ -1867,15 +1648,8 @@ ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
 static void
 ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h)
 {
-    curl_easy_cleanup(h->easy);
-
-    ngx_explicit_memzero(h->authorization, sizeof(h->authorization));
+    tg__curl_free(&h->cu);
     tg_request_clear(&h->req);
-
-    if (h->body != NULL) {
-        ngx_explicit_memzero(h->body, h->body_cap);
-        ngx_free(h->body);
-    }
 
     ngx_free(h);
 }
@@ -1904,7 +1678,7 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 
     if (ngx_http_tokengate_multi != NULL
         && curl_multi_remove_handle(ngx_http_tokengate_multi,
-                                    ctx->handle->easy)
+                                    ctx->handle->cu.easy)
            != CURLM_OK)
     {
         /* not known to be detached: never reused */
@@ -1913,161 +1687,6 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
     }
 
     ngx_http_tokengate_release(ctx);
-}
-
-
-static size_t
-ngx_http_tokengate_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
-{
-    ngx_http_tokengate_handle_t *h = data;
-
-    size_t   n, cap;
-    u_char  *grown;
-
-    if (size != 0 && nmemb > ((size_t) -1) / size) {
-        h->overflow = 1;
-        return 0;
-    }
-
-    n = size * nmemb;
-
-    /* body_len <= body_max always holds, so this cannot wrap */
-
-    if (n > h->body_max - h->body_len) {
-        h->overflow = 1;
-        return 0;
-    }
-
-    if (n > h->body_cap - h->body_len) {
-        cap = h->body_cap != 0 ? h->body_cap
-                               : NGX_HTTP_TOKENGATE_BODY_INITIAL;
-
-        while (cap < h->body_len + n) {
-            cap *= 2;
-        }
-
-        if (cap > h->body_max) {
-            cap = h->body_max;
-        }
-
-        grown = ngx_alloc(cap, ngx_cycle->log);
-        if (grown == NULL) {
-            return 0;
-        }
-
-        if (h->body_len != 0) {
-            ngx_memcpy(grown, h->body, h->body_len);
-        }
-
-        if (h->body != NULL) {
-            ngx_explicit_memzero(h->body, h->body_cap);
-            ngx_free(h->body);
-        }
-
-        h->body = grown;
-        h->body_cap = cap;
-    }
-
-    ngx_memcpy(h->body + h->body_len, ptr, n);
-    h->body_len += n;
-
-    return n;
-}
-
-
-static size_t
-ngx_http_tokengate_header_cb(char *buf, size_t size, size_t nitems,
-    void *data)
-{
-    ngx_http_tokengate_handle_t *h = data;
-
-    size_t  n;
-
-    if (size != 0 && nitems > ((size_t) -1) / size) {
-        h->overflow = 1;
-        return 0;
-    }
-
-    n = size * nitems;
-
-    if (n > NGX_HTTP_TOKENGATE_HEADER_BYTES - h->header_bytes
-        || h->header_lines >= NGX_HTTP_TOKENGATE_HEADER_LINES)
-    {
-        h->overflow = 1;
-        h->header_overflow = 1;
-        return 0;
-    }
-
-    h->header_bytes += n;
-    h->header_lines++;
-
-    return n;
-}
-
-
-/* The answer of a transfer that completed, for the pure parsers: status,
- * content type and Retry-After (capped by retry_after_max) from curl, the
- * body borrowed from the handle's buffer. */
-static void
-ngx_http_tokengate_response(ngx_http_tokengate_handle_t *h, tg_config_t *tg,
-    tg_response_t *resp)
-{
-    long         status;
-    char        *ctype;
-    curl_off_t   retry;
-
-    status = 0;
-    ctype = NULL;
-    retry = 0;
-
-    (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-    (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_TYPE, &ctype);
-    (void) curl_easy_getinfo(h->easy, CURLINFO_RETRY_AFTER, &retry);
-
-    ngx_memzero(resp, sizeof(tg_response_t));
-
-    resp->status = status;
-    resp->content_type = ctype;
-    resp->body = (const char *) h->body;
-    resp->body_len = h->body_len;
-    resp->retry_after = -1;
-    resp->server_date = 0;
-
-    if (retry > 0) {
-        if (tg->retry_after_max > 0
-            && retry > (curl_off_t) tg->retry_after_max)
-        {
-            retry = (curl_off_t) tg->retry_after_max;
-        }
-
-        resp->retry_after = (long) retry;
-    }
-}
-
-
-/* A failed transfer's error, from the map the blocking transport uses too
- * (common/curl_error.c): one fault, one error, in every front end. */
-static tg_err_t
-ngx_http_tokengate_curl_error(ngx_http_tokengate_handle_t *h, CURLcode rc,
-    tg_diag_t *diag)
-{
-    tg__curl_result_t  res;
-
-    ngx_memzero(&res, sizeof(tg__curl_result_t));
-
-    res.rc = rc;
-    res.errbuf = h->errbuf;
-    tg__curl_result_read(h->easy, &res);
-    res.https = !h->http;
-    res.body_overflow = h->overflow && !h->header_overflow;
-    res.header_overflow = h->header_overflow;
-    res.body_max = (long) h->body_max;
-    res.header_bytes_max = NGX_HTTP_TOKENGATE_HEADER_BYTES;
-    res.header_lines_max = NGX_HTTP_TOKENGATE_HEADER_LINES;
-    res.connect_timeout_ms = h->connect_timeout;
-    res.timeout_ms = h->timeout;
-
-    return tg__curl_error(&res, diag);
 }
 
 
@@ -2097,11 +1716,12 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     tg_diag_clear(&diag);
 
     if (rc != CURLE_OK) {
-        err = ngx_http_tokengate_curl_error(h, rc, &diag);
+        err = tg__curl_failed(&h->cu, rc, &diag);
+
+    } else if (tg__curl_response(&h->cu, &resp, &diag) != TG_OK) {
+        err = TG_INTERNAL;
 
     } else {
-        ngx_http_tokengate_response(h, tlcf->tg, &resp);
-
         if (ctx->exchanging) {
             err = ngx_http_tokengate_exchanged(ctx, tlcf, &resp, &diag);
 
@@ -3837,17 +3457,19 @@ ngx_http_tokengate_call_wake(ngx_event_t *ev)
     ctx = ev->data;
     h = ctx->handle;
 
-    if (ctx->call_rc != CURLE_OK) {
-        tg_diag_clear(&diag);
+    tg_diag_clear(&diag);
 
-        err = ngx_http_tokengate_curl_error(h, ctx->call_rc, &diag);
+    if (ctx->call_rc != CURLE_OK) {
+        err = tg__curl_failed(&h->cu, ctx->call_rc, &diag);
 
         ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
                           diag.message);
 
-    } else {
-        ngx_http_tokengate_response(h, ctx->tg, &resp);
+    } else if (tg__curl_response(&h->cu, &resp, &diag) != TG_OK) {
+        ctx->call_handler(ctx->call_data, TG_INTERNAL, NULL, ctx->sent_at,
+                          diag.message);
 
+    } else {
         ctx->call_handler(ctx->call_data, TG_OK, &resp, ctx->sent_at, "");
     }
 
