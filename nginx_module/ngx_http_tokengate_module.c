@@ -84,6 +84,19 @@
 #define NGX_HTTP_TOKENGATE_GROUPS_ANY      0
 #define NGX_HTTP_TOKENGATE_GROUPS_ALL      1
 
+/*
+ * What the access check concluded for a request, in the order of the
+ * counters of tokengate_status and of $tokengate_result's values.
+ * ngx_http_tokengate_answer() turns it into the HTTP answer.
+ */
+#define NGX_HTTP_TOKENGATE_VALID           0
+#define NGX_HTTP_TOKENGATE_MISSING         1
+#define NGX_HTTP_TOKENGATE_MALFORMED       2
+#define NGX_HTTP_TOKENGATE_INVALID         3
+#define NGX_HTTP_TOKENGATE_FORBIDDEN       4
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE     5
+#define NGX_HTTP_TOKENGATE_OUTCOMES        6
+
 
 /* The shared cache: one per zone, in shared memory. */
 typedef struct {
@@ -135,7 +148,7 @@ typedef struct {
 
 /* Counters shared by the workers, for tokengate_status. */
 typedef struct {
-    ngx_atomic_t               results[6];
+    ngx_atomic_t               results[NGX_HTTP_TOKENGATE_OUTCOMES];
     ngx_atomic_t               cache[4];
     ngx_atomic_t               calls;
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
@@ -250,8 +263,9 @@ struct ngx_http_tokengate_ctx_s {
     char                       fp[TG_FINGERPRINT_SIZE];
     ngx_str_t                  token;
 
-    ngx_int_t                  status;
-    const char                *error;
+    /* NGX_HTTP_TOKENGATE_VALID, ...: set by ngx_http_tokengate_outcome,
+     * with result (the text of $tokengate_result) */
+    ngx_uint_t                 outcome;
     long                       retry_after;
 
     ngx_str_t                  result;
@@ -277,6 +291,10 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   has_cmac:1;
     unsigned                   basic:1;
     unsigned                   exchanging:1;
+
+    /* the outcome is FORBIDDEN because tokengate_require failed: the
+     * location's tokengate_require status answers */
+    unsigned                   require_failed:1;
 
     /* the lookup found an expired entry that may answer an outage
      * (tokengate_on_unavailable stale); use_stale reads it again */
@@ -362,9 +380,12 @@ static ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_require_ok(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf);
-static ngx_int_t ngx_http_tokengate_deny(ngx_http_request_t *r,
-    ngx_str_t *realm, ngx_int_t status, const char *error);
-static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r);
+static void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
+    ngx_uint_t outcome);
+static ngx_int_t ngx_http_tokengate_www_authenticate(ngx_http_request_t *r,
+    ngx_str_t *realm, const char *error);
+static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r,
+    ngx_str_t *url);
 
 static curl_socket_t ngx_http_tokengate_open_socket(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *addr);
@@ -644,24 +665,15 @@ static ngx_uint_t         ngx_http_tokengate_ckey_ready;
 
 
 
-static ngx_str_t  ngx_http_tokengate_result_valid = ngx_string("valid");
-static ngx_str_t  ngx_http_tokengate_result_missing = ngx_string("missing");
-static ngx_str_t  ngx_http_tokengate_result_malformed =
-    ngx_string("malformed");
-static ngx_str_t  ngx_http_tokengate_result_invalid = ngx_string("invalid");
-static ngx_str_t  ngx_http_tokengate_result_forbidden =
-    ngx_string("forbidden");
-static ngx_str_t  ngx_http_tokengate_result_unavailable =
-    ngx_string("unavailable");
-
-/* The order of the counters in ngx_http_tokengate_stats_t. */
-static ngx_str_t  *ngx_http_tokengate_results[] = {
-    &ngx_http_tokengate_result_valid,
-    &ngx_http_tokengate_result_missing,
-    &ngx_http_tokengate_result_malformed,
-    &ngx_http_tokengate_result_invalid,
-    &ngx_http_tokengate_result_forbidden,
-    &ngx_http_tokengate_result_unavailable
+/* $tokengate_result of each outcome (NGX_HTTP_TOKENGATE_VALID, ...), in
+ * the order of the counters in ngx_http_tokengate_stats_t. */
+static ngx_str_t  ngx_http_tokengate_results[] = {
+    ngx_string("valid"),
+    ngx_string("missing"),
+    ngx_string("malformed"),
+    ngx_string("invalid"),
+    ngx_string("forbidden"),
+    ngx_string("unavailable")
 };
 
 static char  *ngx_http_tokengate_cache_names[] = {
@@ -720,8 +732,8 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->realm = realm;
 
-    /* Fail closed: only a completed, accepted validation sets NGX_OK. */
-    ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    /* Fail closed: only a completed, accepted validation is VALID. */
+    ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
     ctx->retry_after = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_tokengate_module);
@@ -729,17 +741,13 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     rc = ngx_http_tokengate_get_token(r, tlcf, &token);
 
     if (rc == NGX_HTTP_UNAUTHORIZED) {
-        ctx->result = ngx_http_tokengate_result_missing;
-        ngx_http_tokengate_count(r, ctx);
-        return ngx_http_tokengate_deny(r, &realm, NGX_HTTP_UNAUTHORIZED,
-                                       NULL);
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_MISSING);
+        return ngx_http_tokengate_answer(r, ctx);
     }
 
     if (rc == NGX_HTTP_BAD_REQUEST) {
-        ctx->result = ngx_http_tokengate_result_malformed;
-        ngx_http_tokengate_count(r, ctx);
-        return ngx_http_tokengate_deny(r, &realm, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request");
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_MALFORMED);
+        return ngx_http_tokengate_answer(r, ctx);
     }
 
     if (rc == NGX_DONE) {
@@ -780,9 +788,8 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_AGAIN) {
-        ctx->result = ngx_http_tokengate_result_unavailable;
-        ngx_http_tokengate_count(r, ctx);
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
+        return ngx_http_tokengate_answer(r, ctx);
     }
 
     return NGX_AGAIN;
@@ -1867,9 +1874,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
     case TG_TOKEN_INVALID:
     case TG_REJECTED:
     case TG_NOT_FOUND:
-        ctx->status = NGX_HTTP_UNAUTHORIZED;
-        ctx->error = "invalid_token";
-        ctx->result = ngx_http_tokengate_result_invalid;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_INVALID);
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate: token %s rejected: %s", ctx->fp,
@@ -1877,9 +1882,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
         break;
 
     case TG_FORBIDDEN:
-        ctx->status = NGX_HTTP_FORBIDDEN;
-        ctx->error = "insufficient_scope";
-        ctx->result = ngx_http_tokengate_result_forbidden;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_FORBIDDEN);
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tokengate: token %s forbidden: %s", ctx->fp,
@@ -1898,8 +1901,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
             break;
         }
 
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ctx->result = ngx_http_tokengate_result_unavailable;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
         ctx->retry_after = retry_after;
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -1924,8 +1926,7 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     /* allow only on a parsed identity with a user id */
 
     if (id == NULL || id->id == NULL || id->id[0] == '\0') {
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ctx->result = ngx_http_tokengate_result_unavailable;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tokengate: token %s: the answer has no user id",
@@ -1939,9 +1940,7 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
         tg_diag_clear(&diag);
         (void) tg_rules_check(tlcf->tg, id, &diag);
 
-        ctx->status = NGX_HTTP_FORBIDDEN;
-        ctx->error = "insufficient_scope";
-        ctx->result = ngx_http_tokengate_result_forbidden;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_FORBIDDEN);
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tokengate: token %s forbidden: %s",
@@ -1950,9 +1949,7 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     }
 
     if (ngx_http_tokengate_groups_ok(tlcf, id) != NGX_OK) {
-        ctx->status = NGX_HTTP_FORBIDDEN;
-        ctx->error = "insufficient_scope";
-        ctx->result = ngx_http_tokengate_result_forbidden;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_FORBIDDEN);
 
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tokengate: token %s forbidden: "
@@ -1962,14 +1959,12 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     }
 
     if (ngx_http_tokengate_keep_identity(r, ctx, id) != NGX_OK) {
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ctx->result = ngx_http_tokengate_result_unavailable;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
         return;
     }
 
-    ctx->status = NGX_OK;
+    ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_VALID);
     ctx->allowed = 1;
-    ctx->result = ngx_http_tokengate_result_valid;
 }
 
 
@@ -2149,9 +2144,7 @@ ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     if (negative) {
-        ctx->status = NGX_HTTP_UNAUTHORIZED;
-        ctx->error = "invalid_token";
-        ctx->result = ngx_http_tokengate_result_invalid;
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_INVALID);
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate: token %s rejected (cached)",
@@ -2704,17 +2697,50 @@ ngx_http_tokengate_cleanup(void *data)
 }
 
 
+/* Set the outcome and $tokengate_result with it. */
+static void
+ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx, ngx_uint_t outcome)
+{
+    ctx->outcome = outcome;
+    ctx->result = ngx_http_tokengate_results[outcome];
+}
+
+
+/*
+ * The one place an outcome becomes nginx's answer (as pam_code() is for
+ * PAM), after tokengate_require and with the request counted:
+ *
+ *   VALID        the phases go on; $remote_user is the user
+ *   MISSING      401, WWW-Authenticate: Bearer realm="..."
+ *   MALFORMED    400, ... error="invalid_request"
+ *   INVALID      401, ... error="invalid_token"
+ *   FORBIDDEN    403, ... error="insufficient_scope"; a failed
+ *                tokengate_require answers its own status (401 with
+ *                error="invalid_token", or 403)
+ *   UNAVAILABLE  503, with Retry-After when the server advised one
+ *
+ * A 401 is a 302 to tokengate_login_url instead for a browser's GET or
+ * HEAD.  The outcomes come from the token's syntax (MISSING, MALFORMED),
+ * from the server's error (ngx_http_tokengate_decide: a rejected or
+ * unknown token is INVALID, TG_FORBIDDEN is FORBIDDEN, any other failure
+ * -- a timeout, a refused connection, TLS, a broken answer -- is
+ * UNAVAILABLE unless tokengate_on_unavailable stale answers) and from the
+ * rules on an accepted identity (FORBIDDEN).
+ */
 static ngx_int_t
 ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 {
-    ngx_int_t                        rc;
+    ngx_int_t                        rc, status;
+    ngx_str_t                        url;
+    const char                      *error;
+    ngx_table_elt_t                 *h;
     ngx_http_variable_value_t       *vv;
     ngx_http_tokengate_loc_conf_t   *tlcf;
     ngx_http_tokengate_main_conf_t  *tmcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
 
-    if (ctx->status == NGX_OK && tlcf->require != NULL) {
+    if (ctx->outcome == NGX_HTTP_TOKENGATE_VALID && tlcf->require != NULL) {
         rc = ngx_http_tokengate_require_ok(r, tlcf);
 
         if (rc == NGX_ERROR) {
@@ -2724,10 +2750,8 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
         if (rc != NGX_OK) {
             /* denied: the identity goes */
             ctx->allowed = 0;
-            ctx->status = tlcf->require_error;
-            ctx->error = ctx->status == NGX_HTTP_UNAUTHORIZED
-                         ? "invalid_token" : "insufficient_scope";
-            ctx->result = ngx_http_tokengate_result_forbidden;
+            ctx->require_failed = 1;
+            ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_FORBIDDEN);
 
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "tokengate: token %s: tokengate_require not "
@@ -2737,16 +2761,16 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 
     ngx_http_tokengate_count(r, ctx);
 
-    if (ctx->status == NGX_OK && !ctx->allowed) {
+    if (ctx->outcome == NGX_HTTP_TOKENGATE_VALID && !ctx->allowed) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "tokengate: no accepted validation behind an OK, "
                       "answering 503");
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ctx->outcome = NGX_HTTP_TOKENGATE_UNAVAILABLE;
     }
 
-    switch (ctx->status) {
+    switch (ctx->outcome) {
 
-    case NGX_OK:
+    case NGX_HTTP_TOKENGATE_VALID:
         tmcf = ngx_http_get_module_main_conf(r, ngx_http_tokengate_module);
 
         if (tmcf->remote_user_index != NGX_ERROR) {
@@ -2760,12 +2784,29 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 
         return NGX_OK;
 
-    case NGX_HTTP_UNAUTHORIZED:
-    case NGX_HTTP_FORBIDDEN:
-        return ngx_http_tokengate_deny(r, &ctx->realm, ctx->status,
-                                       ctx->error);
+    case NGX_HTTP_TOKENGATE_MISSING:
+        status = NGX_HTTP_UNAUTHORIZED;
+        error = NULL;
+        break;
 
-    default:
+    case NGX_HTTP_TOKENGATE_MALFORMED:
+        status = NGX_HTTP_BAD_REQUEST;
+        error = "invalid_request";
+        break;
+
+    case NGX_HTTP_TOKENGATE_INVALID:
+        status = NGX_HTTP_UNAUTHORIZED;
+        error = "invalid_token";
+        break;
+
+    case NGX_HTTP_TOKENGATE_FORBIDDEN:
+        status = ctx->require_failed ? tlcf->require_error
+                                     : NGX_HTTP_FORBIDDEN;
+        error = status == NGX_HTTP_UNAUTHORIZED ? "invalid_token"
+                                                : "insufficient_scope";
+        break;
+
+    default: /* NGX_HTTP_TOKENGATE_UNAVAILABLE */
         if (ctx->retry_after > 0
             && ngx_http_tokengate_retry_after(r, ctx->retry_after) != NGX_OK)
         {
@@ -2774,6 +2815,41 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        rc = ngx_http_tokengate_login(r, &url);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+
+            h->hash = 1;
+#if (nginx_version >= 1023000)
+            h->next = NULL;
+#endif
+            ngx_str_set(&h->key, "Location");
+            h->value = url;
+
+            ngx_http_clear_location(r);
+            r->headers_out.location = h;
+
+            return NGX_HTTP_MOVED_TEMPORARILY;
+        }
+    }
+
+    if (ngx_http_tokengate_www_authenticate(r, &ctx->realm, error)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return status;
 }
 
 
@@ -2803,25 +2879,15 @@ ngx_http_tokengate_require_ok(ngx_http_request_t *r,
 }
 
 
-/* Set WWW-Authenticate: Bearer realm="..."[, error="..."] and return
- * status; the realm's quotes and backslashes are escaped.  A browser
- * gets the login page instead of a 401 when one is configured. */
+/* Add WWW-Authenticate: Bearer realm="..."[, error="..."]; the realm's
+ * quotes and backslashes are escaped. */
 static ngx_int_t
-ngx_http_tokengate_deny(ngx_http_request_t *r, ngx_str_t *realm,
-    ngx_int_t status, const char *error)
+ngx_http_tokengate_www_authenticate(ngx_http_request_t *r, ngx_str_t *realm,
+    const char *error)
 {
     u_char           *p;
     size_t            len, i;
-    ngx_int_t         rc;
     ngx_table_elt_t  *h;
-
-    if (status == NGX_HTTP_UNAUTHORIZED) {
-        rc = ngx_http_tokengate_login(r);
-
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
-    }
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -2876,16 +2942,16 @@ ngx_http_tokengate_deny(ngx_http_request_t *r, ngx_str_t *realm,
 
     r->headers_out.www_authenticate = h;
 
-    return status;
+    return NGX_OK;
 }
 
 
-/* 302 to tokengate_login_url for GET/HEAD requests that accept
- * text/html; API clients keep their 401. */
+/* The tokengate_login_url a 401 becomes a 302 to (NGX_OK): for GET/HEAD
+ * requests that accept text/html; API clients keep their 401
+ * (NGX_DECLINED). */
 static ngx_int_t
-ngx_http_tokengate_login(ngx_http_request_t *r)
+ngx_http_tokengate_login(ngx_http_request_t *r, ngx_str_t *url)
 {
-    ngx_str_t                       url;
     ngx_uint_t                      i, html;
     ngx_list_part_t                *part;
     ngx_table_elt_t                *h;
@@ -2932,14 +2998,14 @@ ngx_http_tokengate_login(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_complex_value(r, tlcf->login_url, &url) != NGX_OK) {
+    if (ngx_http_complex_value(r, tlcf->login_url, url) != NGX_OK) {
         return NGX_ERROR;
     }
 
     /* A login URL built from variables must not split the header: keep
      * the 401 instead. */
-    for (i = 0; i < url.len; i++) {
-        if (url.data[i] < 0x20 || url.data[i] == 0x7f) {
+    for (i = 0; i < url->len; i++) {
+        if (url->data[i] < 0x20 || url->data[i] == 0x7f) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "tokengate: login url has a control byte, "
                           "answering 401");
@@ -2947,22 +3013,7 @@ ngx_http_tokengate_login(ngx_http_request_t *r)
         }
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Location");
-    h->value = url;
-
-    ngx_http_clear_location(r);
-    r->headers_out.location = h;
-
-    return NGX_HTTP_MOVED_TEMPORARILY;
+    return NGX_OK;
 }
 
 
@@ -3505,7 +3556,8 @@ ngx_http_tokengate_allowed(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_tokengate_module);
 
-    return ctx != NULL && ctx->allowed && ctx->status == NGX_OK;
+    return ctx != NULL && ctx->allowed
+           && ctx->outcome == NGX_HTTP_TOKENGATE_VALID;
 }
 
 
@@ -3557,10 +3609,8 @@ ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
         return;
     }
 
-    for (i = 0; i < 6; i++) {
-        if (ctx->result.data == ngx_http_tokengate_results[i]->data) {
-            (void) ngx_atomic_fetch_add(&st->results[i], 1);
-        }
+    if (ctx->outcome < NGX_HTTP_TOKENGATE_OUTCOMES) {
+        (void) ngx_atomic_fetch_add(&st->results[ctx->outcome], 1);
     }
 
     if (ctx->cache_status.len != 0) {
@@ -3626,9 +3676,9 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "decided, by result.\n"
                         "# TYPE tokengate_requests_total counter\n");
 
-        for (i = 0; i < 6; i++) {
+        for (i = 0; i < NGX_HTTP_TOKENGATE_OUTCOMES; i++) {
             p = ngx_sprintf(p, "tokengate_requests_total{result=\"%V\"} "
-                            "%uA\n", ngx_http_tokengate_results[i],
+                            "%uA\n", &ngx_http_tokengate_results[i],
                             st->results[i]);
         }
 
@@ -3670,9 +3720,9 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
     } else {
         p = ngx_sprintf(p, "{\"requests\":{");
 
-        for (i = 0; i < 6; i++) {
+        for (i = 0; i < NGX_HTTP_TOKENGATE_OUTCOMES; i++) {
             p = ngx_sprintf(p, "%s\"%V\":%uA", i ? "," : "",
-                            ngx_http_tokengate_results[i], st->results[i]);
+                            &ngx_http_tokengate_results[i], st->results[i]);
         }
 
         p = ngx_sprintf(p, "},\"cache\":{");
