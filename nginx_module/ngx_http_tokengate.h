@@ -38,8 +38,10 @@ typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_call_t;
 
 /*
- * The end of a call, run from a posted event (never from libcurl's stack,
- * so it may start new calls and finalize requests).  err is TG_OK when an
+ * The end of a call, through the path the access check's validations take
+ * too (ngx_http_tokengate_complete): run once libcurl's callbacks have
+ * returned, never from libcurl's stack, so it may start new calls and
+ * finalize requests.  err is TG_OK when an
  * HTTP answer came (any status: resp holds it, borrowed until the handler
  * returns); otherwise the transfer's error from common/curl_error.c (the
  * map the CLI and PAM use: TG_TIMEOUT, TG_UNAVAILABLE, TG_TLS, TG_PROTOCOL

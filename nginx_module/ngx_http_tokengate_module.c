@@ -276,13 +276,14 @@ struct ngx_http_tokengate_ctx_s {
     ngx_str_t                  email;
     ngx_str_t                  groups;
 
-    /* a call for another part of the module (ngx_http_tokengate_call):
-     * its handler gets the answer instead of the validation logic */
-    ngx_http_tokengate_call_pt  call_handler;
-    void                       *call_data;
-    CURLcode                    call_rc;
+    /* who gets the end of the transfer (ngx_http_tokengate_complete): the
+     * validation logic (ngx_http_tokengate_validated), or the handler of a
+     * call of another part of the module (ngx_http_tokengate_call) */
+    ngx_http_tokengate_call_pt  handler;
+    void                       *data;
 
     unsigned                   done:1;
+    unsigned                   call:1;         /* ngx_calloc'ed call */
     unsigned                   woken:1;
     unsigned                   blocked:1;
     unsigned                   allowed:1;
@@ -358,8 +359,10 @@ static void ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
 static void ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
 static void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
-static void ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx,
+static void ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx,
     CURLcode rc);
+static void ngx_http_tokengate_validated(void *data, tg_err_t err,
+    tg_response_t *resp, time_t sent_at, const char *reason);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_response_t *resp,
     tg_diag_t *diag);
@@ -405,7 +408,6 @@ static void ngx_http_tokengate_event_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_timer_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_drain(void);
 static void ngx_http_tokengate_active(ngx_int_t delta);
-static void ngx_http_tokengate_call_wake(ngx_event_t *ev);
 
 static void ngx_http_tokengate_count(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
@@ -731,6 +733,8 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->realm = realm;
+    ctx->handler = ngx_http_tokengate_validated;
+    ctx->data = ctx;
 
     /* Fail closed: only a completed, accepted validation is VALID. */
     ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
@@ -1145,6 +1149,7 @@ ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx)
     w = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
 
     w->leader = NULL;
+    w->done = 0;
     w->handle = ctx->handle;
     w->handle->ctx = w;
     w->exchanging = ctx->exchanging;
@@ -1475,6 +1480,7 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
     }
 
     ctx->sent_at = ngx_time();
+    ctx->done = 0;
 
     return NGX_OK;
 }
@@ -1697,28 +1703,25 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 }
 
 
-/* A transfer ended (it is out of the multi already): decide for the
- * leader and its followers, then post their wake-up events.  Never runs a
- * request from curl's stack. */
+/*
+ * The one way the end of a transfer (out of the multi already) reaches its
+ * owner, an access check or a call of another part of the module: the
+ * answer, or the error through common/curl.c's map, goes to the owner's
+ * handler.  Runs from drain once libcurl's callbacks have returned (never
+ * from libcurl's stack), so the handler may start transfers (it may start
+ * the next one on this ctx: a token exchange's validation) and finalize
+ * requests.  Then the handle goes back; a call is freed.
+ */
 static void
-ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
+ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
 {
-    long                            retry_after;
-    tg_err_t                        err;
-    tg_diag_t                       diag;
-    ngx_queue_t                    *q;
-    tg_response_t                   resp;
-    tg_identity_t                  *id;
-    ngx_http_tokengate_ctx_t       *w;
-    ngx_http_tokengate_handle_t    *h;
-    ngx_http_tokengate_loc_conf_t  *tlcf;
+    tg_err_t                      err;
+    tg_diag_t                     diag;
+    tg_response_t                 resp, *answer;
+    ngx_http_tokengate_handle_t  *h;
 
-    tlcf = ngx_http_get_module_loc_conf(ctx->request,
-                                        ngx_http_tokengate_module);
     h = ctx->handle;
-
-    id = NULL;
-    retry_after = -1;
+    answer = NULL;
 
     tg_diag_clear(&diag);
 
@@ -1729,8 +1732,58 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
         err = TG_INTERNAL;
 
     } else {
+        err = TG_OK;
+        answer = &resp;
+    }
+
+    ctx->done = 1;
+
+    ctx->handler(ctx->data, err, answer, ctx->sent_at, diag.message);
+
+    if (!ctx->done) {
+        /* the handler sent the next request on ctx */
+        return;
+    }
+
+    ngx_http_tokengate_release(ctx);
+    ngx_http_tokengate_active(-1);
+
+    if (ctx->call) {
+        ngx_free(ctx);
+    }
+}
+
+
+/* A validation's transfer ended: decide for the leader and its followers,
+ * then post their wake-up events. */
+static void
+ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
+    time_t sent_at, const char *reason)
+{
+    ngx_http_tokengate_ctx_t *ctx = data;
+
+    long                            retry_after;
+    tg_diag_t                       diag;
+    ngx_queue_t                    *q;
+    tg_identity_t                  *id;
+    ngx_http_tokengate_ctx_t       *w;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_tokengate_module);
+
+    id = NULL;
+    retry_after = -1;
+
+    tg_diag_clear(&diag);
+
+    if (err != TG_OK) {
+        (void) ngx_cpystrn((u_char *) diag.message, (u_char *) reason,
+                           sizeof(diag.message));
+
+    } else {
         if (ctx->exchanging) {
-            err = ngx_http_tokengate_exchanged(ctx, tlcf, &resp, &diag);
+            err = ngx_http_tokengate_exchanged(ctx, tlcf, resp, &diag);
 
             if (err == TG_OK) {
                 /* the validation runs now, on a new transfer */
@@ -1738,12 +1791,12 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
             }
 
         } else {
-            err = tg_parse_validate(tlcf->tg, &resp, tlcf->which, &id,
+            err = tg_parse_validate(tlcf->tg, resp, tlcf->which, &id,
                                     &diag);
         }
 
         retry_after = diag.retry_after > 0 ? diag.retry_after
-                                           : resp.retry_after;
+                                           : resp->retry_after;
 
         /* allow only on a parsed identity with a user id */
 
@@ -1796,11 +1849,6 @@ ngx_http_tokengate_done(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     }
 
     tg_identity_free(id);
-
-    ngx_http_tokengate_release(ctx);
-    ngx_http_tokengate_active(-1);
-
-    ctx->done = 1;
 
     ngx_post_event(&ctx->wake, &ngx_posted_events);
 }
@@ -3423,15 +3471,7 @@ ngx_http_tokengate_drain(void)
             continue;
         }
 
-        if (h->ctx->call_handler != NULL) {
-            /* the answer goes to the call's handler, from a posted event */
-            h->ctx->call_rc = rc;
-            h->ctx->done = 1;
-            ngx_post_event(&h->ctx->wake, &ngx_posted_events);
-            continue;
-        }
-
-        ngx_http_tokengate_done(h->ctx, rc);
+        ngx_http_tokengate_complete(h->ctx, rc);
     }
 }
 
@@ -3474,12 +3514,9 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     ctx->tg = tlcf->tg;
-    ctx->call_handler = handler;
-    ctx->call_data = data;
-
-    ctx->wake.handler = ngx_http_tokengate_call_wake;
-    ctx->wake.data = ctx;
-    ctx->wake.log = log;
+    ctx->handler = handler;
+    ctx->data = data;
+    ctx->call = 1;
 
     /* req is the handle's now (wiped when the transfer ends), or wiped */
 
@@ -3494,56 +3531,13 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
 }
 
 
-/* The posted event of a finished call: hand the answer to its handler,
- * then free the call. */
-static void
-ngx_http_tokengate_call_wake(ngx_event_t *ev)
-{
-    tg_err_t                      err;
-    tg_diag_t                     diag;
-    tg_response_t                 resp;
-    ngx_http_tokengate_ctx_t     *ctx;
-    ngx_http_tokengate_handle_t  *h;
-
-    ctx = ev->data;
-    h = ctx->handle;
-
-    tg_diag_clear(&diag);
-
-    if (ctx->call_rc != CURLE_OK) {
-        err = tg__curl_failed(&h->cu, ctx->call_rc, &diag);
-
-        ctx->call_handler(ctx->call_data, err, NULL, ctx->sent_at,
-                          diag.message);
-
-    } else if (tg__curl_response(&h->cu, &resp, &diag) != TG_OK) {
-        ctx->call_handler(ctx->call_data, TG_INTERNAL, NULL, ctx->sent_at,
-                          diag.message);
-
-    } else {
-        ctx->call_handler(ctx->call_data, TG_OK, &resp, ctx->sent_at, "");
-    }
-
-    ngx_http_tokengate_release(ctx);
-    ngx_http_tokengate_active(-1);
-    ngx_free(ctx);
-}
-
-
 void
 ngx_http_tokengate_call_cancel(ngx_http_tokengate_call_t *call)
 {
-    if (call->wake.posted) {
-        ngx_delete_posted_event(&call->wake);
-    }
-
-    if (!call->done && call->handle != NULL) {
+    if (call->handle != NULL) {
         ngx_http_tokengate_abort(call);
     }
 
-    /* a finished call's handle is out of the multi already */
-
-    ngx_http_tokengate_release(call);
     ngx_http_tokengate_active(-1);
     ngx_free(call);
 }
