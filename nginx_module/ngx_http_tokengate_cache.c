@@ -35,6 +35,14 @@
 #define NGX_HTTP_TOKENGATE_EXPIRE_MAX      2
 #define NGX_HTTP_TOKENGATE_EVICT_MAX       32
 
+/* A time parameter of tokengate_cache. */
+typedef struct {
+    ngx_str_t                  name;           /* "ttl=" */
+    time_t                     dflt;
+    unsigned                   zero:1;         /* 0 is allowed */
+} ngx_http_tokengate_ttl_t;
+
+
 /* A keyed HMAC template a worker keeps. */
 typedef struct {
     u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
@@ -62,6 +70,16 @@ static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
     const void *data, size_t len);
 static ngx_int_t ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+
+
+/* The order of ttls[] in ngx_http_tokengate_cache: ttl, negative_ttl,
+ * stale_ttl. */
+static ngx_http_tokengate_ttl_t  ngx_http_tokengate_cache_ttls[] = {
+    { ngx_string("ttl="), 60, 0 },
+    { ngx_string("negative_ttl="), 5, 1 },
+    { ngx_string("stale_ttl="), 0, 1 },
+    { ngx_null_string, 0, 0 }
+};
 
 
 static EVP_MAC            *ngx_http_tokengate_hmac_alg;
@@ -935,7 +953,8 @@ ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md, const void *data,
 }
 
 
-/* tokengate_cache zone=NAME[:SIZE] [ttl=TIME] [negative_ttl=TIME] | off */
+/* tokengate_cache zone=NAME[:SIZE] [ttl=TIME] [negative_ttl=TIME]
+ * [stale_ttl=TIME] | off */
 char *
 ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -943,11 +962,12 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                      *p;
     ssize_t                      size;
-    ngx_int_t                    ttl, negative_ttl, stale_ttl;
+    ngx_int_t                    ttls[3];
     ngx_str_t                   *value, name, s;
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, n;
     ngx_shm_zone_t              *shm_zone;
     ngx_http_tokengate_cache_t  *cache;
+    ngx_http_tokengate_ttl_t    *t;
 
     if (tlcf->cache != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -962,9 +982,10 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_null(&name);
     size = 0;
-    ttl = 60;
-    negative_ttl = 5;
-    stale_ttl = 0;
+
+    for (n = 0; ngx_http_tokengate_cache_ttls[n].name.len != 0; n++) {
+        ttls[n] = ngx_http_tokengate_cache_ttls[n].dflt;
+    }
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -1007,45 +1028,22 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-
-            ttl = ngx_parse_time(&s, 1);
-
-            if (ttl == NGX_ERROR || ttl == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"%V\" directive",
-                                   &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
+        for (t = ngx_http_tokengate_cache_ttls; t->name.len != 0; t++) {
+            if (value[i].len >= t->name.len
+                && ngx_strncmp(value[i].data, t->name.data, t->name.len) == 0)
+            {
+                break;
             }
-
-            continue;
         }
 
-        if (ngx_strncmp(value[i].data, "stale_ttl=", 10) == 0) {
-            s.data = value[i].data + 10;
-            s.len = value[i].len - 10;
+        if (t->name.len != 0) {
+            s.data = value[i].data + t->name.len;
+            s.len = value[i].len - t->name.len;
 
-            stale_ttl = ngx_parse_time(&s, 1);
+            n = t - ngx_http_tokengate_cache_ttls;
+            ttls[n] = ngx_parse_time(&s, 1);
 
-            if (stale_ttl == NGX_ERROR) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"%V\" directive",
-                                   &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "negative_ttl=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            negative_ttl = ngx_parse_time(&s, 1);
-
-            if (negative_ttl == NGX_ERROR) {
+            if (ttls[n] == NGX_ERROR || (ttls[n] == 0 && !t->zero)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid \"%V\" in \"%V\" directive",
                                    &value[i], &cmd->name);
@@ -1085,9 +1083,9 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     tlcf->cache = shm_zone;
-    tlcf->cache_ttl = ttl;
-    tlcf->cache_negative_ttl = negative_ttl;
-    tlcf->cache_stale_ttl = stale_ttl;
+    tlcf->cache_ttl = ttls[0];
+    tlcf->cache_negative_ttl = ttls[1];
+    tlcf->cache_stale_ttl = ttls[2];
 
     return NGX_CONF_OK;
 }
