@@ -191,28 +191,27 @@ tg__curl_request(tg__curl_t *c, const tg_request_t *req, tg_diag_t *diag)
                         req->method);
     }
 
-    n = 1;
-    err = tg_curl_line(c->accept, sizeof(c->accept), "Accept",
-                       req->accept != NULL ? req->accept : "*/*", diag);
-    if (err != TG_OK) {
-        goto out;
-    }
-    c->lines[n++].data = c->accept;
-    if (req->content_type != NULL) {
-        err = tg_curl_line(c->content_type, sizeof(c->content_type),
-                           "Content-Type", req->content_type, diag);
-        if (err != TG_OK) {
-            goto out;
+    /* The header lines after "Expect:", in order; a NULL value is not
+     * sent. */
+    {
+        const char *name[] = {"Accept", "Content-Type", "Authorization"};
+        const char *value[] = {req->accept != NULL ? req->accept : "*/*",
+                               req->content_type, req->authorization};
+        char *line[] = {c->accept, c->content_type, c->authorization};
+        size_t size[] = {sizeof(c->accept), sizeof(c->content_type),
+                         sizeof(c->authorization)};
+
+        n = 1;
+        for (i = 0; i < sizeof(name) / sizeof(name[0]); i++) {
+            if (value[i] == NULL) {
+                continue;
+            }
+            err = tg_curl_line(line[i], size[i], name[i], value[i], diag);
+            if (err != TG_OK) {
+                goto out;
+            }
+            c->lines[n++].data = line[i];
         }
-        c->lines[n++].data = c->content_type;
-    }
-    if (req->authorization != NULL) {
-        err = tg_curl_line(c->authorization, sizeof(c->authorization),
-                           "Authorization", req->authorization, diag);
-        if (err != TG_OK) {
-            goto out;
-        }
-        c->lines[n++].data = c->authorization;
     }
     for (i = 0; i + 1 < n; i++) {
         c->lines[i].next = &c->lines[i + 1];
