@@ -334,9 +334,6 @@ void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
 void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
 
-extern ngx_queue_t        ngx_http_tokengate_leaders;
-extern u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
-extern ngx_uint_t         ngx_http_tokengate_ckey_ready;
 extern ngx_str_t          ngx_http_tokengate_results[];
 
 /* ngx_http_tokengate_token.c: credentials */
@@ -367,7 +364,7 @@ void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_active(ngx_int_t delta);
 ngx_int_t ngx_http_tokengate_init_module(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_tokengate_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_exit_process(ngx_cycle_t *cycle);
 
 extern CURLM             *ngx_http_tokengate_multi;

@@ -25,8 +25,6 @@
 
 #include "ngx_http_tokengate.h"
 
-#include <openssl/rand.h>
-
 
 /* Kept-alive connections to the auth server per worker. */
 #define NGX_HTTP_TOKENGATE_MAXCONNECTS     64
@@ -891,16 +889,11 @@ ngx_http_tokengate_init_module(ngx_cycle_t *cycle)
 }
 
 
+/* A worker's multi handle, its timer and its pool of easy handles. */
 ngx_int_t
-ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
+ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle)
 {
     CURLM  *m;
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
 
     m = curl_multi_init();
     if (m == NULL) {
@@ -939,20 +932,9 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
 
     ngx_http_tokengate_multi = m;
 
-    ngx_queue_init(&ngx_http_tokengate_leaders);
     ngx_queue_init(&ngx_http_tokengate_handles);
     ngx_http_tokengate_nhandles = 0;
     ngx_http_tokengate_handles_cycle = ngx_cycle;
-
-    /* the per-worker key of the coalescing MACs */
-
-    if (RAND_bytes(ngx_http_tokengate_ckey, NGX_HTTP_TOKENGATE_MAC_LEN) == 1) {
-        ngx_http_tokengate_ckey_ready = 1;
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                      "tokengate: RAND_bytes() failed, no coalescing");
-    }
 
     return NGX_OK;
 }

@@ -33,6 +33,8 @@
 
 #include "ngx_http_tokengate.h"
 
+#include <openssl/rand.h>
+
 
 static ngx_int_t ngx_http_tokengate_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
@@ -70,6 +72,7 @@ static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r,
     ngx_str_t *url);
 static ngx_int_t ngx_http_tokengate_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_tokengate_init_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tokengate_init(ngx_conf_t *cf);
 
@@ -255,9 +258,9 @@ static ngx_http_variable_t  ngx_http_tokengate_vars[] = {
 
 /* Per worker: the validations in flight, which identical requests wait
  * on (coalescing), and the key of the MACs that find them. */
-ngx_queue_t               ngx_http_tokengate_leaders;
-u_char                    ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
-ngx_uint_t                ngx_http_tokengate_ckey_ready;
+static ngx_queue_t        ngx_http_tokengate_leaders;
+static u_char             ngx_http_tokengate_ckey[NGX_HTTP_TOKENGATE_MAC_LEN];
+static ngx_uint_t         ngx_http_tokengate_ckey_ready;
 
 
 /* $tokengate_result of each outcome (NGX_HTTP_TOKENGATE_VALID, ...), in
@@ -1491,6 +1494,35 @@ ngx_http_tokengate_add_variables(ngx_conf_t *cf)
 
         var->get_handler = v->get_handler;
         var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_tokengate_curl_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&ngx_http_tokengate_leaders);
+
+    /* the per-worker key of the coalescing MACs */
+
+    if (RAND_bytes(ngx_http_tokengate_ckey, NGX_HTTP_TOKENGATE_MAC_LEN) == 1) {
+        ngx_http_tokengate_ckey_ready = 1;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "tokengate: RAND_bytes() failed, no coalescing");
     }
 
     return NGX_OK;
