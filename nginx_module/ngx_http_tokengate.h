@@ -6,7 +6,7 @@
  * more than one file needs, and the functions one file offers the others.
  *
  * ngx_http_tokengate_module.c owns the access check and its answer,
- * ngx_http_tokengate_token.c the credentials of a request,
+ * ngx_http_tokengate_token.c a request's credentials and identity,
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's curl multi handle and the transfers on it,
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
@@ -64,7 +64,9 @@
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 
-/* One HTTP call in flight; opaque outside ngx_http_tokengate_curl.c. */
+/* One HTTP call in flight: the context of a transfer, an access check's
+ * or a call's; the embed handler uses it only through
+ * ngx_http_tokengate_call() and ngx_http_tokengate_call_cancel(). */
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_call_t;
 
 /*
@@ -323,6 +325,11 @@ void ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what);
 /* Add "Retry-After: seconds" to the response headers. */
 ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds);
 
+/* Add a response header (NULL when out of memory); key and value are not
+ * copied: they must live as long as the request. */
+ngx_table_elt_t *ngx_http_tokengate_header(ngx_http_request_t *r, char *key,
+    ngx_str_t *value);
+
 /*
  * Between the files of ngx_http_tokengate_module; the contracts are at the
  * definitions.
@@ -336,10 +343,13 @@ void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
 
 extern ngx_str_t          ngx_http_tokengate_results[];
 
-/* ngx_http_tokengate_token.c: credentials */
+/* ngx_http_tokengate_token.c: credentials in, identity out */
 ngx_int_t ngx_http_tokengate_get_token(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
 char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
+ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
+ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_tokengate_conf.c: configuration */
 void *ngx_http_tokengate_create_main_conf(ngx_conf_t *cf);

@@ -63,8 +63,6 @@ static void ngx_http_tokengate_embed_cleanup(void *data);
 static ngx_int_t ngx_http_tokengate_embed_redirect(ngx_http_request_t *r,
     const char *url, const char *path, ngx_uint_t what);
 static void ngx_http_tokengate_embed_wipe(void *data);
-static ngx_table_elt_t *ngx_http_tokengate_embed_header(
-    ngx_http_request_t *r, char *key, ngx_str_t *value);
 static ngx_int_t ngx_http_tokengate_embed_answer(ngx_http_request_t *r,
     ngx_int_t rc);
 
@@ -270,8 +268,8 @@ ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
     }
 
     /* Every answer, a signed URL or a refusal, is for this user only. */
-    if (ngx_http_tokengate_embed_header(r, "Cache-Control",
-                                        &ngx_http_tokengate_embed_no_store)
+    if (ngx_http_tokengate_header(r, "Cache-Control",
+                                  &ngx_http_tokengate_embed_no_store)
         == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -280,8 +278,8 @@ ngx_http_tokengate_embed_handler(ngx_http_request_t *r)
     /* A URL is minted for a navigation only: not for HEAD (link checkers,
      * prefetchers) and not for requests with bodies. */
     if (r->method != NGX_HTTP_GET) {
-        if (ngx_http_tokengate_embed_header(r, "Allow",
-                                            &ngx_http_tokengate_embed_get)
+        if (ngx_http_tokengate_header(r, "Allow",
+                                      &ngx_http_tokengate_embed_get)
             == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1306,7 +1304,7 @@ ngx_http_tokengate_embed_redirect(ngx_http_request_t *r, const char *url,
     location.data = w->data;
     location.len = len;
 
-    h = ngx_http_tokengate_embed_header(r, "Location", &location);
+    h = ngx_http_tokengate_header(r, "Location", &location);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1346,30 +1344,6 @@ ngx_http_tokengate_embed_wipe(void *data)
     if (w->data != NULL) {
         ngx_explicit_memzero(w->data, w->len);
     }
-}
-
-
-/* Add a response header; the value is not copied. */
-static ngx_table_elt_t *
-ngx_http_tokengate_embed_header(ngx_http_request_t *r, char *key,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NULL;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value = *value;
-
-    return h;
 }
 
 

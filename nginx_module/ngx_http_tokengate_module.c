@@ -6,21 +6,21 @@
  * against a FICO Xpress Insight or Looker server, without blocking the
  * worker.
  *
- * This file owns the module's definition (directives, variables, the
- * access handler) and a request's way through it: the token from the
- * request, a decision from the cache or from a coalesced or new
- * validation, the server's answer turned into an outcome
- * (ngx_http_tokengate_decide, ngx_http_tokengate_verdict) and the outcome
- * into nginx's answer (ngx_http_tokengate_answer, the one place that
- * chooses a status and its headers).  The request is built and the answer
- * parsed by libtokengate's pure code (tg_build_validate,
- * tg_parse_validate).
+ * This file owns the module's definition (directives, the access
+ * handler, the process hooks) and a request's way through it: a decision
+ * from the cache or from a coalesced or new validation, the server's
+ * answer turned into an outcome (ngx_http_tokengate_decide,
+ * ngx_http_tokengate_verdict) and the outcome into nginx's answer
+ * (ngx_http_tokengate_answer, the one place that chooses a status and its
+ * headers).  The request is built and the answer parsed by libtokengate's
+ * pure code (tg_build_validate, tg_parse_validate).
  *
- * The other files: ngx_http_tokengate_token.c (credentials from the
- * request), ngx_http_tokengate_conf.c (create, merge and the
- * directive parsers), ngx_http_tokengate_curl.c (the transfers on the
- * worker's curl multi handle), ngx_http_tokengate_cache.c (the shared
- * cache), ngx_http_tokengate_status.c (counters and tokengate_status),
+ * The other files: ngx_http_tokengate_token.c (the credentials of a
+ * request, its identity in the $tokengate_* variables),
+ * ngx_http_tokengate_conf.c (create, merge and the directive parsers),
+ * ngx_http_tokengate_curl.c (the transfers on the worker's curl multi
+ * handle), ngx_http_tokengate_cache.c (the shared cache),
+ * ngx_http_tokengate_status.c (counters and tokengate_status),
  * ngx_http_tokengate_embed*.c (tokengate_embed).
  *
  * While a validation is in flight the request is "blocked" (as for thread
@@ -55,10 +55,6 @@ static void ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx,
     tg_err_t err, tg_identity_t *id, tg_diag_t *diag, long retry_after);
 static ngx_int_t ngx_http_tokengate_groups_ok(
     ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
-static ngx_int_t ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
-    const char *src);
-static ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
 static void ngx_http_tokengate_watch_client(ngx_http_request_t *r);
 static void ngx_http_tokengate_wake_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_cleanup(void *data);
@@ -70,10 +66,7 @@ static ngx_int_t ngx_http_tokengate_www_authenticate(ngx_http_request_t *r,
     ngx_str_t *realm, const char *error);
 static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r,
     ngx_str_t *url);
-static ngx_int_t ngx_http_tokengate_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_tokengate_init_process(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tokengate_init(ngx_conf_t *cf);
 
 
@@ -227,32 +220,6 @@ ngx_module_t  ngx_http_tokengate_module = {
     ngx_http_tokengate_exit_process,       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
-};
-
-
-static ngx_http_variable_t  ngx_http_tokengate_vars[] = {
-
-    { ngx_string("tokengate_user"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, user), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tokengate_user_id"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, user_id),
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tokengate_email"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, email), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tokengate_groups"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, groups), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tokengate_result"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, result), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tokengate_cache_status"), NULL, ngx_http_tokengate_variable,
-      offsetof(ngx_http_tokengate_ctx_t, cache_status),
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
 };
 
 
@@ -921,76 +888,6 @@ ngx_http_tokengate_groups_ok(ngx_http_tokengate_loc_conf_t *tlcf,
 }
 
 
-static ngx_int_t
-ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
-    const char *src)
-{
-    size_t  len;
-
-    len = src != NULL ? ngx_strlen(src) : 0;
-
-    dst->len = len;
-    dst->data = ngx_pnalloc(r->pool, len + 1);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src != NULL ? src : "", len);
-    dst->data[len] = '\0';
-
-    return NGX_OK;
-}
-
-
-/* $tokengate_user is libtokengate's choice (tg_identity_user), the same
- * for one token at a location with group rules (auth/currentuser) and one
- * without (auth/user). */
-static ngx_int_t
-ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id)
-{
-    u_char                         *p;
-    size_t                          i, len;
-    ngx_http_tokengate_loc_conf_t  *tlcf;
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
-
-    if (ngx_http_tokengate_copy(r, &ctx->user,
-                                tg_identity_user(tlcf->tg, id))
-        != NGX_OK
-        || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
-        || ngx_http_tokengate_copy(r, &ctx->email, id->email) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    len = 0;
-
-    for (i = 0; i < id->n_groups; i++) {
-        len += ngx_strlen(id->groups[i]) + 1;
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->groups.data = p;
-
-    for (i = 0; i < id->n_groups; i++) {
-        if (i != 0) {
-            *p++ = ',';
-        }
-
-        p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
-    }
-
-    ctx->groups.len = p - ctx->groups.data;
-
-    return NGX_OK;
-}
-
-
 /*
  * While the request waits for its validation, notice a client that goes
  * away (as ngx_http_core_auth_delay does): ngx_http_test_reading ends the
@@ -1213,19 +1110,13 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
         }
 
         if (rc == NGX_OK) {
-            h = ngx_list_push(&r->headers_out.headers);
+            ngx_http_clear_location(r);
+
+            h = ngx_http_tokengate_header(r, "Location", &url);
             if (h == NULL) {
                 return NGX_ERROR;
             }
 
-            h->hash = 1;
-#if (nginx_version >= 1023000)
-            h->next = NULL;
-#endif
-            ngx_str_set(&h->key, "Location");
-            h->value = url;
-
-            ngx_http_clear_location(r);
             r->headers_out.location = h;
 
             return NGX_HTTP_MOVED_TEMPORARILY;
@@ -1276,12 +1167,8 @@ ngx_http_tokengate_www_authenticate(ngx_http_request_t *r, ngx_str_t *realm,
 {
     u_char           *p;
     size_t            len, i;
+    ngx_str_t         value;
     ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
 
     len = sizeof("Bearer realm=\"\"") - 1 + realm->len * 2;
 
@@ -1294,12 +1181,7 @@ ngx_http_tokengate_www_authenticate(ngx_http_request_t *r, ngx_str_t *realm,
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value.data = p;
+    value.data = p;
 
     p = ngx_cpymem(p, "Bearer realm=\"", sizeof("Bearer realm=\"") - 1);
 
@@ -1327,7 +1209,12 @@ ngx_http_tokengate_www_authenticate(ngx_http_request_t *r, ngx_str_t *realm,
         *p++ = '"';
     }
 
-    h->value.len = p - h->value.data;
+    value.len = p - value.data;
+
+    h = ngx_http_tokengate_header(r, "WWW-Authenticate", &value);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
 
     r->headers_out.www_authenticate = h;
 
@@ -1409,26 +1296,43 @@ ngx_http_tokengate_login(ngx_http_request_t *r, ngx_str_t *url)
 ngx_int_t
 ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds)
 {
+    ngx_str_t  value;
+
+    value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "%l", seconds) - value.data;
+
+    if (ngx_http_tokengate_header(r, "Retry-After", &value) == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Add a response header; the value is not copied. */
+ngx_table_elt_t *
+ngx_http_tokengate_header(ngx_http_request_t *r, char *key, ngx_str_t *value)
+{
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
-    ngx_str_set(&h->key, "Retry-After");
-    h->value.len = ngx_sprintf(h->value.data, "%l", seconds) - h->value.data;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
 
-    return NGX_OK;
+    return h;
 }
 
 
@@ -1441,62 +1345,6 @@ ngx_http_tokengate_allowed(ngx_http_request_t *r)
 
     return ctx != NULL && ctx->allowed
            && ctx->outcome == NGX_HTTP_TOKENGATE_VALID;
-}
-
-
-/* $tokengate_*: only for allowed requests; $tokengate_result and
- * $tokengate_cache_status (no identity data) always. */
-static ngx_int_t
-ngx_http_tokengate_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t                 *s;
-    ngx_http_tokengate_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_tokengate_module);
-
-    if (ctx == NULL
-        || (!ctx->allowed
-            && data != offsetof(ngx_http_tokengate_ctx_t, result)
-            && data != offsetof(ngx_http_tokengate_ctx_t, cache_status)))
-    {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    s = (ngx_str_t *) ((char *) ctx + data);
-
-    if (s->data == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = s->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_tokengate_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_tokengate_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
 }
 
 

@@ -2,11 +2,13 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * ngx_http_tokengate_token.c: the credentials a request carries, for
- * ngx_http_tokengate_module: a bearer token from tokengate_token or the
- * Authorization header, or Basic client credentials (tokengate_basic),
- * checked for syntax before anything is sent; and the short fingerprint
- * of the token that log lines carry instead of it.
+ * ngx_http_tokengate_token.c: what a request brings to
+ * ngx_http_tokengate_module and what it leaves with: its credentials (a
+ * bearer token from tokengate_token or the Authorization header, or Basic
+ * client credentials with tokengate_basic), checked for syntax before
+ * anything is sent, and the short fingerprint of the token that log lines
+ * carry instead of it; then the accepted identity, kept in the request
+ * for the $tokengate_* variables.
  */
 
 
@@ -15,6 +17,36 @@
 
 static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
     ngx_table_elt_t *h, ngx_str_t *creds);
+static ngx_int_t ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    const char *src);
+static ngx_int_t ngx_http_tokengate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_tokengate_vars[] = {
+
+    { ngx_string("tokengate_user"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, user), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_user_id"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, user_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_email"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, email), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_groups"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, groups), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_result"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, result), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tokengate_cache_status"), NULL, ngx_http_tokengate_variable,
+      offsetof(ngx_http_tokengate_ctx_t, cache_status),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
 
 
 /* The token's fingerprint (the first bytes of its SHA-256) for log lines.
@@ -205,4 +237,130 @@ ngx_http_tokengate_get_basic(ngx_http_request_t *r, ngx_table_elt_t *h,
     *colon = ':';
 
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    const char *src)
+{
+    size_t  len;
+
+    len = src != NULL ? ngx_strlen(src) : 0;
+
+    dst->len = len;
+    dst->data = ngx_pnalloc(r->pool, len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src != NULL ? src : "", len);
+    dst->data[len] = '\0';
+
+    return NGX_OK;
+}
+
+
+/* $tokengate_user is libtokengate's choice (tg_identity_user), the same
+ * for one token at a location with group rules (auth/currentuser) and one
+ * without (auth/user). */
+ngx_int_t
+ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id)
+{
+    u_char                         *p;
+    size_t                          i, len;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
+
+    if (ngx_http_tokengate_copy(r, &ctx->user,
+                                tg_identity_user(tlcf->tg, id))
+        != NGX_OK
+        || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
+        || ngx_http_tokengate_copy(r, &ctx->email, id->email) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (i = 0; i < id->n_groups; i++) {
+        len += ngx_strlen(id->groups[i]) + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->groups.data = p;
+
+    for (i = 0; i < id->n_groups; i++) {
+        if (i != 0) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+    }
+
+    ctx->groups.len = p - ctx->groups.data;
+
+    return NGX_OK;
+}
+
+
+/* $tokengate_*: only for allowed requests; $tokengate_result and
+ * $tokengate_cache_status (no identity data) always. */
+static ngx_int_t
+ngx_http_tokengate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                 *s;
+    ngx_http_tokengate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_tokengate_module);
+
+    if (ctx == NULL
+        || (!ctx->allowed
+            && data != offsetof(ngx_http_tokengate_ctx_t, result)
+            && data != offsetof(ngx_http_tokengate_ctx_t, cache_status)))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    if (s->data == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_tokengate_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_tokengate_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
 }
