@@ -9,11 +9,13 @@
  * spoken, redirects are never followed, TLS verification is always on with
  * a CA bundle the environment cannot choose, bodies and headers are capped
  * in the callbacks, and the proxy never comes from the environment.
- * curl_global_init is the transports' business (once per process).
+ * curl_global_init runs once per process (tg__curl_global_init) and is
+ * never undone.
  */
 #include "tg_curl.h"
 #include "tg_internal.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +31,16 @@ static size_t tg_curl_write_cb(char *ptr, size_t size, size_t nmemb,
                                void *data);
 static size_t tg_curl_header_cb(char *buf, size_t size, size_t nitems,
                                 void *data);
+static void tg_curl_global_init_once(void);
 static tg_err_t tg_curl_method_reset(tg__curl_t *c);
 static tg_err_t tg_curl_line(char *line, size_t size, const char *name,
                              const char *value, tg_diag_t *diag);
 
 /* "Expect:" with no value turns 100-continue off: one round trip. */
 static char tg_curl_expect[] = "Expect:";
+
+static pthread_once_t tg_curl_global_once = PTHREAD_ONCE_INIT;
+static CURLcode tg_curl_global_rc = CURLE_FAILED_INIT;
 
 /*
  * Set one curl option or fail with TG_INTERNAL naming it.  Needs a local
@@ -47,6 +53,23 @@ static char tg_curl_expect[] = "Expect:";
             goto out;                                                          \
         }                                                                      \
     } while (0)
+
+static void
+tg_curl_global_init_once(void)
+{
+    /* Once per process, never cleaned up: we may live inside a host
+     * process (sshd, nginx) that also uses libcurl (SECURITY.md 3.10). */
+    tg_curl_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+CURLcode
+tg__curl_global_init(void)
+{
+    if (pthread_once(&tg_curl_global_once, tg_curl_global_init_once) != 0) {
+        return CURLE_FAILED_INIT;
+    }
+    return tg_curl_global_rc;
+}
 
 tg_err_t
 tg__curl_setup(tg__curl_t *c, tg_diag_t *diag)

@@ -86,6 +86,14 @@ typedef struct tg__curl {
 } tg__curl_t;
 
 /*
+ * curl_global_init(CURL_GLOBAL_DEFAULT), once per process however many
+ * times it is called (pthread_once), and never undone; its result.  Call
+ * it before the first easy handle, and before threads in a host process
+ * that does not own libcurl.
+ */
+CURLcode tg__curl_global_init(void);
+
+/*
  * Set every constant option of c->easy (after curl_easy_init or
  * curl_easy_reset): NOSIGNAL, allowed protocols, no redirects, TLS
  * verification, the CA bundle (the configured one, else libcurl's own,

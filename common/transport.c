@@ -14,7 +14,6 @@
 #include "tg_curl.h"
 #include "tg_internal.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +38,6 @@ struct tg_client {
     long connections;
 };
 
-static void tg_global_init_once(void);
 static int tg_url_is_http(const char *url);
 static tg_err_t tg_perform(tg_client_t *cl, const tg_request_t *req,
                            tg_response_t *resp, time_t *sent_at);
@@ -48,9 +46,6 @@ static void tg_call_begin(tg_client_t *cl, tg_request_t *req,
 static tg_err_t tg_call_end(tg_client_t *cl, tg_request_t *req,
                             const tg_response_t *resp, tg_err_t err);
 
-static pthread_once_t tg_global_once = PTHREAD_ONCE_INIT;
-static CURLcode tg_global_rc = CURLE_FAILED_INIT;
-
 /* tg_client_diag() on a NULL client: "never NULL". */
 static const tg_diag_t tg_empty_diag = {.retry_after = -1};
 
@@ -58,19 +53,12 @@ static const tg_diag_t tg_empty_diag = {.retry_after = -1};
 /* Global init and the client object                                      */
 /* ---------------------------------------------------------------------- */
 
-static void
-tg_global_init_once(void)
-{
-    /* Once per process, never cleaned up: we may live inside a host
-     * process (sshd, nginx) that also uses libcurl (SECURITY.md 3.10). */
-    tg_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 tg_err_t
 tg_client_new(const tg_config_t *cfg, tg_client_t **out, tg_diag_t *diag)
 {
     tg_client_t *cl = NULL;
     tg_err_t err = TG_OK;
+    CURLcode rc;
 
     if (out == NULL) {
         return tg__fail(diag, TG_INTERNAL, "tg_client_new: out is NULL");
@@ -79,10 +67,10 @@ tg_client_new(const tg_config_t *cfg, tg_client_t **out, tg_diag_t *diag)
     if (cfg == NULL) {
         return tg__fail(diag, TG_CONFIG, "no configuration");
     }
-    if (pthread_once(&tg_global_once, tg_global_init_once) != 0 ||
-        tg_global_rc != CURLE_OK) {
+    rc = tg__curl_global_init();
+    if (rc != CURLE_OK) {
         return tg__fail(diag, TG_INTERNAL, "curl_global_init failed: %s",
-                        curl_easy_strerror(tg_global_rc));
+                        curl_easy_strerror(rc));
     }
     if (cfg->max_response_bytes <= 0) {
         return tg__fail(diag, TG_CONFIG,

@@ -73,11 +73,13 @@ static ngx_event_t        ngx_http_tokengate_timer;
 static ngx_connection_t   ngx_http_tokengate_timer_conn;
 static ngx_uint_t         ngx_http_tokengate_in_flight;
 static ngx_uint_t         ngx_http_tokengate_exiting;
-static ngx_uint_t         ngx_http_tokengate_curl_ready;
+
 /* The fds libcurl uses and their connections, by fd: nginx owns the
  * lifetime of the sockets (ngx_http_tokengate_open_socket). */
 static ngx_http_tokengate_sock_t  *ngx_http_tokengate_socks;
 static ngx_uint_t                  ngx_http_tokengate_nsocks;
+
+/* Per worker: the kept easy handles, and the cycle they were set up in. */
 static ngx_queue_t        ngx_http_tokengate_handles;
 static ngx_uint_t         ngx_http_tokengate_nhandles;
 static volatile ngx_cycle_t  *ngx_http_tokengate_handles_cycle;
@@ -871,19 +873,13 @@ ngx_http_tokengate_init_module(ngx_cycle_t *cycle)
 
     /* once per process, before any thread exists; never cleaned up */
 
-    if (ngx_http_tokengate_curl_ready) {
-        return NGX_OK;
-    }
-
-    rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = tg__curl_global_init();
     if (rc != CURLE_OK) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "tokengate: curl_global_init() failed: %s",
                       curl_easy_strerror(rc));
         return NGX_ERROR;
     }
-
-    ngx_http_tokengate_curl_ready = 1;
 
     return NGX_OK;
 }
