@@ -2,14 +2,19 @@
  * SPDX-License-Identifier: MIT
  *
  * ngx_http_tokengate.h: what the files of the tokengate nginx module share
- * (internal; not installed).
+ * (internal; not installed): the types of a request's check, the limits
+ * more than one file needs, and the functions one file offers the others.
  *
- * ngx_http_tokengate_module.c owns the access check, the shared counters
- * and the worker's curl multi handle.  Other parts of the module (the
- * tokengate_embed handler) make their own HTTP calls to the BI server on
- * that multi handle through ngx_http_tokengate_call(), read the identity
- * the access phase accepted through ngx_http_tokengate_allowed() and the
- * $tokengate_* variables, and count what they do in tokengate_status.
+ * ngx_http_tokengate_module.c owns the access check and its answer,
+ * ngx_http_tokengate_token.c a request's credentials and identity,
+ * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
+ * the worker's curl multi handle and the transfers on it,
+ * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
+ * the shared counters.  Other parts of the module (the tokengate_embed
+ * handler) make their own HTTP calls to the BI server on that multi handle
+ * through ngx_http_tokengate_call(), read the identity the access phase
+ * accepted through ngx_http_tokengate_allowed() and the $tokengate_*
+ * variables, and count what they do in tokengate_status.
  */
 
 
@@ -22,6 +27,7 @@
 #include <ngx_http.h>
 
 #include <tokengate.h>
+#include <tg_curl.h>
 
 
 /* The counters of tokengate_status for tokengate_embed. */
@@ -32,14 +38,42 @@
 #define NGX_HTTP_TOKENGATE_EMBED_N         4
 
 
+/* SHA-256 sizes: the HMAC keys, the token MACs and the fingerprints of
+ * the locations' settings. */
+#define NGX_HTTP_TOKENGATE_MAC_LEN         32
+
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE_DENY   0
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE  1
+
+#define NGX_HTTP_TOKENGATE_GROUPS_ANY      0
+#define NGX_HTTP_TOKENGATE_GROUPS_ALL      1
+
+/*
+ * What the access check concluded for a request, in the order of the
+ * counters of tokengate_status and of $tokengate_result's values.
+ * ngx_http_tokengate_answer() turns it into the HTTP answer.
+ */
+#define NGX_HTTP_TOKENGATE_VALID           0
+#define NGX_HTTP_TOKENGATE_MISSING         1
+#define NGX_HTTP_TOKENGATE_MALFORMED       2
+#define NGX_HTTP_TOKENGATE_INVALID         3
+#define NGX_HTTP_TOKENGATE_FORBIDDEN       4
+#define NGX_HTTP_TOKENGATE_UNAVAILABLE     5
+#define NGX_HTTP_TOKENGATE_OUTCOMES        6
+
+
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 
-/* One HTTP call in flight; opaque outside ngx_http_tokengate_module.c. */
+/* One HTTP call in flight: the context of a transfer, an access check's
+ * or a call's; the embed handler uses it only through
+ * ngx_http_tokengate_call() and ngx_http_tokengate_call_cancel(). */
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_call_t;
 
 /*
- * The end of a call, run from a posted event (never from libcurl's stack,
- * so it may start new calls and finalize requests).  err is TG_OK when an
+ * The end of a call, through the path the access check's validations take
+ * too (ngx_http_tokengate_complete): run once libcurl's callbacks have
+ * returned, never from libcurl's stack, so it may start new calls and
+ * finalize requests.  err is TG_OK when an
  * HTTP answer came (any status: resp holds it, borrowed until the handler
  * returns); otherwise the transfer's error from common/curl_error.c (the
  * map the CLI and PAM use: TG_TIMEOUT, TG_UNAVAILABLE, TG_TLS, TG_PROTOCOL
@@ -49,6 +83,213 @@ typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_call_t;
  */
 typedef void (*ngx_http_tokengate_call_pt)(void *data, tg_err_t err,
     tg_response_t *resp, time_t sent_at, const char *reason);
+
+
+/* The shared cache: one per zone, in shared memory. */
+typedef struct {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                lru;
+    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
+} ngx_http_tokengate_shctx_t;
+
+
+typedef struct {
+    ngx_http_tokengate_shctx_t  *sh;
+    ngx_slab_pool_t             *shpool;
+} ngx_http_tokengate_cache_t;
+
+
+/*
+ * A cache entry: the MAC of the token and either "rejected" (negative) or
+ * the identity, serialized as id, name, email, then the groups, each
+ * NUL-terminated.  An entry is written in full, under the zone's lock,
+ * before it is linked into the tree and the LRU queue, and never changes
+ * afterwards: a worker that dies while writing one leaves an unreachable
+ * allocation, never a half-written hit.  Its data is still checked when it
+ * is decoded (NUL-terminated fields within len).
+ *
+ * Times (ngx_time()): it answers until expires; a positive one answers an
+ * outage (tokengate_on_unavailable stale) until stale_until; it is dropped
+ * at keep_until.  expires <= stale_until <= keep_until.  first_seen is the
+ * first accepted validation of the token (kept when the entry is renewed),
+ * from which the life of a token whose answers carry no expiry is counted.
+ */
+typedef struct {
+    ngx_rbtree_node_t          node;
+    ngx_queue_t                queue;
+    u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    time_t                     expires;
+    time_t                     stale_until;
+    time_t                     keep_until;
+    time_t                     first_seen;
+    uint16_t                   len;
+    uint16_t                   n_groups;
+    u_char                     negative;
+    signed char                evaluation;
+    signed char                disabled;
+    u_char                     has_profile;
+    u_char                     data[1];
+} ngx_http_tokengate_node_t;
+
+
+/* Counters shared by the workers, for tokengate_status. */
+typedef struct {
+    ngx_atomic_t               results[NGX_HTTP_TOKENGATE_OUTCOMES];
+    ngx_atomic_t               cache[4];
+    ngx_atomic_t               calls;
+    ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
+    ngx_atomic_t               handles_created;
+    ngx_atomic_t               handles_reused;
+} ngx_http_tokengate_stats_t;
+
+
+/* Per configuration (not static: a failed reload must not change what the
+ * running cycle's workers use). */
+typedef struct {
+    ngx_int_t                  remote_user_index;
+    ngx_shm_zone_t            *stats_zone;
+} ngx_http_tokengate_main_conf_t;
+
+
+struct ngx_http_tokengate_loc_conf_s {
+    ngx_http_complex_value_t  *realm;
+    ngx_http_complex_value_t  *token;
+    ngx_http_complex_value_t  *login_url;
+    ngx_flag_t                 basic;
+
+    ngx_shm_zone_t            *cache;
+    time_t                     cache_ttl;
+    time_t                     cache_negative_ttl;
+    time_t                     cache_stale_ttl;
+    ngx_uint_t                 on_unavailable;
+
+    ngx_str_t                  config_file;
+    ngx_str_t                  url;
+    ngx_uint_t                 api;
+
+    ngx_array_t               *groups;
+    ngx_uint_t                 groups_mode;
+
+    ngx_array_t               *require;        /* ngx_http_complex_value_t */
+    ngx_int_t                  require_error;
+
+    ngx_msec_t                 timeout;
+    ngx_msec_t                 connect_timeout;
+
+    tg_config_t               *tg;
+    tg_insight_validate_t      which;
+
+    /* what a validation's answer depends on, see
+     * ngx_http_tokengate_fingerprint, and the longest life of a token
+     * (token_lifetime_max, resolved) */
+    u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
+    time_t                     lifetime_max;
+};
+
+
+typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
+
+
+/* An fd libcurl uses, and its nginx connection. */
+typedef struct {
+    ngx_connection_t          *connection;     /* NULL: no fd */
+    ino_t                      ino;            /* which socket the fd is */
+    unsigned                   own:1;          /* opened by open_socket */
+} ngx_http_tokengate_sock_t;
+
+
+/*
+ * A curl easy handle and everything one transfer needs (common/curl.c's
+ * tg__curl_t: options, limits, request header lines, capped response
+ * buffers), kept by the worker between transfers (a free list) so that a
+ * validation neither creates a handle nor sets its constant options again:
+ * those are set once for (tg, timeouts, protocols) and kept while the next
+ * user asks for the same.  Per transfer: the URL, the method and the
+ * request headers, which live in the handle's own buffers (curl reads them
+ * during the transfer) and are wiped when it ends, as is the response body.
+ */
+typedef struct {
+    ngx_queue_t                queue;          /* in the free list */
+    ngx_http_tokengate_ctx_t  *ctx;            /* the owner; NULL when free */
+
+    /* what the constant options were set for (cu.cfg, cu's timeouts and
+     * cu.http): tg lives as long as its cycle, so a handle is only reused
+     * within the cycle it was set up in */
+    volatile ngx_cycle_t      *cycle;
+    unsigned                   ready:1;        /* constant options set */
+
+    tg_request_t               req;
+
+    tg__curl_t                 cu;
+} ngx_http_tokengate_handle_t;
+
+struct ngx_http_tokengate_ctx_s {
+    ngx_http_request_t        *request;
+    ngx_str_t                  realm;
+
+    /* coalescing: a leader is in the worker's in-flight queue and holds
+     * its followers; a follower waits on its leader */
+    ngx_queue_t                inflight;
+    ngx_queue_t                waiters;
+    ngx_queue_t                wait_link;
+    ngx_http_tokengate_ctx_t  *leader;
+    tg_config_t               *tg;
+    ngx_shm_zone_t            *cache;
+    u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+
+    /* the running transfer */
+    ngx_http_tokengate_handle_t  *handle;
+
+    ngx_event_t                wake;
+
+    /* the token's fingerprint for log lines, computed on first use from
+     * token, which is only set while the handler runs (it is wiped when
+     * the handler returns) */
+    char                       fp[TG_FINGERPRINT_SIZE];
+    ngx_str_t                  token;
+
+    /* NGX_HTTP_TOKENGATE_VALID, ...: set by ngx_http_tokengate_outcome,
+     * with result (the text of $tokengate_result) */
+    ngx_uint_t                 outcome;
+    long                       retry_after;
+
+    ngx_str_t                  result;
+    ngx_str_t                  cache_status;
+
+    ngx_str_t                  user;
+    ngx_str_t                  user_id;
+    ngx_str_t                  email;
+    ngx_str_t                  groups;
+
+    /* who gets the end of the transfer (ngx_http_tokengate_complete): the
+     * validation logic (ngx_http_tokengate_validated), or the handler of a
+     * call of another part of the module (ngx_http_tokengate_call) */
+    ngx_http_tokengate_call_pt  handler;
+    void                       *data;
+
+    unsigned                   done:1;
+    unsigned                   call:1;         /* ngx_calloc'ed call */
+    unsigned                   woken:1;
+    unsigned                   blocked:1;
+    unsigned                   allowed:1;
+    unsigned                   is_leader:1;
+    unsigned                   has_mac:1;
+    unsigned                   has_cmac:1;
+    unsigned                   basic:1;
+    unsigned                   exchanging:1;
+
+    /* the outcome is FORBIDDEN because tokengate_require failed: the
+     * location's tokengate_require status answers */
+    unsigned                   require_failed:1;
+
+    /* the lookup found an expired entry that may answer an outage
+     * (tokengate_on_unavailable stale); use_stale reads it again */
+    unsigned                   stale:1;
+
+    time_t                     sent_at;
+};
 
 
 /* Shared between the module's files only: not exported from the .so. */
@@ -83,6 +324,84 @@ void ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what);
 
 /* Add "Retry-After: seconds" to the response headers. */
 ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds);
+
+/* Add a response header (NULL when out of memory); key and value are not
+ * copied: they must live as long as the request. */
+ngx_table_elt_t *ngx_http_tokengate_header(ngx_http_request_t *r, char *key,
+    ngx_str_t *value);
+
+/*
+ * Between the files of ngx_http_tokengate_module; the contracts are at the
+ * definitions.
+ */
+
+/* ngx_http_tokengate_module.c: the access check */
+void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
+    ngx_uint_t outcome);
+void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+
+extern ngx_str_t          ngx_http_tokengate_results[];
+
+/* ngx_http_tokengate_token.c: credentials in, identity out */
+ngx_int_t ngx_http_tokengate_get_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
+ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
+ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_tokengate_conf.c: configuration */
+void *ngx_http_tokengate_create_main_conf(ngx_conf_t *cf);
+void *ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+char *ngx_http_tokengate_config_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tokengate_enum_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tokengate_require(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tokengate_require_group(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tokengate_positive_msec(ngx_conf_t *cf, void *post,
+    void *data);
+
+/* ngx_http_tokengate_curl.c: transfers */
+ngx_int_t ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req, ngx_log_t *log);
+void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
+void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
+void ngx_http_tokengate_active(ngx_int_t delta);
+ngx_int_t ngx_http_tokengate_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle);
+void ngx_http_tokengate_exit_process(ngx_cycle_t *cycle);
+
+extern CURLM             *ngx_http_tokengate_multi;
+
+/* ngx_http_tokengate_cache.c: the shared cache */
+ngx_int_t ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token,
+    ngx_uint_t basic, const u_char *fingerprint, u_char *out);
+ngx_int_t ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf);
+ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+void ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, tg_identity_t *id);
+void ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac);
+char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* ngx_http_tokengate_status.c: counters */
+ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
+    ngx_http_request_t *r);
+void ngx_http_tokengate_count(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx);
+char *ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 #pragma GCC visibility pop
 

@@ -2,7 +2,8 @@
 /*
  * test_errors.c - the error list, diag, sanitizing, fingerprints, the local
  * token and credential checks, the clear functions that wipe secrets, and
- * the one map from a failed curl transfer to an error (curl_error.c).
+ * the one map from a failed curl transfer to an error (curl_error.c), and
+ * the request side of the one curl layer (curl.c).
  * Each test is named by what it protects.
  */
 #include "tokengate.h"
@@ -571,6 +572,86 @@ curl_error_message_is_sanitized_and_diag_may_be_null(void **state)
     assert_int_equal(tg__curl_error(&res, NULL), TG_PROTOCOL);
 }
 
+/* ---------------------------------------------------------------------- */
+/* The curl layer (curl.c): what it sends, and that it wipes it            */
+/* ---------------------------------------------------------------------- */
+
+static void
+curl_layer_builds_header_lines_and_wipes_the_token(void **state)
+{
+    tg__curl_t c;
+    tg_config_t *cfg;
+    tg_request_t req;
+    tg_diag_t diag;
+    char url[] = "https://bi.example/api/user";
+    char auth[] = "Bearer abc.def";
+    size_t i;
+
+    (void) state;
+    cfg = tg_config_new();
+    assert_non_null(cfg);
+    memset(&c, 0, sizeof(c));
+    c.cfg = cfg;
+    c.connect_timeout_ms = 1000;
+    c.timeout_ms = 2000;
+    c.easy = curl_easy_init();
+    assert_non_null(c.easy);
+    tg_diag_clear(&diag);
+    assert_int_equal(tg__curl_setup(&c, &diag), TG_OK);
+    assert_int_equal(c.body_max, (size_t) cfg->max_response_bytes);
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = url;
+    req.authorization = auth;
+    assert_int_equal(tg__curl_request(&c, &req, &diag), TG_OK);
+    /* "Expect:" first (no 100-continue), the default Accept, no
+     * Content-Type without one, then the token. */
+    assert_string_equal(c.lines[0].data, "Expect:");
+    assert_string_equal(c.lines[1].data, "Accept: */*");
+    assert_string_equal(c.lines[2].data, "Authorization: Bearer abc.def");
+    assert_null(c.lines[2].next);
+
+    assert_int_equal(tg__curl_end(&c, 0), 0);
+    for (i = 0; i < sizeof(c.authorization); i++) {
+        assert_int_equal(c.authorization[i], 0);
+    }
+
+    tg__curl_free(&c);
+    assert_null(c.easy);
+    tg_config_free(cfg);
+}
+
+static void
+curl_layer_refuses_a_header_line_longer_than_its_buffer(void **state)
+{
+    tg__curl_t c;
+    tg_config_t *cfg;
+    tg_request_t req;
+    tg_diag_t diag;
+    char url[] = "https://bi.example/api/user";
+    char type[TG__CURL_TYPE_LINE_MAX + 1];
+
+    (void) state;
+    cfg = tg_config_new();
+    assert_non_null(cfg);
+    memset(&c, 0, sizeof(c));
+    c.cfg = cfg;
+    c.easy = curl_easy_init();
+    assert_non_null(c.easy);
+    memset(type, 'a', sizeof(type) - 1);
+    type[sizeof(type) - 1] = '\0';
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = url;
+    req.accept = type;
+    tg_diag_clear(&diag);
+    assert_int_equal(tg__curl_request(&c, &req, &diag), TG_INPUT);
+    assert_contains(diag.message, "the Accept header is too long");
+    tg__curl_free(&c);
+    tg_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -597,6 +678,9 @@ main(void)
         cmocka_unit_test(token_credentials_session_clear_leave_nothing),
         cmocka_unit_test(curl_errors_map_to_one_error_per_fault),
         cmocka_unit_test(curl_error_message_is_sanitized_and_diag_may_be_null),
+        cmocka_unit_test(curl_layer_builds_header_lines_and_wipes_the_token),
+        cmocka_unit_test(
+            curl_layer_refuses_a_header_line_longer_than_its_buffer),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,1152 @@
+
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * ngx_http_tokengate_cache.c: the shared cache of ngx_http_tokengate_module:
+ * the tokengate_cache directive and its zone, entries keyed by an
+ * HMAC-SHA-256 of the token and of the location's fingerprint (everything
+ * the answer depends on, hashed once at configuration time), lookups,
+ * stores, the LRU and its bounded expiry and eviction, and the stale
+ * entries that may answer an outage (tokengate_on_unavailable stale).
+ */
+
+
+#include "ngx_http_tokengate.h"
+
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+
+/* Keyed HMAC templates a worker keeps (one per cache zone key, plus the
+ * coalescing key). */
+#define NGX_HTTP_TOKENGATE_HMACS_MAX  16
+
+/* The first field of a fingerprint: changing what goes into one changes
+ * this, so that no entry made under the old rules is found again. */
+#define NGX_HTTP_TOKENGATE_FP_VERSION      "tokengate cache key 2"
+
+/* The largest identity kept in the cache; bigger ones are not cached. */
+#define NGX_HTTP_TOKENGATE_ENTRY_MAX       8192
+
+/* Bounded work per request: entries expired on an insert, entries evicted
+ * (least recently used first) to make room for one. */
+#define NGX_HTTP_TOKENGATE_EXPIRE_MAX      2
+#define NGX_HTTP_TOKENGATE_EVICT_MAX       32
+
+/* A time parameter of tokengate_cache. */
+typedef struct {
+    ngx_str_t                  name;           /* "ttl=" */
+    time_t                     dflt;
+    unsigned                   zero:1;         /* 0 is allowed */
+} ngx_http_tokengate_ttl_t;
+
+
+/* A keyed HMAC template a worker keeps. */
+typedef struct {
+    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    EVP_MAC_CTX               *ctx;
+} ngx_http_tokengate_hmac_t;
+
+
+static void ngx_http_tokengate_be64(u_char *p, uint64_t v);
+static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
+    ngx_uint_t *once);
+static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
+static u_char *ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
+    ngx_pool_t *pool, tg_identity_t *id);
+static ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
+    tg_identity_t *id, ngx_pool_t *pool);
+static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
+    ngx_http_tokengate_cache_t *cache, u_char *mac, time_t now);
+static void ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
+    ngx_http_tokengate_node_t *tn);
+static ngx_uint_t ngx_http_tokengate_cache_evict(
+    ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
+static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
+    const void *data, size_t len);
+static ngx_int_t ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+/* The order of ttls[] in ngx_http_tokengate_cache: ttl, negative_ttl,
+ * stale_ttl. */
+static ngx_http_tokengate_ttl_t  ngx_http_tokengate_cache_ttls[] = {
+    { ngx_string("ttl="), 60, 0 },
+    { ngx_string("negative_ttl="), 5, 1 },
+    { ngx_string("stale_ttl="), 0, 1 },
+    { ngx_null_string, 0, 0 }
+};
+
+
+static EVP_MAC            *ngx_http_tokengate_hmac_alg;
+/* does EVP_MAC_init(ctx, NULL, 0, NULL) restart an HMAC with its key?
+ * -1 not known yet, 1 yes, 0 no (see ngx_http_tokengate_hmac_reinit_ok) */
+static ngx_int_t          ngx_http_tokengate_hmac_reinit = -1;
+static ngx_http_tokengate_hmac_t
+    ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
+static ngx_uint_t         ngx_http_tokengate_nhmacs;
+
+
+/*
+ * The key of a token's answer, in the cache and for coalescing: an
+ * HMAC-SHA-256 of the length-prefixed full token, then whether it came as
+ * Basic credentials, then the location's fingerprint (everything else the
+ * answer depends on, see ngx_http_tokengate_fingerprint).  Two locations
+ * share an answer only when they would send the same validation, the same
+ * way, and trust it the same way.  The fingerprint was hashed once at
+ * configuration time: per request this costs the token's bytes plus 41.
+ */
+ngx_int_t
+ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
+    const u_char *fingerprint, u_char *out)
+{
+    u_char        head[8], tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
+    size_t        mac_len;
+    ngx_int_t     rc;
+    ngx_uint_t    once;
+    EVP_MAC_CTX  *hmac;
+
+    if (token->len > TG_TOKEN_MAX) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_tokengate_be64(head, token->len);
+
+    tail[0] = (u_char) (basic != 0);
+    ngx_memcpy(tail + 1, fingerprint, NGX_HTTP_TOKENGATE_MAC_LEN);
+
+    mac_len = 0;
+    rc = NGX_ERROR;
+
+    hmac = ngx_http_tokengate_hmac_get(key, &once);
+
+    if (hmac != NULL
+        && EVP_MAC_update(hmac, head, sizeof(head)) == 1
+        && EVP_MAC_update(hmac, token->data, token->len) == 1
+        && EVP_MAC_update(hmac, tail, sizeof(tail)) == 1
+        && EVP_MAC_final(hmac, out, &mac_len, NGX_HTTP_TOKENGATE_MAC_LEN)
+           == 1
+        && mac_len == NGX_HTTP_TOKENGATE_MAC_LEN)
+    {
+        rc = NGX_OK;
+    }
+
+    if (once) {
+        EVP_MAC_CTX_free(hmac);
+    }
+
+    return rc;
+}
+
+
+/* v as 8 bytes, most significant first: the length prefixes of the MAC's
+ * and the fingerprint's fields. */
+static void
+ngx_http_tokengate_be64(u_char *p, uint64_t v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (v >> (56 - 8 * i));
+    }
+}
+
+
+/*
+ * A keyed HMAC-SHA-256 context, ready for one MAC.  OpenSSL 3's one-shot
+ * HMAC() fetches the MAC and the digest on every call (a provider lookup
+ * under a lock), and duplicating a keyed context allocates and frees three
+ * digest contexts; a worker instead keeps one keyed context per key (the
+ * cache zones' keys and the coalescing key: a handful) and re-initialises
+ * it with the same key, which copies the keyed digest states it already
+ * holds.  The worker uses it to completion before anything else runs.
+ * Where re-initialising does not restart the MAC (an HMAC provider older
+ * than OpenSSL 3.0.3, openssl/openssl#17811: a successful no-op, so every
+ * MAC after the first would depend on the ones before it and no cache
+ * entry would ever be found again), the kept context stays a template that
+ * is duplicated for each MAC, as before.  *once tells the caller to free
+ * the context after its one use.
+ */
+static EVP_MAC_CTX *
+ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
+{
+    ngx_uint_t    i;
+    EVP_MAC_CTX  *ctx;
+    OSSL_PARAM    params[2];
+
+    *once = 0;
+
+    for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
+        if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,
+                       NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
+        {
+            ctx = ngx_http_tokengate_hmacs[i].ctx;
+
+            if (!ngx_http_tokengate_hmac_reinit) {
+                *once = 1;
+                return EVP_MAC_CTX_dup(ctx);
+            }
+
+            /* a NULL key: the same key again */
+            return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 ? ctx : NULL;
+        }
+    }
+
+    if (ngx_http_tokengate_hmac_alg == NULL) {
+        ngx_http_tokengate_hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (ngx_http_tokengate_hmac_alg == NULL) {
+            return NULL;
+        }
+    }
+
+    if (ngx_http_tokengate_hmac_reinit == -1) {
+        ngx_http_tokengate_hmac_reinit = ngx_http_tokengate_hmac_reinit_ok();
+
+        if (!ngx_http_tokengate_hmac_reinit) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "tokengate: this OpenSSL's HMAC cannot be "
+                          "re-initialised with its key (OpenSSL < 3.0.3?), "
+                          "each MAC uses a copy of a keyed context");
+        }
+    }
+
+    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256",
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (EVP_MAC_init(ctx, key, NGX_HTTP_TOKENGATE_MAC_LEN, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+
+    /* Keep it when there is room; else use it once. */
+    if (ngx_http_tokengate_nhmacs < NGX_HTTP_TOKENGATE_HMACS_MAX) {
+        i = ngx_http_tokengate_nhmacs++;
+        ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
+                   NGX_HTTP_TOKENGATE_MAC_LEN);
+        ngx_http_tokengate_hmacs[i].ctx = ctx;
+
+        if (!ngx_http_tokengate_hmac_reinit) {
+            /* the template stays unused */
+            *once = 1;
+            return EVP_MAC_CTX_dup(ctx);
+        }
+
+        return ctx;
+    }
+
+    *once = 1;
+
+    return ctx;
+}
+
+
+/*
+ * Whether EVP_MAC_init() with a NULL key restarts an HMAC with the key it
+ * has (providers from OpenSSL 3.0.3 on; a FIPS provider may be older than
+ * the libcrypto that loads it, so the version number does not tell):
+ * checked once per process on the provider actually fetched, the MAC of
+ * the same input after a re-initialisation must equal the first one.
+ */
+static ngx_int_t
+ngx_http_tokengate_hmac_reinit_ok(void)
+{
+    size_t         n1, n2;
+    ngx_int_t      ok;
+    EVP_MAC_CTX   *ctx;
+    OSSL_PARAM     params[2];
+    u_char         key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char         mac1[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char         mac2[NGX_HTTP_TOKENGATE_MAC_LEN];
+    static u_char  text[] = "tokengate HMAC re-initialisation check";
+
+    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
+    if (ctx == NULL) {
+        return 0;
+    }
+
+    ngx_memset(key, 0x5c, sizeof(key));
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256",
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    n1 = 0;
+    n2 = 0;
+
+    ok = EVP_MAC_init(ctx, key, sizeof(key), params) == 1
+         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
+         && EVP_MAC_final(ctx, mac1, &n1, sizeof(mac1)) == 1
+         && EVP_MAC_init(ctx, NULL, 0, NULL) == 1
+         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
+         && EVP_MAC_final(ctx, mac2, &n2, sizeof(mac2)) == 1
+         && n1 == sizeof(mac1) && n2 == n1
+         && ngx_memcmp(mac1, mac2, n1) == 0;
+
+    EVP_MAC_CTX_free(ctx);
+
+    return ok;
+}
+
+
+/*
+ * A fresh entry decides now (NGX_OK): a rejected token, or the identity,
+ * checked against this location's rules.  An expired positive entry that
+ * may still answer an outage (before its stale_until, on a location with
+ * tokengate_on_unavailable stale) is a miss that marks ctx: use_stale
+ * reads the entry again if the server fails.
+ */
+ngx_int_t
+ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    u_char                      *copy;
+    size_t                       len;
+    time_t                       now;
+    ngx_uint_t                   negative;
+    tg_identity_t                id;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+    copy = NULL;
+    len = 0;
+    now = ngx_time();
+
+    ngx_memzero(&id, sizeof(tg_identity_t));
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache, ctx->mac, now);
+
+    if (tn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (now >= tn->expires) {
+        if (!tn->negative && now < tn->stale_until
+            && tlcf->on_unavailable == NGX_HTTP_TOKENGATE_UNAVAILABLE_STALE)
+        {
+            ctx->stale = 1;
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
+
+    negative = tn->negative;
+
+    if (!negative) {
+        len = tn->len;
+        copy = ngx_http_tokengate_cache_copy(tn, r->pool, &id);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (negative) {
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_INVALID);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tokengate: token %s rejected (cached)",
+                      ngx_http_tokengate_fp(ctx));
+        return NGX_OK;
+    }
+
+    if (copy == NULL
+        || ngx_http_tokengate_decode(copy, len, &id, r->pool) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_tokengate_verdict(ctx, tlcf, &id);
+
+    return NGX_OK;
+}
+
+
+/* A positive entry's data and flags, copied out under the zone's lock
+ * (decoded once it is released); NULL when out of memory. */
+static u_char *
+ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
+    ngx_pool_t *pool, tg_identity_t *id)
+{
+    u_char  *copy;
+
+    copy = ngx_pnalloc(pool, tn->len);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(copy, tn->data, tn->len);
+
+    id->n_groups = tn->n_groups;
+    id->evaluation = tn->evaluation;
+    id->disabled = tn->disabled;
+    id->has_profile = tn->has_profile;
+
+    return copy;
+}
+
+
+/* An entry's data back into an identity whose strings point into copy:
+ * id, name, email, then id->n_groups groups, each NUL-terminated. */
+static ngx_int_t
+ngx_http_tokengate_decode(u_char *copy, size_t len, tg_identity_t *id,
+    ngx_pool_t *pool)
+{
+    u_char      *p, *last, *nul;
+    ngx_uint_t   i, n_groups;
+
+    n_groups = id->n_groups;
+
+    if (len == 0 || copy[len - 1] != '\0') {
+        return NGX_ERROR;
+    }
+
+    id->groups = ngx_pcalloc(pool, (n_groups + 1) * sizeof(char *));
+    if (id->groups == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = copy;
+    last = copy + len;
+
+    for (i = 0; i < 3 + n_groups; i++) {
+        if (p >= last) {
+            return NGX_ERROR;
+        }
+
+        nul = ngx_strlchr(p, last, '\0');
+        if (nul == NULL) {
+            return NGX_ERROR;
+        }
+
+        switch (i) {
+        case 0:
+            id->id = (char *) p;
+            break;
+        case 1:
+            id->name = (char *) p;
+            break;
+        case 2:
+            id->email = (char *) p;
+            break;
+        default:
+            id->groups[i - 3] = (char *) p;
+        }
+
+        p = nul + 1;
+    }
+
+    id->display_name = id->name;
+    id->first_name = (char *) "";
+    id->last_name = (char *) "";
+
+    return NGX_OK;
+}
+
+
+/*
+ * The server is unavailable: decide from the token's entry if it may
+ * answer an outage now.  It is read again rather than kept from the
+ * lookup: meanwhile a refusal (in any worker) may have removed it, or its
+ * stale window may have closed while the call ran.
+ */
+ngx_int_t
+ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    u_char                      *copy;
+    size_t                       len;
+    time_t                       now;
+    tg_identity_t                id;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    if (tlcf->cache == NULL || !ctx->has_mac) {
+        return NGX_DECLINED;
+    }
+
+    cache = tlcf->cache->data;
+    copy = NULL;
+    len = 0;
+    now = ngx_time();
+
+    ngx_memzero(&id, sizeof(tg_identity_t));
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache, ctx->mac, now);
+
+    if (tn != NULL && !tn->negative && now < tn->stale_until) {
+        len = tn->len;
+        copy = ngx_http_tokengate_cache_copy(tn, ctx->request->pool, &id);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (copy == NULL
+        || ngx_http_tokengate_decode(copy, len, &id, ctx->request->pool)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_tokengate_verdict(ctx, tlcf, &id);
+    ngx_str_set(&ctx->cache_status, "STALE");
+
+    return NGX_OK;
+}
+
+
+/*
+ * The server answered for the token's MAC: keep the identity, or, with id
+ * NULL, "rejected".  Whatever comes next, the token's previous entry goes
+ * first, so that a rejection always ends an accepted identity (also with
+ * negative_ttl=0, or when the new answer is too large to keep): stale mode
+ * never revives a token the server refused.
+ *
+ * The life of an accepted token is bounded by its expiry when the answer
+ * gives one, else by its first accepted validation (kept when the entry is
+ * renewed) plus token_lifetime_max (Looker GET /user and Insight
+ * auth/currentuser carry no expiry).  The entry is fresh for ttl, answers
+ * an outage for stale_ttl more, both within that bound, and is kept (not
+ * answering) up to that bound so that a renewal still knows the first
+ * validation.  A server that still accepts the token past the bound (a
+ * token_lifetime_max too short for it) finds the entry gone: that
+ * validation counts a new life.  A rejection is kept negative_ttl.
+ */
+void
+ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, tg_identity_t *id)
+{
+    u_char                      *p;
+    size_t                       len, size;
+    time_t                       now, first_seen, limit, expires, stale_until,
+                                 keep_until;
+    ngx_uint_t                   i, keep;
+    const char                  *f[3];
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+    now = ngx_time();
+    len = 0;
+    keep = 1;
+
+    if (id != NULL) {
+        f[0] = id->id;
+        f[1] = id->name;
+        f[2] = id->email;
+
+        for (i = 0; i < 3; i++) {
+            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            len += ngx_strlen(id->groups[i]) + 1;
+        }
+
+        if (id->n_groups > 0xffff || len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
+            keep = 0;
+        }
+    }
+
+    size = offsetof(ngx_http_tokengate_node_t, data) + len;
+    first_seen = now;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache, mac, now);
+
+    if (tn != NULL) {
+        if (id != NULL && !tn->negative && tn->first_seen <= now) {
+            first_seen = tn->first_seen;
+        }
+
+        ngx_http_tokengate_cache_drop(cache, tn);
+    }
+
+    if (id == NULL) {
+        expires = now + tlcf->cache_negative_ttl;
+        stale_until = expires;
+        keep_until = expires;
+
+    } else {
+        limit = id->expires_at > 0 ? id->expires_at
+                                   : first_seen + tlcf->lifetime_max;
+
+        expires = ngx_min(now + tlcf->cache_ttl, limit);
+        stale_until = ngx_min(expires + tlcf->cache_stale_ttl, limit);
+        keep_until = id->expires_at > 0 ? stale_until : limit;
+    }
+
+    if (!keep || expires <= now) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_TOKENGATE_EXPIRE_MAX; i++) {
+        if (!ngx_http_tokengate_cache_evict(cache, 0)) {
+            break;
+        }
+    }
+
+    tn = ngx_slab_alloc_locked(cache->shpool, size);
+
+    for (i = 0; tn == NULL && i < NGX_HTTP_TOKENGATE_EVICT_MAX; i++) {
+        if (!ngx_http_tokengate_cache_evict(cache, 1)) {
+            break;
+        }
+
+        tn = ngx_slab_alloc_locked(cache->shpool, size);
+    }
+
+    if (tn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "tokengate: cache zone \"%V\" is full",
+                      &tlcf->cache->shm.name);
+        return;
+    }
+
+    ngx_memcpy(tn->mac, mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+    ngx_memcpy(&tn->node.key, mac, sizeof(ngx_rbtree_key_t));
+
+    tn->expires = expires;
+    tn->stale_until = stale_until;
+    tn->keep_until = keep_until;
+    tn->first_seen = first_seen;
+    tn->len = (uint16_t) len;
+    tn->negative = (id == NULL);
+    tn->n_groups = 0;
+    tn->evaluation = 0;
+    tn->disabled = 0;
+    tn->has_profile = 0;
+
+    if (id != NULL) {
+        tn->n_groups = (uint16_t) id->n_groups;
+        tn->evaluation = (signed char) id->evaluation;
+        tn->disabled = (signed char) id->disabled;
+        tn->has_profile = (u_char) (id->has_profile != 0);
+
+        p = tn->data;
+
+        for (i = 0; i < 3; i++) {
+            if (f[i] != NULL) {
+                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
+            }
+
+            *p++ = '\0';
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+            *p++ = '\0';
+        }
+    }
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
+    ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* The entry for mac, with the zone locked; one past its keep_until, or
+ * whose times or size are not consistent, is dropped on the way. */
+static ngx_http_tokengate_node_t *
+ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
+    time_t now)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_key_t            key;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_tokengate_node_t  *tn;
+
+    ngx_memcpy(&key, mac, sizeof(ngx_rbtree_key_t));
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        tn = (ngx_http_tokengate_node_t *) node;
+
+        rc = ngx_memcmp(mac, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+
+        if (rc == 0) {
+            if (tn->keep_until <= now
+                || tn->expires > tn->stale_until
+                || tn->stale_until > tn->keep_until
+                || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
+            {
+                ngx_http_tokengate_cache_drop(cache, tn);
+                return NULL;
+            }
+
+            return tn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* Remove the token's entry, if any, from the location's zone. */
+void
+ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac)
+{
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = tlcf->cache->data;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    tn = ngx_http_tokengate_cache_find(cache, mac, ngx_time());
+
+    if (tn != NULL) {
+        ngx_http_tokengate_cache_drop(cache, tn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* Unlink and free an entry; locked. */
+static void
+ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
+    ngx_http_tokengate_node_t *tn)
+{
+    ngx_queue_remove(&tn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+    ngx_slab_free_locked(cache->shpool, tn);
+}
+
+
+/* Drop the least recently used entry if forced or past its keep_until;
+ * locked. */
+static ngx_uint_t
+ngx_http_tokengate_cache_evict(ngx_http_tokengate_cache_t *cache,
+    ngx_uint_t force)
+{
+    ngx_queue_t                *q;
+    ngx_http_tokengate_node_t  *tn;
+
+    if (ngx_queue_empty(&cache->sh->lru)) {
+        return 0;
+    }
+
+    q = ngx_queue_last(&cache->sh->lru);
+    tn = ngx_queue_data(q, ngx_http_tokengate_node_t, queue);
+
+    if (!force && tn->keep_until > ngx_time()) {
+        return 0;
+    }
+
+    ngx_http_tokengate_cache_drop(cache, tn);
+
+    return 1;
+}
+
+
+static void
+ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_tokengate_node_t   *tn, *tnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            tn = (ngx_http_tokengate_node_t *) node;
+            tnt = (ngx_http_tokengate_node_t *) temp;
+
+            p = ngx_memcmp(tn->mac, tnt->mac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/*
+ * The fingerprint of a location: SHA-256 of everything a validation's
+ * answer depends on besides the token, so that the cache and coalescing
+ * never give one location the answer to another's question.  It covers
+ * the requests themselves, as libtokengate's pure builders make them for a
+ * placeholder token and placeholder credentials (so the full URL with the
+ * base path or API version, the method, the Authorization scheme, the
+ * token exchange of tokengate_basic with its maxAge), then what decides
+ * where they go and whether the answer is trusted and read: the flavor,
+ * the validation call, ca_file, ca_path, pinned_pubkey, proxy,
+ * allow_insecure_http, token_max_age, max_response_bytes, and the longest
+ * token life that bounds how long an answer is used.  Timeouts and
+ * retry_after_max are left out: they only decide between an answer and a
+ * failure, and failures are never cached.  The rules are not in it either:
+ * they are applied to the cached identity on every request.  Every field
+ * is length-prefixed, so no two different settings give the same input.
+ */
+char *
+ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    u_char        num[8];
+    char         *rc;
+    ngx_uint_t    i, ok;
+    tg_diag_t     diag;
+    tg_config_t  *tg;
+    EVP_MD_CTX   *md;
+    tg_request_t  val, tok;
+    unsigned int  len;
+    const char   *s[14];
+    long          n[6];
+
+    tg = conf->tg;
+    md = NULL;
+    rc = NGX_CONF_ERROR;
+
+    tg_diag_clear(&diag);
+    ngx_memzero(&val, sizeof(tg_request_t));
+    ngx_memzero(&tok, sizeof(tg_request_t));
+
+    if (tg_build_validate(tg, "placeholder", conf->which, &val, &diag)
+        != TG_OK
+        || tg_build_token(tg, "placeholder", "placeholder", &tok, &diag)
+           != TG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: cannot build the validation "
+                           "request: %s", diag.message);
+        goto out;
+    }
+
+    s[0] = NGX_HTTP_TOKENGATE_FP_VERSION;
+    s[1] = val.method;
+    s[2] = val.url;
+    s[3] = val.accept;
+    s[4] = val.content_type;
+    s[5] = val.authorization;
+    s[6] = tok.method;
+    s[7] = tok.url;
+    s[8] = tok.accept;
+    s[9] = tok.content_type;
+    s[10] = tg->ca_file;
+    s[11] = tg->ca_path;
+    s[12] = tg->pinned_pubkey;
+    s[13] = tg->proxy;
+
+    n[0] = (long) tg->api;
+    n[1] = (long) conf->which;
+    n[2] = (long) tg->allow_insecure_http;
+    n[3] = tg->token_max_age;
+    n[4] = tg->max_response_bytes;
+    n[5] = (long) conf->lifetime_max;
+
+    md = EVP_MD_CTX_new();
+
+    ok = (md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+
+    for (i = 0; ok && i < sizeof(s) / sizeof(s[0]); i++) {
+        ok = ngx_http_tokengate_fingerprint_add(md, s[i],
+                                                s[i] != NULL
+                                                ? ngx_strlen(s[i]) : 0)
+             == NGX_OK;
+    }
+
+    for (i = 0; ok && i < sizeof(n) / sizeof(n[0]); i++) {
+        ngx_http_tokengate_be64(num, (uint64_t) n[i]);
+        ok = ngx_http_tokengate_fingerprint_add(md, num, sizeof(num))
+             == NGX_OK;
+    }
+
+    len = 0;
+
+    if (!ok
+        || ngx_http_tokengate_fingerprint_add(md, val.body, val.body_len)
+           != NGX_OK
+        || ngx_http_tokengate_fingerprint_add(md, tok.body, tok.body_len)
+           != NGX_OK
+        || EVP_DigestFinal_ex(md, conf->fingerprint, &len) != 1
+        || len != NGX_HTTP_TOKENGATE_MAC_LEN)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate: SHA-256 failed");
+        goto out;
+    }
+
+    rc = NGX_CONF_OK;
+
+out:
+
+    EVP_MD_CTX_free(md);
+    tg_request_clear(&val);
+    tg_request_clear(&tok);
+
+    return rc;
+}
+
+
+/* One field of a fingerprint: its length (8 bytes), then its bytes. */
+static ngx_int_t
+ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md, const void *data,
+    size_t len)
+{
+    u_char  prefix[8];
+
+    ngx_http_tokengate_be64(prefix, len);
+
+    if (EVP_DigestUpdate(md, prefix, sizeof(prefix)) != 1
+        || (len > 0 && EVP_DigestUpdate(md, data, len) != 1))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* tokengate_cache zone=NAME[:SIZE] [ttl=TIME] [negative_ttl=TIME]
+ * [stale_ttl=TIME] | off */
+char *
+ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    u_char                      *p;
+    ssize_t                      size;
+    ngx_int_t                    ttls[3];
+    ngx_str_t                   *value, name, s;
+    ngx_uint_t                   i, n;
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_tokengate_cache_t  *cache;
+    ngx_http_tokengate_ttl_t    *t;
+
+    if (tlcf->cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    ngx_str_null(&name);
+    size = 0;
+
+    for (n = 0; ngx_http_tokengate_cache_ttls[n].name.len != 0; n++) {
+        ttls[n] = ngx_http_tokengate_cache_ttls[n].dflt;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            p = ngx_strlchr(name.data, name.data + name.len, ':');
+
+            if (p != NULL) {
+                s.data = p + 1;
+                s.len = name.data + name.len - s.data;
+                name.len = p - name.data;
+
+                size = ngx_parse_size(&s);
+
+                if (size == NGX_ERROR) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid zone size \"%V\" in "
+                                       "\"%V\" directive", &value[i],
+                                       &cmd->name);
+                    return NGX_CONF_ERROR;
+                }
+
+                if (size < (ssize_t) (8 * ngx_pagesize)) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "zone \"%V\" of \"%V\" is too small",
+                                       &name, &cmd->name);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            if (name.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone name \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        for (t = ngx_http_tokengate_cache_ttls; t->name.len != 0; t++) {
+            if (value[i].len >= t->name.len
+                && ngx_strncmp(value[i].data, t->name.data, t->name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (t->name.len != 0) {
+            s.data = value[i].data + t->name.len;
+            s.len = value[i].len - t->name.len;
+
+            n = t - ngx_http_tokengate_cache_ttls;
+            ttls[n] = ngx_parse_time(&s, 1);
+
+            if (ttls[n] == NGX_ERROR || (ttls[n] == 0 && !t->zero)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have a \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_tokengate_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data == NULL) {
+        cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_cache_t));
+        if (cache == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        shm_zone->init = ngx_http_tokengate_init_zone;
+        shm_zone->data = cache;
+    }
+
+    tlcf->cache = shm_zone;
+    tlcf->cache_ttl = ttls[0];
+    tlcf->cache_negative_ttl = ttls[1];
+    tlcf->cache_stale_ttl = ttls[2];
+
+    return NGX_CONF_OK;
+}
+
+
+/* A new zone gets a random HMAC key; a zone kept over a reload keeps its
+ * entries and its key. */
+static ngx_int_t
+ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_tokengate_cache_t  *octx = data;
+
+    size_t                       len;
+    ngx_http_tokengate_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (octx != NULL) {
+        cache->sh = octx->sh;
+        cache->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool,
+                               sizeof(ngx_http_tokengate_shctx_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_tokengate_rbtree_insert);
+    ngx_queue_init(&cache->sh->lru);
+
+    if (RAND_bytes(cache->sh->key, NGX_HTTP_TOKENGATE_MAC_LEN) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "tokengate: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in tokengate zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in tokengate zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts; it is not an error worth a [crit] */
+
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
