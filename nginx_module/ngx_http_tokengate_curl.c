@@ -445,10 +445,14 @@ ngx_http_tokengate_open_socket(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
-    /* an entry left for this fd is a socket libcurl closed behind our
-     * back: finding it forgets it */
+    /* an entry left for this fd, just returned by socket(), is a socket
+     * libcurl closed behind our back: forget it (no fstat needed) */
 
-    (void) ngx_http_tokengate_sock_find(s);
+    if ((ngx_uint_t) s < ngx_http_tokengate_nsocks
+        && ngx_http_tokengate_socks[s].connection != NULL)
+    {
+        ngx_http_tokengate_sock_forget(&ngx_http_tokengate_socks[s]);
+    }
 
     if (ngx_http_tokengate_sock_add(s, 1) == NULL) {
         (void) ngx_close_socket(s);
@@ -631,7 +635,22 @@ ngx_http_tokengate_socket_cb(CURL *easy, curl_socket_t s, int what,
     ngx_connection_t           *c;
     ngx_http_tokengate_sock_t  *sk;
 
-    sk = ngx_http_tokengate_sock_find(s);
+    /* Only a socket curl stops watching may be one it closed itself (a
+     * connect it gave up): the inode is checked then.  A socket curl
+     * wants events on is open, and open_socket replaces the entry of a
+     * reused fd: the table alone answers, without an fstat per call. */
+
+    if (what == CURL_POLL_REMOVE) {
+        sk = ngx_http_tokengate_sock_find(s);
+
+    } else if (s >= 0 && (ngx_uint_t) s < ngx_http_tokengate_nsocks
+               && ngx_http_tokengate_socks[s].connection != NULL)
+    {
+        sk = &ngx_http_tokengate_socks[s];
+
+    } else {
+        sk = NULL;
+    }
 
     if (what == CURL_POLL_REMOVE) {
         if (sk == NULL) {
