@@ -156,6 +156,9 @@ tg_curl_line(char *line, size_t size, const char *name, const char *value,
 {
     int n;
 
+    /* Bytes past a line's NUL are always zero (see
+     * tg__curl_wipe_request): wiping an earlier line takes its length. */
+    explicit_bzero(line, strnlen(line, size));
     n = snprintf(line, size, "%s: %s", name, value);
     if (n < 0 || (size_t) n >= size) {
         explicit_bzero(line, size);
@@ -299,9 +302,15 @@ tg__curl_failed(tg__curl_t *c, CURLcode rc, tg_diag_t *diag)
 void
 tg__curl_wipe_request(tg__curl_t *c)
 {
-    explicit_bzero(c->accept, sizeof(c->accept));
-    explicit_bzero(c->content_type, sizeof(c->content_type));
-    explicit_bzero(c->authorization, sizeof(c->authorization));
+    /* The buffers start zeroed (the handle is calloc'd) and a line is
+     * only ever written by tg_curl_line, which wipes the earlier one first
+     * (or the whole buffer when it does not fit): nothing past the first
+     * NUL is left to wipe.  The token line has room for 4 KiB; a token is ~100 bytes. */
+    explicit_bzero(c->accept, strnlen(c->accept, sizeof(c->accept)));
+    explicit_bzero(c->content_type,
+                   strnlen(c->content_type, sizeof(c->content_type)));
+    explicit_bzero(c->authorization,
+                   strnlen(c->authorization, sizeof(c->authorization)));
 }
 
 int
