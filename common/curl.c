@@ -305,7 +305,8 @@ tg__curl_wipe_request(tg__curl_t *c)
     /* The buffers start zeroed (the handle is calloc'd) and a line is
      * only ever written by tg_curl_line, which wipes the earlier one first
      * (or the whole buffer when it does not fit): nothing past the first
-     * NUL is left to wipe.  The token line has room for 4 KiB; a token is ~100 bytes. */
+     * NUL is left to wipe.  The token line has room for 4 KiB; a token
+     * is often ~100 bytes. */
     explicit_bzero(c->accept, strnlen(c->accept, sizeof(c->accept)));
     explicit_bzero(c->content_type,
                    strnlen(c->content_type, sizeof(c->content_type)));

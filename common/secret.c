@@ -38,9 +38,8 @@ tg_secret_free_len(void *p, size_t len)
     free(p);
 }
 
-
 static pthread_once_t tg_sha256_once = PTHREAD_ONCE_INIT;
-static EVP_MD *tg_sha256;   /* never freed: lives as long as the process */
+static EVP_MD *tg_sha256; /* never freed: lives as long as the process */
 
 static void
 tg_sha256_fetch(void)
@@ -61,11 +60,10 @@ tg_fingerprint(const char *secret, size_t len, char out[TG_FINGERPRINT_SIZE])
      * token, measured in the nginx worker). */
     (void) pthread_once(&tg_sha256_once, tg_sha256_fetch);
 
-    if (secret == NULL
-        || EVP_Digest(secret, len, md, &md_len,
-                      tg_sha256 != NULL ? tg_sha256 : EVP_sha256(),
-                      NULL) != 1
-        || md_len < 4) {
+    if (secret == NULL ||
+        EVP_Digest(secret, len, md, &md_len,
+                   tg_sha256 != NULL ? tg_sha256 : EVP_sha256(), NULL) != 1 ||
+        md_len < 4) {
         memcpy(out, "????????", TG_FINGERPRINT_SIZE);
         return;
     }
