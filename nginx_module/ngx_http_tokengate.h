@@ -10,7 +10,8 @@
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's curl multi handle and the transfers on it,
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
- * the shared counters.  Other parts of the module (the tokengate_embed
+ * the shared counters, ngx_http_tokengate_limit.c tokengate_fail_limit.
+ * Other parts of the module (the tokengate_embed
  * handler) make their own HTTP calls to the BI server on that multi handle
  * through ngx_http_tokengate_call(), read the identity the access phase
  * accepted through ngx_http_tokengate_allowed() and the $tokengate_*
@@ -59,7 +60,8 @@
 #define NGX_HTTP_TOKENGATE_INVALID         3
 #define NGX_HTTP_TOKENGATE_FORBIDDEN       4
 #define NGX_HTTP_TOKENGATE_UNAVAILABLE     5
-#define NGX_HTTP_TOKENGATE_OUTCOMES        6
+#define NGX_HTTP_TOKENGATE_LIMITED         6    /* tokengate_fail_limit */
+#define NGX_HTTP_TOKENGATE_OUTCOMES        7
 
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
@@ -177,6 +179,8 @@ struct ngx_http_tokengate_loc_conf_s {
     ngx_msec_t                 timeout;
     ngx_msec_t                 connect_timeout;
 
+    ngx_shm_zone_t            *fail_limit;
+
     tg_config_t               *tg;
     tg_insight_validate_t      which;
 
@@ -257,6 +261,9 @@ struct ngx_http_tokengate_ctx_s {
 
     ngx_str_t                  result;
     ngx_str_t                  cache_status;
+
+    /* tokengate_fail_limit's key of the client (empty: not limited) */
+    ngx_str_t                  limit_key;
 
     ngx_str_t                  user;
     ngx_str_t                  user_id;
@@ -402,6 +409,17 @@ void ngx_http_tokengate_count(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 char *ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* ngx_http_tokengate_limit.c: tokengate_fail_limit */
+ngx_int_t ngx_http_tokengate_limit_check(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf);
+void ngx_http_tokengate_limit_refused(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf);
+ngx_uint_t ngx_http_tokengate_limit_entries(void);
+char *ngx_http_tokengate_fail_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tokengate_fail_limit_merge(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *prev, ngx_http_tokengate_loc_conf_t *conf);
 
 #pragma GCC visibility pop
 

@@ -7,9 +7,10 @@
  * location's tokengate.conf built and validated once, its cache
  * fingerprint computed once) and the parsers of the directives that need
  * more than nginx's slots.  The directive table itself is in
- * ngx_http_tokengate_module.c; tokengate_cache and tokengate_status are
- * parsed next to what they configure (ngx_http_tokengate_cache.c,
- * ngx_http_tokengate_status.c).
+ * ngx_http_tokengate_module.c; tokengate_cache, tokengate_status and
+ * tokengate_fail_limit are parsed next to what they configure
+ * (ngx_http_tokengate_cache.c, ngx_http_tokengate_status.c,
+ * ngx_http_tokengate_limit.c).
  */
 
 
@@ -100,6 +101,7 @@ ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf)
     conf->require_error = NGX_CONF_UNSET;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->fail_limit = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -162,6 +164,10 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_CONF_UNSET_MSEC);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
                               NGX_CONF_UNSET_MSEC);
+
+    if (ngx_http_tokengate_fail_limit_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->config_file.data == NULL) {
         conf->config_file = prev->config_file;

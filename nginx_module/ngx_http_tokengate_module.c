@@ -21,6 +21,7 @@
  * ngx_http_tokengate_curl.c (the transfers on the worker's curl multi
  * handle), ngx_http_tokengate_cache.c (the shared cache),
  * ngx_http_tokengate_status.c (counters and tokengate_status),
+ * ngx_http_tokengate_limit.c (tokengate_fail_limit),
  * ngx_http_tokengate_embed*.c (tokengate_embed).
  *
  * While a validation is in flight the request is "blocked" (as for thread
@@ -167,6 +168,13 @@ static ngx_command_t  ngx_http_tokengate_commands[] = {
       offsetof(ngx_http_tokengate_loc_conf_t, on_unavailable),
       &ngx_http_tokengate_on_unavailable },
 
+    { ngx_string("tokengate_fail_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tokengate_fail_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tokengate_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_tokengate_status,
@@ -238,7 +246,8 @@ ngx_str_t  ngx_http_tokengate_results[] = {
     ngx_string("malformed"),
     ngx_string("invalid"),
     ngx_string("forbidden"),
-    ngx_string("unavailable")
+    ngx_string("unavailable"),
+    ngx_string("limited")
 };
 
 
@@ -295,6 +304,19 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     ctx->retry_after = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_tokengate_module);
+
+    /* a client over its refusals: nothing else, no call */
+
+    rc = ngx_http_tokengate_limit_check(r, ctx, tlcf);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_LIMITED);
+        return ngx_http_tokengate_answer(r, ctx);
+    }
+
+    if (rc != NGX_DECLINED) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_http_tokengate_get_token(r, tlcf, &token);
 
@@ -1004,6 +1026,8 @@ ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx, ngx_uint_t outcome)
  *                tokengate_require answers its own status (401 with
  *                error="invalid_token", or 403)
  *   UNAVAILABLE  503, with Retry-After when the server advised one
+ *   LIMITED      429, Retry-After: when tokengate_fail_limit allows the
+ *                client one more refusal
  *
  * A 401 is a 302 to tokengate_login_url instead for a browser's GET or
  * HEAD.  The outcomes come from the token's syntax (MISSING, MALFORMED),
@@ -1011,7 +1035,9 @@ ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx, ngx_uint_t outcome)
  * unknown token is INVALID, TG_FORBIDDEN is FORBIDDEN, any other failure
  * -- a timeout, a refused connection, TLS, a broken answer -- is
  * UNAVAILABLE unless tokengate_on_unavailable stale answers) and from the
- * rules on an accepted identity (FORBIDDEN).
+ * rules on an accepted identity (FORBIDDEN); LIMITED from
+ * tokengate_fail_limit, before anything else.  An INVALID answer is one
+ * more refusal for tokengate_fail_limit.
  */
 static ngx_int_t
 ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
@@ -1046,6 +1072,10 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
     }
 
     ngx_http_tokengate_count(r, ctx);
+
+    if (ctx->outcome == NGX_HTTP_TOKENGATE_INVALID) {
+        ngx_http_tokengate_limit_refused(r, ctx, tlcf);
+    }
 
     if (ctx->outcome == NGX_HTTP_TOKENGATE_VALID && !ctx->allowed) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -1091,6 +1121,13 @@ ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
         error = status == NGX_HTTP_UNAUTHORIZED ? "invalid_token"
                                                 : "insufficient_scope";
         break;
+
+    case NGX_HTTP_TOKENGATE_LIMITED:
+        if (ngx_http_tokengate_retry_after(r, ctx->retry_after) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return NGX_HTTP_TOO_MANY_REQUESTS;
 
     default: /* NGX_HTTP_TOKENGATE_UNAVAILABLE */
         if (ctx->retry_after > 0

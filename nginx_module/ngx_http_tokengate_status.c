@@ -86,7 +86,7 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_buf_t                   *b;
     ngx_str_t                    format;
-    ngx_uint_t                   i, prom;
+    ngx_uint_t                   i, prom, limit_entries;
     ngx_chain_t                  out;
     ngx_http_tokengate_stats_t  *st;
 
@@ -108,7 +108,11 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
             && format.len == 10
             && ngx_strncmp(format.data, "prometheus", 10) == 0);
 
-    b = ngx_create_temp_buf(r->pool, 2048);
+    limit_entries = ngx_http_tokengate_limit_entries();
+
+    /* the Prometheus text with every counter at 20 digits was 1.9 KB:
+     * room for more counters (ngx_sprintf does not check the end) */
+    b = ngx_create_temp_buf(r->pool, 4096);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -158,6 +162,11 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "tokengate_curl_handles_total{handle=\"reused\"} "
                         "%uA\n", st->handles_created, st->handles_reused);
 
+        p = ngx_sprintf(p, "# HELP tokengate_fail_limit_entries Clients "
+                        "with refusals in a tokengate_fail_limit zone.\n"
+                        "# TYPE tokengate_fail_limit_entries gauge\n"
+                        "tokengate_fail_limit_entries %ui\n", limit_entries);
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
 
@@ -184,8 +193,10 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
         }
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
-                        "\"reused\":%uA}}\n",
+                        "\"reused\":%uA}",
                         st->handles_created, st->handles_reused);
+
+        p = ngx_sprintf(p, ",\"fail_limit_entries\":%ui}\n", limit_entries);
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }

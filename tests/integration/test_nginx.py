@@ -1100,7 +1100,7 @@ def test_status_counters_json_and_prometheus(tmp_path, devserver, nginx):
     st = json.loads(r.body)
     assert st["requests"] == {"valid": 2, "missing": 1, "malformed": 0,
                               "invalid": 1, "forbidden": 0,
-                              "unavailable": 0}
+                              "unavailable": 0, "limited": 0}
     assert st["cache"] == {"hit": 1, "miss": 2, "coalesced": 0, "stale": 0}
     assert st["auth_calls"] == 2
     r = nginx.get("/status?format=prometheus")
