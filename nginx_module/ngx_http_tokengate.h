@@ -141,6 +141,8 @@ typedef struct {
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
+    ngx_atomic_t               backoff_refused;
+    ngx_atomic_t               backoff_probes;
 } ngx_http_tokengate_stats_t;
 
 
@@ -149,6 +151,7 @@ typedef struct {
 typedef struct {
     ngx_int_t                  remote_user_index;
     ngx_shm_zone_t            *stats_zone;
+    ngx_shm_zone_t            *backoff_zone;
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -185,6 +188,11 @@ struct ngx_http_tokengate_loc_conf_s {
      * (token_lifetime_max, resolved) */
     u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
     time_t                     lifetime_max;
+
+    /* tokengate_backoff, and the key of the server's back-off (the
+     * SHA-256 of tg->url) */
+    ngx_flag_t                 backoff;
+    u_char                     backoff_key[NGX_HTTP_TOKENGATE_MAC_LEN];
 };
 
 
@@ -289,6 +297,11 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   stale:1;
 
     time_t                     sent_at;
+
+    /* the back-off the transfer's end is recorded in (NULL: none), and
+     * whether it is the back-off's probe */
+    u_char                    *backoff_key;
+    unsigned                   backoff_probe:1;
 };
 
 
@@ -395,6 +408,17 @@ char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
 char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* ngx_http_tokengate_backoff.c: the node-wide back-off */
+char *ngx_http_tokengate_backoff_conf(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+ngx_int_t ngx_http_tokengate_backoff_check(
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_log_t *log, time_t *wait,
+    ngx_uint_t *probe);
+void ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
+    tg_err_t err, tg_response_t *resp, ngx_uint_t probe, ngx_log_t *log);
+void ngx_http_tokengate_backoff_extend(const u_char *key, time_t until);
+ngx_uint_t ngx_http_tokengate_backoff_active(void);
+
 /* ngx_http_tokengate_status.c: counters */
 ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
     ngx_http_request_t *r);
@@ -402,6 +426,8 @@ void ngx_http_tokengate_count(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 char *ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_tokengate_init_struct_zone(ngx_shm_zone_t *shm_zone,
+    void *data, size_t size);
 
 #pragma GCC visibility pop
 
