@@ -345,6 +345,14 @@ ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx)
 void
 ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 {
+    if (ctx->backoff_probe) {
+        /* a cancelled probe learnt nothing: the next request probes */
+        ngx_http_tokengate_backoff_record(ctx->backoff_key, ctx->tg->url,
+                                          TG_INTERNAL, NULL, 1,
+                                          ngx_cycle->log);
+        ctx->backoff_probe = 0;
+    }
+
     /* Out of the multi first: curl drops its references to the handle (and
      * closes the connection of the unfinished transfer), so the handle can
      * serve another transfer once its state is wiped. */
