@@ -672,39 +672,24 @@ file_header(const char *kind, const char *user, const tg_config_t *cfg,
 }
 
 /*
- * Read and decode <dir>/<user><suffix>, checking version, kind and user.
- * dirfd_in >= 0 reuses an open directory (dir is then only for messages).
+ * Read below dirfd the file name (shown in messages) and decode it,
+ * checking its version and kind: the JSON in *root_out.
  */
 static tg_pam_file_t
-file_load(const char *dir, const char *user, const char *suffix,
-          const char *kind, int dirfd_in, json_t **root_out, char *why,
-          size_t why_size)
+json_load(int dirfd, const char *name, const char *shown, const char *kind,
+          size_t max, json_t **root_out, char *why, size_t why_size)
 {
-    char name[TG_PAM_NAME_MAX];
-    char shown[TG_PAM_NAME_MAX + 4096];
     char *text = NULL;
     size_t len = 0;
     json_t *root = NULL, *v;
     json_error_t jerr;
-    int dirfd = dirfd_in;
     tg_pam_file_t res;
 
     *root_out = NULL;
-    if (file_name(name, sizeof(name), user, suffix) != 0) {
-        set_why(why, why_size, "not a user name tokengate keeps files for");
-        return TG_PAM_FILE_NONE;
-    }
-    snprintf(shown, sizeof(shown), "%s/%s", dir, name);
-    if (dirfd < 0) {
-        res = dir_open(dir, 0, &dirfd, why, why_size);
-        if (res != TG_PAM_FILE_OK) {
-            return res;
-        }
-    }
-    res = read_checked(dirfd, name, shown, 077u, TG_PAM_FILE_MAX, &text, &len,
-                       why, why_size);
+    res = read_checked(dirfd, name, shown, 077u, max, &text, &len, why,
+                       why_size);
     if (res != TG_PAM_FILE_OK) {
-        goto out;
+        return res;
     }
     res = TG_PAM_FILE_BAD;
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -723,20 +708,58 @@ file_load(const char *dir, const char *user, const char *suffix,
         set_why(why, why_size, "%s: not a %s file", shown, kind);
         goto out;
     }
-    v = json_object_get(root, "user");
-    if (!json_is_string(v) || strcmp(json_string_value(v), user) != 0) {
-        set_why(why, why_size, "%s: written for another user", shown);
-        goto out;
-    }
     *root_out = root;
     root = NULL;
     res = TG_PAM_FILE_OK;
 out:
     json_decref(root);
-    if (text != NULL) {
-        explicit_bzero(text, len);
-        free(text);
+    explicit_bzero(text, len);
+    free(text);
+    return res;
+}
+
+/*
+ * Read and decode <dir>/<user><suffix>, checking version, kind and user.
+ * dirfd_in >= 0 reuses an open directory (dir is then only for messages).
+ */
+static tg_pam_file_t
+file_load(const char *dir, const char *user, const char *suffix,
+          const char *kind, int dirfd_in, json_t **root_out, char *why,
+          size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    char shown[TG_PAM_NAME_MAX + 4096];
+    json_t *root = NULL, *v;
+    int dirfd = dirfd_in;
+    tg_pam_file_t res;
+
+    *root_out = NULL;
+    if (file_name(name, sizeof(name), user, suffix) != 0) {
+        set_why(why, why_size, "not a user name tokengate keeps files for");
+        return TG_PAM_FILE_NONE;
     }
+    snprintf(shown, sizeof(shown), "%s/%s", dir, name);
+    if (dirfd < 0) {
+        res = dir_open(dir, 0, &dirfd, why, why_size);
+        if (res != TG_PAM_FILE_OK) {
+            return res;
+        }
+    }
+    res = json_load(dirfd, name, shown, kind, TG_PAM_FILE_MAX, &root, why,
+                    why_size);
+    if (res != TG_PAM_FILE_OK) {
+        goto out;
+    }
+    v = json_object_get(root, "user");
+    if (!json_is_string(v) || strcmp(json_string_value(v), user) != 0) {
+        set_why(why, why_size, "%s: written for another user", shown);
+        res = TG_PAM_FILE_BAD;
+        goto out;
+    }
+    *root_out = root;
+    root = NULL;
+out:
+    json_decref(root);
     if (dirfd_in < 0 && dirfd >= 0) {
         close(dirfd);
     }
@@ -1312,8 +1335,8 @@ backoff_name(char *buf, size_t size, const tg_config_t *cfg)
  * Read the back-off of cfg's server below the open dirfd into *b (zeroed
  * when there is none).  A file that is unsafe, malformed, for another
  * server, or whose times lie beyond the cap (now + max(retry_after_max,
- * TG_PAM_BACKOFF_MAX)) is BAD: the caller ignores it; times are capped
- * in any case.
+ * TG_PAM_BACKOFF_MAX)) is BAD: the caller ignores it (a login is never
+ * kept waiting longer than that cap by what a file says).
  */
 static tg_pam_file_t
 backoff_load(int dirfd, const char *dir, const char *name,
@@ -1321,10 +1344,7 @@ backoff_load(int dirfd, const char *dir, const char *name,
              char *why, size_t why_size)
 {
     char shown[TG_PAM_NAME_MAX + 4096];
-    char *text = NULL;
-    size_t len = 0;
     json_t *root = NULL, *v;
-    json_error_t jerr;
     time_t cap;
     tg_pam_file_t res;
 
@@ -1333,26 +1353,12 @@ backoff_load(int dirfd, const char *dir, const char *name,
                      ? cfg->retry_after_max
                      : TG_PAM_BACKOFF_MAX);
     snprintf(shown, sizeof(shown), "%s/%s", dir, name);
-    res = read_checked(dirfd, name, shown, 077u, 4096, &text, &len, why,
-                       why_size);
+    res = json_load(dirfd, name, shown, "backoff", 4096, &root, why,
+                    why_size);
     if (res != TG_PAM_FILE_OK) {
         return res;
     }
     res = TG_PAM_FILE_BAD;
-    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        set_why(why, why_size, "%s: not valid JSON (line %d)", shown,
-                jerr.line);
-        goto out;
-    }
-    v = json_object_get(root, "version");
-    if (!json_is_integer(v) || json_integer_value(v) != TG_PAM_FILE_VERSION ||
-        !json_is_string(json_object_get(root, "kind")) ||
-        strcmp(json_string_value(json_object_get(root, "kind")), "backoff") !=
-            0) {
-        set_why(why, why_size, "%s: not a back-off file", shown);
-        goto out;
-    }
     if (!same_server(root, cfg)) {
         set_why(why, why_size, "%s: written for another server", shown);
         goto out;
@@ -1377,7 +1383,6 @@ backoff_load(int dirfd, const char *dir, const char *name,
     res = TG_PAM_FILE_OK;
 out:
     json_decref(root);
-    free(text);
     return res;
 }
 
