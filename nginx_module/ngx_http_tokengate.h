@@ -10,7 +10,8 @@
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's curl multi handle and the transfers on it,
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
- * the shared counters.  Other parts of the module (the tokengate_embed
+ * the shared counters, ngx_http_tokengate_backoff.c the node-wide back-off
+ * from an auth server.  Other parts of the module (the tokengate_embed
  * handler) make their own HTTP calls to the BI server on that multi handle
  * through ngx_http_tokengate_call(), read the identity the access phase
  * accepted through ngx_http_tokengate_allowed() and the $tokengate_*
@@ -414,7 +415,7 @@ char *ngx_http_tokengate_backoff_conf(ngx_conf_t *cf,
 ngx_int_t ngx_http_tokengate_backoff_check(
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_log_t *log, time_t *wait,
     ngx_uint_t *probe);
-void ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
+time_t ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
     tg_err_t err, tg_response_t *resp, ngx_uint_t probe, ngx_log_t *log);
 void ngx_http_tokengate_backoff_extend(const u_char *key, time_t until);
 ngx_uint_t ngx_http_tokengate_backoff_active(void);

@@ -17,9 +17,11 @@
  * The rules (one slot, times in ngx_time() seconds):
  *
  *   429/503 with Retry-After N    until = max(until, now + N)
- *   connect failure or timeout    failures++, until = now + min(2^(f-1), 30)
- *   any other HTTP answer         failures = 0, until = 0 (a success)
- *   other errors (TLS, protocol)  nothing
+ *   connect failure or timeout    failures++,
+ *                                 until = max(until, now + min(2^(f-1), 30))
+ *   any other HTTP answer         failures = 0, until = 0 (a success), but
+ *                                 a Retry-After deadline still running stays
+ *   other errors (TLS, protocol)  nothing (a probe's window ends)
  *
  * After a connect-failure deadline passes, one call at a time goes through
  * (the probe: the first request after the deadline); the others are
@@ -27,7 +29,8 @@
  * that a lost probe never blocks the server for good).
  *
  * The API (ngx_http_tokengate.h): ngx_http_tokengate_backoff_check()
- * before a call, ngx_http_tokengate_backoff_record() on its completion,
+ * before a call, ngx_http_tokengate_backoff_record() on its completion
+ * (it returns the deadline it set, for a shared store to publish),
  * ngx_http_tokengate_backoff_extend() for a deadline learnt elsewhere (a
  * shared store such as Redis), ngx_http_tokengate_backoff_active() for
  * tokengate_status.
@@ -254,13 +257,14 @@ ngx_http_tokengate_backoff_check(ngx_http_tokengate_loc_conf_t *tlcf,
 /*
  * A call to the server of key ended: err and resp as the call's handler
  * gets them (ngx_http_tokengate_call_pt).  Sets or clears the deadline by
- * the rules at the top of this file.
+ * the rules at the top of this file; returns the deadline it set (0: none
+ * set), which a shared store may publish to other nodes.
  */
-void
+time_t
 ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
     tg_err_t err, tg_response_t *resp, ngx_uint_t probe, ngx_log_t *log)
 {
-    time_t                              now, delay;
+    time_t                              now, delay, until;
     ngx_uint_t                          failures;
     ngx_slab_pool_t                    *shpool;
     ngx_http_tokengate_backoff_sh_t    *sh;
@@ -268,11 +272,12 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
 
     shpool = ngx_http_tokengate_backoff_pool(&sh);
     if (shpool == NULL) {
-        return;
+        return 0;
     }
 
     now = ngx_time();
     delay = 0;
+    until = 0;
     failures = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -290,14 +295,17 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
                 if (now + resp->retry_after > s->until) {
                     s->until = now + resp->retry_after;
                     delay = resp->retry_after;
+                    until = s->until;
                 }
             }
 
         } else {
-            /* the server answered: a success for the back-off */
+            /* the server answered: the connect-failure back-off ends; a
+             * Retry-After deadline still running stays (this answer may
+             * have been on its way before the server asked for it) */
             s = ngx_http_tokengate_backoff_slot(sh, key, 0);
 
-            if (s != NULL) {
+            if (s != NULL && (s->failures > 0 || s->until <= now)) {
                 failures = s->failures;
                 s->used = 0;
             }
@@ -316,8 +324,9 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
                 delay = (time_t) 1 << (failures - 1);
             }
 
-            s->until = now + delay;
+            s->until = ngx_max(s->until, now + delay);
             s->probe_until = 0;
+            until = s->until;
         }
 
     } else if (probe) {
@@ -343,6 +352,8 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
                       "tokengate: auth server %s: answering again, "
                       "back-off ended", url);
     }
+
+    return until;
 }
 
 

@@ -347,9 +347,9 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 {
     if (ctx->backoff_probe) {
         /* a cancelled probe learnt nothing: the next request probes */
-        ngx_http_tokengate_backoff_record(ctx->backoff_key, ctx->tg->url,
-                                          TG_INTERNAL, NULL, 1,
-                                          ngx_cycle->log);
+        (void) ngx_http_tokengate_backoff_record(ctx->backoff_key,
+                                                 ctx->tg->url, TG_INTERNAL,
+                                                 NULL, 1, ngx_cycle->log);
         ctx->backoff_probe = 0;
     }
 
@@ -407,9 +407,10 @@ ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     ctx->done = 1;
 
     if (ctx->backoff_key != NULL) {
-        ngx_http_tokengate_backoff_record(ctx->backoff_key, ctx->tg->url, err,
-                                          answer, ctx->backoff_probe,
-                                          ngx_cycle->log);
+        (void) ngx_http_tokengate_backoff_record(ctx->backoff_key,
+                                                 ctx->tg->url, err, answer,
+                                                 ctx->backoff_probe,
+                                                 ngx_cycle->log);
         ctx->backoff_probe = 0;
     }
 

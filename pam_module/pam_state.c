@@ -1495,7 +1495,17 @@ tg_pam_backoff_record(const char *dir, const tg_config_t *cfg, tg_err_t err,
     }
     (void) flock(dirfd, LOCK_EX);
     if (!limited && !unreachable) {
-        /* the server answered: the back-off ends */
+        /* the server answered: the back-off ends, but a Retry-After
+         * deadline still running stays (this answer may have been on its
+         * way before the server asked for it) */
+        if (backoff_load(dirfd, dir, name, cfg, now, &b, why, why_size) ==
+                TG_PAM_FILE_OK &&
+            b.failures == 0 && b.until > now) {
+            close(dirfd);
+            why[0] = '\0';
+            return TG_OK;
+        }
+        why[0] = '\0';
         if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
             set_why(why, why_size, "%s/%s: %s", dir, name,
                     strerror_r(errno, ebuf, sizeof(ebuf)));
@@ -1520,7 +1530,9 @@ tg_pam_backoff_record(const char *dir, const tg_config_t *cfg, tg_err_t err,
     } else {
         b.failures++;
         *delay = b.failures > 5 ? TG_PAM_BACKOFF_MAX : 1L << (b.failures - 1);
-        b.until = now + *delay;
+        if (now + *delay > b.until) {
+            b.until = now + *delay;
+        }
     }
     *failures = b.failures;
     rc = backoff_store(dirfd, name, cfg, &b, why, why_size);

@@ -179,7 +179,8 @@ long tg_pam_backoff_check(const char *dir, const tg_config_t *cfg,
  * After a server call (err and the client's diag): a 429/503 with
  * Retry-After sets the deadline; a connect failure or timeout before any
  * status line doubles the back-off (1 s to TG_PAM_BACKOFF_MAX); any other
- * answer removes the file; other errors leave it.  *delay is the new
+ * answer removes the file (but for a Retry-After deadline still running);
+ * other errors leave it.  *delay is the new
  * back-off (0 when none), *failures the count.
  */
 tg_err_t tg_pam_backoff_record(const char *dir, const tg_config_t *cfg,
