@@ -223,6 +223,13 @@ cli_compose_message(tg_cli_t *cli, tg_err_t err)
                      cli->diag.http_status);
         }
     }
+    /* A 503 with Retry-After: the wait the server asked for. */
+    n = strlen(text);
+    if (cli->diag.http_status == 503 && cli->diag.retry_after > 0 &&
+        n < sizeof(text)) {
+        snprintf(text + n, sizeof(text) - n, "; server busy: retry in %ld s",
+                 cli->diag.retry_after);
+    }
     cli_sanitize(cli->message, sizeof(cli->message), text);
 }
 

@@ -10,7 +10,8 @@
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's curl multi handle and the transfers on it,
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
- * the shared counters, ngx_http_tokengate_limit.c tokengate_fail_limit.
+ * the shared counters, ngx_http_tokengate_limit.c tokengate_fail_limit,
+ * ngx_http_tokengate_backoff.c the node-wide back-off from an auth server.
  * Other parts of the module (the tokengate_embed
  * handler) make their own HTTP calls to the BI server on that multi handle
  * through ngx_http_tokengate_call(), read the identity the access phase
@@ -143,6 +144,8 @@ typedef struct {
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
+    ngx_atomic_t               backoff_refused;
+    ngx_atomic_t               backoff_probes;
 } ngx_http_tokengate_stats_t;
 
 
@@ -151,6 +154,7 @@ typedef struct {
 typedef struct {
     ngx_int_t                  remote_user_index;
     ngx_shm_zone_t            *stats_zone;
+    ngx_shm_zone_t            *backoff_zone;
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -189,6 +193,11 @@ struct ngx_http_tokengate_loc_conf_s {
      * (token_lifetime_max, resolved) */
     u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
     time_t                     lifetime_max;
+
+    /* tokengate_backoff, and the key of the server's back-off (the
+     * SHA-256 of tg->url) */
+    ngx_flag_t                 backoff;
+    u_char                     backoff_key[NGX_HTTP_TOKENGATE_MAC_LEN];
 };
 
 
@@ -296,6 +305,11 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   stale:1;
 
     time_t                     sent_at;
+
+    /* the back-off the transfer's end is recorded in (NULL: none), and
+     * whether it is the back-off's probe */
+    u_char                    *backoff_key;
+    unsigned                   backoff_probe:1;
 };
 
 
@@ -402,6 +416,17 @@ char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
 char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* ngx_http_tokengate_backoff.c: the node-wide back-off */
+char *ngx_http_tokengate_backoff_conf(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+ngx_int_t ngx_http_tokengate_backoff_check(
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_log_t *log, time_t *wait,
+    ngx_uint_t *probe);
+time_t ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
+    tg_err_t err, tg_response_t *resp, ngx_uint_t probe, ngx_log_t *log);
+void ngx_http_tokengate_backoff_extend(const u_char *key, time_t until);
+ngx_uint_t ngx_http_tokengate_backoff_active(void);
+
 /* ngx_http_tokengate_status.c: counters */
 ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
     ngx_http_request_t *r);
@@ -409,6 +434,8 @@ void ngx_http_tokengate_count(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 char *ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_tokengate_init_struct_zone(ngx_shm_zone_t *shm_zone,
+    void *data, size_t size);
 
 /* ngx_http_tokengate_limit.c: tokengate_fail_limit */
 ngx_int_t ngx_http_tokengate_limit_check(ngx_http_request_t *r,

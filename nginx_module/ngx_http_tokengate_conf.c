@@ -102,6 +102,7 @@ ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf)
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->fail_limit = NGX_CONF_UNSET_PTR;
+    conf->backoff = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -164,6 +165,7 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_CONF_UNSET_MSEC);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
                               NGX_CONF_UNSET_MSEC);
+    ngx_conf_merge_value(conf->backoff, prev->backoff, 1);
 
     if (ngx_http_tokengate_fail_limit_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -216,6 +218,10 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     conf->lifetime_max = (time_t) tg_config_token_lifetime_max(conf->tg);
+
+    if (ngx_http_tokengate_backoff_conf(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* the same settings as the enclosing level: the same fingerprint */
 

@@ -345,6 +345,14 @@ ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx)
 void
 ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 {
+    if (ctx->backoff_probe) {
+        /* a cancelled probe learnt nothing: the next request probes */
+        (void) ngx_http_tokengate_backoff_record(ctx->backoff_key,
+                                                 ctx->tg->url, TG_INTERNAL,
+                                                 NULL, 1, ngx_cycle->log);
+        ctx->backoff_probe = 0;
+    }
+
     /* Out of the multi first: curl drops its references to the handle (and
      * closes the connection of the unfinished transfer), so the handle can
      * serve another transfer once its state is wiped. */
@@ -397,6 +405,14 @@ ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     }
 
     ctx->done = 1;
+
+    if (ctx->backoff_key != NULL) {
+        (void) ngx_http_tokengate_backoff_record(ctx->backoff_key,
+                                                 ctx->tg->url, err, answer,
+                                                 ctx->backoff_probe,
+                                                 ngx_cycle->log);
+        ctx->backoff_probe = 0;
+    }
 
     ctx->handler(ctx->data, err, answer, ctx->sent_at, diag.message);
 
@@ -840,11 +856,23 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
     tg_request_t *req, ngx_log_t *log, ngx_http_tokengate_call_pt handler,
     void *data)
 {
+    time_t                     wait;
+    ngx_uint_t                 probe;
     ngx_http_tokengate_ctx_t  *ctx;
 
     if (ngx_http_tokengate_multi == NULL || tlcf->tg == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "tokengate: no curl multi handle in this process");
+        tg_request_clear(req);
+        return NULL;
+    }
+
+    if (ngx_http_tokengate_backoff_check(tlcf, log, &wait, &probe)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tokengate: auth server %s: backing off, no call "
+                      "for %T s", tlcf->tg->url, wait);
         tg_request_clear(req);
         return NULL;
     }
@@ -856,6 +884,12 @@ ngx_http_tokengate_call(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     ctx->tg = tlcf->tg;
+
+    if (tlcf->backoff) {
+        ctx->backoff_key = tlcf->backoff_key;
+        ctx->backoff_probe = probe;
+    }
+
     ctx->handler = handler;
     ctx->data = data;
     ctx->call = 1;

@@ -182,6 +182,13 @@ static ngx_command_t  ngx_http_tokengate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tokengate_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tokengate_loc_conf_t, backoff),
+      NULL },
+
     { ngx_string("tokengate_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -383,6 +390,9 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token)
 {
+    time_t                       wait;
+    tg_diag_t                    diag;
+    ngx_uint_t                   probe;
     ngx_http_tokengate_cache_t  *cache;
 
     ctx->tg = tlcf->tg;
@@ -430,8 +440,27 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         }
     }
 
+    /* the node backs off from the server: no call before the deadline */
+
+    if (ngx_http_tokengate_backoff_check(tlcf, r->connection->log, &wait,
+                                         &probe)
+        != NGX_OK)
+    {
+        tg_diag_clear(&diag);
+        ngx_snprintf((u_char *) diag.message, sizeof(diag.message) - 1,
+                     "backing off, no call for %T s%Z", wait);
+        ngx_http_tokengate_decide(ctx, TG_RATE_LIMITED, NULL, &diag,
+                                  (long) wait);
+        return NGX_OK;
+    }
+
     if (ngx_http_tokengate_start(r, ctx, tlcf, token) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (tlcf->backoff) {
+        ctx->backoff_key = tlcf->backoff_key;
+        ctx->backoff_probe = probe;
     }
 
     ctx->is_leader = 1;
@@ -501,6 +530,8 @@ ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx)
     w->handle->ctx = w;
     w->exchanging = ctx->exchanging;
     w->sent_at = ctx->sent_at;
+    w->backoff_key = ctx->backoff_key;
+    w->backoff_probe = ctx->backoff_probe;
 
     ctx->handle = NULL;
 

@@ -166,6 +166,17 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "with refusals in a tokengate_fail_limit zone.\n"
                         "# TYPE tokengate_fail_limit_entries gauge\n"
                         "tokengate_fail_limit_entries %ui\n", limit_entries);
+        p = ngx_sprintf(p, "# HELP tokengate_backoff_active Auth servers "
+                        "the node backs off from now.\n"
+                        "# TYPE tokengate_backoff_active gauge\n"
+                        "tokengate_backoff_active %ui\n"
+                        "# HELP tokengate_backoff_total Requests refused "
+                        "without a call, and probes, during a back-off.\n"
+                        "# TYPE tokengate_backoff_total counter\n"
+                        "tokengate_backoff_total{event=\"refused\"} %uA\n"
+                        "tokengate_backoff_total{event=\"probe\"} %uA\n",
+                        ngx_http_tokengate_backoff_active(),
+                        st->backoff_refused, st->backoff_probes);
 
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
@@ -193,8 +204,11 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
         }
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
-                        "\"reused\":%uA}",
-                        st->handles_created, st->handles_reused);
+                        "\"reused\":%uA},\"backoff\":{\"active\":%ui,"
+                        "\"refused\":%uA,\"probes\":%uA}",
+                        st->handles_created, st->handles_reused,
+                        ngx_http_tokengate_backoff_active(),
+                        st->backoff_refused, st->backoff_probes);
 
         p = ngx_sprintf(p, ",\"fail_limit_entries\":%ui}\n", limit_entries);
 
@@ -273,8 +287,22 @@ ngx_http_tokengate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_tokengate_init_stats(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_slab_pool_t             *shpool;
-    ngx_http_tokengate_stats_t  *st;
+    return ngx_http_tokengate_init_struct_zone(shm_zone, data,
+               sizeof(ngx_http_tokengate_stats_t));
+}
+
+
+/*
+ * The init of a small zone holding one zeroed struct of size bytes (the
+ * counters, the back-off): kept over a reload (data) and found again in
+ * an existing zone.
+ */
+ngx_int_t
+ngx_http_tokengate_init_struct_zone(ngx_shm_zone_t *shm_zone, void *data,
+    size_t size)
+{
+    void             *p;
+    ngx_slab_pool_t  *shpool;
 
     if (data != NULL) {
         shm_zone->data = data;
@@ -288,13 +316,13 @@ ngx_http_tokengate_init_stats(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    st = ngx_slab_calloc(shpool, sizeof(ngx_http_tokengate_stats_t));
-    if (st == NULL) {
+    p = ngx_slab_calloc(shpool, size);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = st;
-    shm_zone->data = st;
+    shpool->data = p;
+    shm_zone->data = p;
 
     return NGX_OK;
 }

@@ -672,39 +672,24 @@ file_header(const char *kind, const char *user, const tg_config_t *cfg,
 }
 
 /*
- * Read and decode <dir>/<user><suffix>, checking version, kind and user.
- * dirfd_in >= 0 reuses an open directory (dir is then only for messages).
+ * Read below dirfd the file name (shown in messages) and decode it,
+ * checking its version and kind: the JSON in *root_out.
  */
 static tg_pam_file_t
-file_load(const char *dir, const char *user, const char *suffix,
-          const char *kind, int dirfd_in, json_t **root_out, char *why,
-          size_t why_size)
+json_load(int dirfd, const char *name, const char *shown, const char *kind,
+          size_t max, json_t **root_out, char *why, size_t why_size)
 {
-    char name[TG_PAM_NAME_MAX];
-    char shown[TG_PAM_NAME_MAX + 4096];
     char *text = NULL;
     size_t len = 0;
     json_t *root = NULL, *v;
     json_error_t jerr;
-    int dirfd = dirfd_in;
     tg_pam_file_t res;
 
     *root_out = NULL;
-    if (file_name(name, sizeof(name), user, suffix) != 0) {
-        set_why(why, why_size, "not a user name tokengate keeps files for");
-        return TG_PAM_FILE_NONE;
-    }
-    snprintf(shown, sizeof(shown), "%s/%s", dir, name);
-    if (dirfd < 0) {
-        res = dir_open(dir, 0, &dirfd, why, why_size);
-        if (res != TG_PAM_FILE_OK) {
-            return res;
-        }
-    }
-    res = read_checked(dirfd, name, shown, 077u, TG_PAM_FILE_MAX, &text, &len,
-                       why, why_size);
+    res = read_checked(dirfd, name, shown, 077u, max, &text, &len, why,
+                       why_size);
     if (res != TG_PAM_FILE_OK) {
-        goto out;
+        return res;
     }
     res = TG_PAM_FILE_BAD;
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -723,20 +708,58 @@ file_load(const char *dir, const char *user, const char *suffix,
         set_why(why, why_size, "%s: not a %s file", shown, kind);
         goto out;
     }
-    v = json_object_get(root, "user");
-    if (!json_is_string(v) || strcmp(json_string_value(v), user) != 0) {
-        set_why(why, why_size, "%s: written for another user", shown);
-        goto out;
-    }
     *root_out = root;
     root = NULL;
     res = TG_PAM_FILE_OK;
 out:
     json_decref(root);
-    if (text != NULL) {
-        explicit_bzero(text, len);
-        free(text);
+    explicit_bzero(text, len);
+    free(text);
+    return res;
+}
+
+/*
+ * Read and decode <dir>/<user><suffix>, checking version, kind and user.
+ * dirfd_in >= 0 reuses an open directory (dir is then only for messages).
+ */
+static tg_pam_file_t
+file_load(const char *dir, const char *user, const char *suffix,
+          const char *kind, int dirfd_in, json_t **root_out, char *why,
+          size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    char shown[TG_PAM_NAME_MAX + 4096];
+    json_t *root = NULL, *v;
+    int dirfd = dirfd_in;
+    tg_pam_file_t res;
+
+    *root_out = NULL;
+    if (file_name(name, sizeof(name), user, suffix) != 0) {
+        set_why(why, why_size, "not a user name tokengate keeps files for");
+        return TG_PAM_FILE_NONE;
     }
+    snprintf(shown, sizeof(shown), "%s/%s", dir, name);
+    if (dirfd < 0) {
+        res = dir_open(dir, 0, &dirfd, why, why_size);
+        if (res != TG_PAM_FILE_OK) {
+            return res;
+        }
+    }
+    res = json_load(dirfd, name, shown, kind, TG_PAM_FILE_MAX, &root, why,
+                    why_size);
+    if (res != TG_PAM_FILE_OK) {
+        goto out;
+    }
+    v = json_object_get(root, "user");
+    if (!json_is_string(v) || strcmp(json_string_value(v), user) != 0) {
+        set_why(why, why_size, "%s: written for another user", shown);
+        res = TG_PAM_FILE_BAD;
+        goto out;
+    }
+    *root_out = root;
+    root = NULL;
+out:
+    json_decref(root);
     if (dirfd_in < 0 && dirfd >= 0) {
         close(dirfd);
     }
@@ -1277,4 +1300,242 @@ tg_pam_offline_remove(const char *dir, const char *user, char *why,
                       size_t why_size)
 {
     return remove_file(dir, user, TG_PAM_CACHE_SUFFIX, why, why_size);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The back-off file                                                      */
+/* ---------------------------------------------------------------------- */
+
+/* "backoff-<32 hex of the SHA-256 of the url>.json": one per server. */
+static int
+backoff_name(char *buf, size_t size, const tg_config_t *cfg)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0, i;
+    const char *url = cfg->url != NULL ? cfg->url : "";
+    char *p;
+
+    if (size < sizeof(TG_PAM_BACKOFF_PREFIX) + 32 +
+                   sizeof(TG_PAM_STATE_SUFFIX) ||
+        EVP_Digest(url, strlen(url), md, &mdlen, EVP_sha256(), NULL) != 1 ||
+        mdlen < 16) {
+        return -1;
+    }
+    p = buf + snprintf(buf, size, "%s", TG_PAM_BACKOFF_PREFIX);
+    for (i = 0; i < 16; i++) {
+        *p++ = hex[md[i] >> 4];
+        *p++ = hex[md[i] & 0x0f];
+    }
+    memcpy(p, TG_PAM_STATE_SUFFIX, sizeof(TG_PAM_STATE_SUFFIX));
+    return 0;
+}
+
+/*
+ * Read the back-off of cfg's server below the open dirfd into *b (zeroed
+ * when there is none).  A file that is unsafe, malformed, for another
+ * server, or whose times lie beyond the cap (now + max(retry_after_max,
+ * TG_PAM_BACKOFF_MAX)) is BAD: the caller ignores it (a login is never
+ * kept waiting longer than that cap by what a file says).
+ */
+static tg_pam_file_t
+backoff_load(int dirfd, const char *dir, const char *name,
+             const tg_config_t *cfg, time_t now, tg_pam_backoff_t *b,
+             char *why, size_t why_size)
+{
+    char shown[TG_PAM_NAME_MAX + 4096];
+    json_t *root = NULL, *v;
+    time_t cap;
+    tg_pam_file_t res;
+
+    memset(b, 0, sizeof(*b));
+    cap = now + (cfg->retry_after_max > TG_PAM_BACKOFF_MAX
+                     ? cfg->retry_after_max
+                     : TG_PAM_BACKOFF_MAX);
+    snprintf(shown, sizeof(shown), "%s/%s", dir, name);
+    res = json_load(dirfd, name, shown, "backoff", 4096, &root, why,
+                    why_size);
+    if (res != TG_PAM_FILE_OK) {
+        return res;
+    }
+    res = TG_PAM_FILE_BAD;
+    if (!same_server(root, cfg)) {
+        set_why(why, why_size, "%s: written for another server", shown);
+        goto out;
+    }
+    v = json_object_get(root, "failures");
+    if (json_time(root, "until", &b->until) != 0 ||
+        json_time(root, "probe_until", &b->probe_until) != 0 ||
+        !json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > 1000000) {
+        set_why(why, why_size, "%s: malformed back-off record", shown);
+        memset(b, 0, sizeof(*b));
+        goto out;
+    }
+    b->failures = (long) json_integer_value(v);
+    if (b->until > cap || b->probe_until > cap) {
+        set_why(why, why_size,
+                "%s: deadline %lld s ahead, beyond the cap of %lld s", shown,
+                (long long) (b->until - now), (long long) (cap - now));
+        memset(b, 0, sizeof(*b));
+        goto out;
+    }
+    res = TG_PAM_FILE_OK;
+out:
+    json_decref(root);
+    return res;
+}
+
+static tg_err_t
+backoff_store(int dirfd, const char *name, const tg_config_t *cfg,
+              const tg_pam_backoff_t *b, char *why, size_t why_size)
+{
+    json_t *root;
+    tg_err_t err;
+
+    root = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "version",
+                     TG_PAM_FILE_VERSION, "kind", "backoff", "api",
+                     api_name(cfg->api), "url",
+                     cfg->url != NULL ? cfg->url : "", "created",
+                     (json_int_t) time(NULL), "until", (json_int_t) b->until,
+                     "probe_until", (json_int_t) b->probe_until, "failures",
+                     (json_int_t) b->failures);
+    if (root == NULL) {
+        set_why(why, why_size, "%s: out of memory", name);
+        return TG_NOMEM;
+    }
+    err = dump_and_write(dirfd, name, root, why, why_size);
+    json_decref(root);
+    return err;
+}
+
+long
+tg_pam_backoff_check(const char *dir, const tg_config_t *cfg, long probe_life,
+                     int *probe, tg_pam_backoff_t *seen, char *why,
+                     size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    tg_pam_backoff_t b;
+    time_t now = time(NULL);
+    int dirfd = -1;
+    long wait = 0;
+    tg_pam_file_t res;
+
+    *probe = 0;
+    memset(seen, 0, sizeof(*seen));
+    why[0] = '\0';
+    if (backoff_name(name, sizeof(name), cfg) != 0) {
+        set_why(why, why_size, "cannot name the back-off file");
+        return -1;
+    }
+    res = dir_open(dir, 0, &dirfd, why, why_size);
+    if (res == TG_PAM_FILE_NONE) {
+        why[0] = '\0';
+        return 0;
+    }
+    if (res != TG_PAM_FILE_OK) {
+        return -1;
+    }
+    (void) flock(dirfd, LOCK_EX);
+    res = backoff_load(dirfd, dir, name, cfg, now, &b, why, why_size);
+    if (res == TG_PAM_FILE_NONE) {
+        why[0] = '\0';
+    } else if (res != TG_PAM_FILE_OK) {
+        wait = -1;
+    } else if (b.until > now) {
+        wait = (long) (b.until - now);
+    } else if (b.failures > 0 && b.probe_until > now) {
+        wait = 1; /* another login is the probe */
+    } else if (b.failures > 0) {
+        b.probe_until = now + probe_life;
+        if (backoff_store(dirfd, name, cfg, &b, why, why_size) == TG_OK) {
+            *probe = 1;
+        }
+    }
+    *seen = b;
+    close(dirfd);
+    return wait;
+}
+
+tg_err_t
+tg_pam_backoff_record(const char *dir, const tg_config_t *cfg, tg_err_t err,
+                      const tg_diag_t *diag, long *delay, long *failures,
+                      char *why, size_t why_size)
+{
+    char name[TG_PAM_NAME_MAX];
+    char ebuf[128];
+    tg_pam_backoff_t b;
+    time_t now = time(NULL);
+    int dirfd = -1, answered, limited, unreachable;
+    tg_err_t rc = TG_OK;
+    tg_pam_file_t res;
+
+    *delay = 0;
+    *failures = 0;
+    why[0] = '\0';
+    answered = diag != NULL && diag->http_status > 0;
+    limited = answered &&
+              (diag->http_status == 429 || diag->http_status == 503) &&
+              diag->retry_after > 0;
+    unreachable = !answered && (err == TG_UNAVAILABLE || err == TG_TIMEOUT);
+    if (!answered && !unreachable && err != TG_OK) {
+        return TG_OK; /* TLS, protocol, ...: nothing learnt */
+    }
+    if (backoff_name(name, sizeof(name), cfg) != 0) {
+        set_why(why, why_size, "cannot name the back-off file");
+        return TG_INTERNAL;
+    }
+    res = dir_open(dir, limited || unreachable, &dirfd, why, why_size);
+    if (res == TG_PAM_FILE_NONE && !limited && !unreachable) {
+        why[0] = '\0';
+        return TG_OK;
+    }
+    if (res != TG_PAM_FILE_OK) {
+        return res == TG_PAM_FILE_UNSAFE_DIR ? TG_CONFIG : TG_INTERNAL;
+    }
+    (void) flock(dirfd, LOCK_EX);
+    if (!limited && !unreachable) {
+        /* the server answered: the back-off ends, but a Retry-After
+         * deadline still running stays (this answer may have been on its
+         * way before the server asked for it) */
+        if (backoff_load(dirfd, dir, name, cfg, now, &b, why, why_size) ==
+                TG_PAM_FILE_OK &&
+            b.failures == 0 && b.until > now) {
+            close(dirfd);
+            why[0] = '\0';
+            return TG_OK;
+        }
+        why[0] = '\0';
+        if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+            set_why(why, why_size, "%s/%s: %s", dir, name,
+                    strerror_r(errno, ebuf, sizeof(ebuf)));
+            rc = TG_INTERNAL;
+        }
+        close(dirfd);
+        return rc;
+    }
+    /* a bad file is replaced: it is never trusted */
+    if (backoff_load(dirfd, dir, name, cfg, now, &b, why, why_size) !=
+        TG_PAM_FILE_OK) {
+        memset(&b, 0, sizeof(b));
+    }
+    why[0] = '\0';
+    b.probe_until = 0;
+    if (limited) {
+        b.failures = 0;
+        if (now + diag->retry_after > b.until) {
+            b.until = now + diag->retry_after;
+            *delay = diag->retry_after;
+        }
+    } else {
+        b.failures++;
+        *delay = b.failures > 5 ? TG_PAM_BACKOFF_MAX : 1L << (b.failures - 1);
+        if (now + *delay > b.until) {
+            b.until = now + *delay;
+        }
+    }
+    *failures = b.failures;
+    rc = backoff_store(dirfd, name, cfg, &b, why, why_size);
+    close(dirfd);
+    return rc;
 }

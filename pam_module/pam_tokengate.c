@@ -228,6 +228,9 @@ static int auth_finish(tg_pam_ctx_t *c, tg_identity_t **id, const char *token,
 static int auth_once(tg_pam_ctx_t *c, const char *password);
 static int split_password(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
 static int refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a);
+static int backoff_gate(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
+static void backoff_note(tg_pam_ctx_t *c, const tg_pam_attempt_t *a,
+                         tg_err_t err);
 static int open_client(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
 static tg_err_t ask_server(tg_pam_ctx_t *c, tg_pam_attempt_t *a);
 static int server_failed(tg_pam_ctx_t *c, tg_pam_attempt_t *a, tg_err_t err);
@@ -1308,10 +1311,14 @@ auth_once(tg_pam_ctx_t *c, const char *password)
         rc = refuse_unsafe_env(c, &a);
     }
     if (rc == PAM_SUCCESS) {
+        rc = backoff_gate(c, &a);
+    }
+    if (rc == PAM_SUCCESS && !a.offline) {
         rc = open_client(c, &a);
     }
-    if (rc == PAM_SUCCESS) {
+    if (rc == PAM_SUCCESS && !a.offline) {
         err = ask_server(c, &a);
+        backoff_note(c, &a, err);
         if (err != TG_OK) {
             rc = server_failed(c, &a, err);
         }
@@ -1411,6 +1418,80 @@ refuse_unsafe_env(tg_pam_ctx_t *c, const tg_pam_attempt_t *a)
              "caller; refusing to start TLS",
              NULL, a->fp, a->client_fp);
     return rc;
+}
+
+/*
+ * The node-wide back-off (state_dir/backoff-<hash>.json): during a window
+ * no server call; the offline cache may answer (a->offline), else the
+ * outage's PAM code at once.  A bad file is logged and ignored.
+ */
+static int
+backoff_gate(tg_pam_ctx_t *c, tg_pam_attempt_t *a)
+{
+    char why[TG_PAM_WHY];
+    tg_pam_backoff_t seen;
+    tg_diag_t diag;
+    long wait;
+    int probe = 0, rc;
+
+    wait = tg_pam_backoff_check(c->opts.state_dir, c->opts.cfg,
+                                2 * (c->opts.cfg->timeout_ms / 1000) + 2,
+                                &probe, &seen, why, sizeof(why));
+    if (wait < 0) {
+        tg_log(c, LOG_WARNING,
+               "auth: user=%s service=%s: back-off file ignored: %s",
+               c->ushown, c->sshown, why);
+        return PAM_SUCCESS;
+    }
+    if (probe) {
+        tg_log(c, LOG_NOTICE,
+               "auth: user=%s service=%s: server unreachable %ld times; "
+               "this login probes it",
+               c->ushown, c->sshown, seen.failures);
+    }
+    if (wait == 0) {
+        return PAM_SUCCESS;
+    }
+    tg_diag_clear(&diag);
+    snprintf(diag.message, sizeof(diag.message),
+             "backing off from the server: no call for %ld s", wait);
+    diag.retry_after = wait;
+    if (c->opts.offline_cache > 0 && a->creds) {
+        rc = offline_try(c, a->password, TG_RATE_LIMITED, &diag, &a->id,
+                         &a->expires_at);
+        if (rc == PAM_SUCCESS) {
+            a->offline = 1;
+            return PAM_SUCCESS;
+        }
+        if (rc != -1) {
+            return rc;
+        }
+    }
+    rc = pam_code(c, TG_RATE_LIMITED);
+    log_fail(c, LOG_ERR, rc, TG_RATE_LIMITED, diag.message, &diag, a->fp,
+             a->client_fp);
+    return rc;
+}
+
+/* After a server call: the back-off file learns what happened. */
+static void
+backoff_note(tg_pam_ctx_t *c, const tg_pam_attempt_t *a, tg_err_t err)
+{
+    char why[TG_PAM_WHY];
+    long delay = 0, failures = 0;
+
+    if (tg_pam_backoff_record(c->opts.state_dir, c->opts.cfg, err,
+                              tg_client_diag(a->cl), &delay, &failures, why,
+                              sizeof(why)) != TG_OK) {
+        tg_log(c, LOG_ERR,
+               "auth: user=%s service=%s: cannot keep the back-off file: %s",
+               c->ushown, c->sshown, why);
+    } else if (delay > 0) {
+        tg_log(c, LOG_WARNING,
+               "auth: user=%s service=%s: backing off from the server for "
+               "%ld s (%s, failures %ld)",
+               c->ushown, c->sshown, delay, tg_err_name(err), failures);
+    }
 }
 
 /* One client for the exchange and the validation (one connection). */

@@ -30,6 +30,11 @@
 
 #include "tokengate.h"
 
+/* The back-off file of a server: the prefix, 32 hex of the SHA-256 of
+ * its url, TG_PAM_STATE_SUFFIX; and the longest connect-failure back-off. */
+#define TG_PAM_BACKOFF_PREFIX "backoff-"
+#define TG_PAM_BACKOFF_MAX 30
+
 /* File name suffixes (the user name is the rest). */
 #define TG_PAM_STATE_SUFFIX ".json"
 #define TG_PAM_CACHE_SUFFIX ".cache"
@@ -149,5 +154,38 @@ int tg_pam_offline_remove_if(const char *dir, const char *user,
 int tg_pam_offline_remove(const char *dir, const char *user, char *why,
                           size_t why_size);
 
+/* A server's back-off as kept in its file. */
+typedef struct tg_pam_backoff {
+    time_t until;       /* no server call before */
+    time_t probe_until; /* a probe login is on its way until then */
+    long failures;      /* consecutive connect failures / timeouts */
+} tg_pam_backoff_t;
+
+/*
+ * The node-wide back-off of cfg's server, in <dir>/backoff-<hash>.json
+ * (pam_tokengate(8)), under an exclusive lock on dir.  Before a server
+ * call: the seconds to wait (> 0: no call), 0 the call may go (*probe set
+ * when it is the one probe after connect failures: the file then says so
+ * for probe_life seconds), or -1 when the file is unsafe or malformed (why
+ * says so; the call may go: a bad file never locks anyone out).  *seen is
+ * what the file held.  A deadline beyond now + max(retry_after_max,
+ * TG_PAM_BACKOFF_MAX) is refused as bad.
+ */
+long tg_pam_backoff_check(const char *dir, const tg_config_t *cfg,
+                          long probe_life, int *probe, tg_pam_backoff_t *seen,
+                          char *why, size_t why_size);
+
+/*
+ * After a server call (err and the client's diag): a 429/503 with
+ * Retry-After sets the deadline; a connect failure or timeout before any
+ * status line doubles the back-off (1 s to TG_PAM_BACKOFF_MAX); any other
+ * answer removes the file (but for a Retry-After deadline still running);
+ * other errors leave it.  *delay is the new
+ * back-off (0 when none), *failures the count.
+ */
+tg_err_t tg_pam_backoff_record(const char *dir, const tg_config_t *cfg,
+                               tg_err_t err, const tg_diag_t *diag,
+                               long *delay, long *failures, char *why,
+                               size_t why_size);
 
 #endif /* PAM_TOKENGATE_H */

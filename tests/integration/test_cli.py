@@ -572,3 +572,18 @@ def test_check_says_when_syslog_is_reachable(cli):
     proc, steps = check_in_private_dev(cli)
     assert proc.returncode == EXIT["UNAVAILABLE"], proc
     assert steps["syslog"]["status"] == "WARN", steps
+
+
+# ------------------------------------------------------ the server's wait
+
+@pytest.mark.parametrize("status, said", [
+    (429, "retry after 27 s"),
+    (503, "server busy: retry in 27 s"),
+])
+def test_cli_prints_the_servers_wait(cli, devserver, status, said):
+    """A 429/503 with Retry-After: the message says how long to wait (the
+    CLI keeps no back-off of its own: one call, one answer)."""
+    devserver.fault(endpoint="*", status=status, retry_after="27", count=1)
+    res = cli.login()
+    assert res.rc != 0, res
+    assert said in res.err, res

@@ -528,9 +528,11 @@ def test_kept_handle_takes_each_locations_options(tmp_path, devserver,
     conf = write_tg_conf(tmp_path, "insight", devserver.url)
     proxied = write_tg_conf(tmp_path, "insight", devserver.url,
                             proxy=f"http://127.0.0.1:{free_port()}")
+    # one server behind all three: no back-off after /fast/'s timeout
     nginx.server(f"""
         location = /status {{ tokengate_status; }}
         tokengate_config {conf};
+        tokengate_backoff off;
         location /p/ {{
             alias {nginx.html}/;
             tokengate "api";
@@ -610,8 +612,9 @@ def test_server_refused_503(tmp_path, nginx):
     {"status": 200, "body": "{}"},
 ])
 def test_server_faults_503(tmp_path, devserver, nginx, api, rule):
+    # the next request must reach the server: no back-off after "close"
     protected(nginx, write_tg_conf(tmp_path, api, devserver.url),
-              IDENTITY_HEADERS)
+              IDENTITY_HEADERS + "tokengate_backoff off;")
     tok = fetch_token(devserver, api)
     devserver.fault(endpoint="validate", count=1, **rule)
     r = nginx.get("/p/index.html", tok)

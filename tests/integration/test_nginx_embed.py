@@ -428,8 +428,9 @@ def test_server_signing_with_the_server_down_503(tmp_path, devserver_factory,
 ])
 def test_server_signing_failures(tmp_path, devserver, nginx, rule, code,
                                  retry):
+    # the next request must reach Looker: no back-off after a 429/503
     embed_site(nginx, looker_conf(tmp_path, devserver), devserver,
-               mode="server")
+               mode="server", extra="            tokengate_backoff off;")
     tok = looker_token(devserver)
     devserver.fault(count=1, **rule)
     r = nginx.get("/dash?d=42", tok)
@@ -466,6 +467,7 @@ def test_admin_login_uses_the_timeouts_of_its_location(tmp_path, devserver,
         tokengate_config {conf};
         {dashboard_42(devserver)}
         tokengate "looker";
+        tokengate_backoff off;      # /long must call after /short's timeout
         location = /status {{ tokengate off; tokengate_status; }}
         location = /long {{ tokengate_embed server; tokengate_timeout 20s; }}
         location = /short {{ tokengate_embed server; tokengate_timeout 1s; }}
