@@ -58,8 +58,6 @@ static ngx_int_t ngx_http_tokengate_groups_ok(
 static void ngx_http_tokengate_watch_client(ngx_http_request_t *r);
 static void ngx_http_tokengate_wake_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_cleanup(void *data);
-static ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_require_ok(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf);
 static ngx_int_t ngx_http_tokengate_www_authenticate(ngx_http_request_t *r,
@@ -387,6 +385,14 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         }
 
         ngx_str_set(&ctx->cache_status, "MISS");
+
+        /* the store indexes the entry by token for logout and purge */
+        if (ngx_http_tokengate_cache_token_mac(tlcf->cache, token,
+                                               ctx->basic, ctx->tmac)
+            == NGX_OK)
+        {
+            ctx->has_tmac = 1;
+        }
     }
 
     /* waiting on the server: the log lines to come need the fingerprint */
@@ -637,12 +643,16 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
 
     if (tlcf->cache != NULL && ctx->has_mac) {
         if (err == TG_OK) {
-            ngx_http_tokengate_cache_store(tlcf, ctx->mac, id);
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac,
+                                           ctx->has_tmac ? ctx->tmac : NULL,
+                                           id);
 
         } else if (err == TG_TOKEN_INVALID || err == TG_REJECTED
                    || err == TG_NOT_FOUND)
         {
-            ngx_http_tokengate_cache_store(tlcf, ctx->mac, NULL);
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac,
+                                           ctx->has_tmac ? ctx->tmac : NULL,
+                                           NULL);
 
         } else if (err == TG_FORBIDDEN) {
             /*
@@ -1011,9 +1021,10 @@ ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx, ngx_uint_t outcome)
  * unknown token is INVALID, TG_FORBIDDEN is FORBIDDEN, any other failure
  * -- a timeout, a refused connection, TLS, a broken answer -- is
  * UNAVAILABLE unless tokengate_on_unavailable stale answers) and from the
- * rules on an accepted identity (FORBIDDEN).
+ * rules on an accepted identity (FORBIDDEN).  tokengate_logout answers
+ * its refusals here too, with a ctx of its own.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 {
     ngx_int_t                        rc, status;
