@@ -68,10 +68,15 @@ static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_http_tokengate_tokens_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find_token(
-    ngx_http_tokengate_cache_t *cache, u_char *tmac);
+static ngx_http_tokengate_node_t *ngx_http_tokengate_tree_find(
+    ngx_rbtree_t *tree, u_char *mac, size_t node_off, size_t mac_off);
+static void ngx_http_tokengate_tree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel, size_t node_off,
+    size_t mac_off);
 static ngx_uint_t ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone,
     ngx_str_t *token, ngx_uint_t basic);
+static ngx_shm_zone_t *ngx_http_tokengate_cache_next(ngx_list_part_t **part,
+    ngx_uint_t *i);
 static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
     const void *data, size_t len);
 static ngx_int_t ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone,
@@ -694,6 +699,37 @@ static ngx_http_tokengate_node_t *
 ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
     time_t now)
 {
+    ngx_http_tokengate_node_t  *tn;
+
+    tn = ngx_http_tokengate_tree_find(&cache->sh->rbtree, mac,
+                                      offsetof(ngx_http_tokengate_node_t,
+                                               node),
+                                      offsetof(ngx_http_tokengate_node_t,
+                                               mac));
+
+    if (tn != NULL
+        && (tn->keep_until <= now
+            || tn->expires > tn->stale_until
+            || tn->stale_until > tn->keep_until
+            || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX))
+    {
+        ngx_http_tokengate_cache_drop(cache, tn);
+        return NULL;
+    }
+
+    return tn;
+}
+
+
+/*
+ * The entry whose MAC (at mac_off) is mac in a tree of entries linked by
+ * their node at node_off: the zone's tree by MAC, or its index of tokens
+ * (one of the entries of the token); locked.
+ */
+static ngx_http_tokengate_node_t *
+ngx_http_tokengate_tree_find(ngx_rbtree_t *tree, u_char *mac,
+    size_t node_off, size_t mac_off)
+{
     ngx_int_t                   rc;
     ngx_rbtree_key_t            key;
     ngx_rbtree_node_t          *node, *sentinel;
@@ -701,8 +737,8 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
 
     ngx_memcpy(&key, mac, sizeof(ngx_rbtree_key_t));
 
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
@@ -716,20 +752,12 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
             continue;
         }
 
-        tn = (ngx_http_tokengate_node_t *) node;
+        tn = (ngx_http_tokengate_node_t *) ((u_char *) node - node_off);
 
-        rc = ngx_memcmp(mac, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+        rc = ngx_memcmp(mac, (u_char *) tn + mac_off,
+                        NGX_HTTP_TOKENGATE_MAC_LEN);
 
         if (rc == 0) {
-            if (tn->keep_until <= now
-                || tn->expires > tn->stale_until
-                || tn->stale_until > tn->keep_until
-                || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
-            {
-                ngx_http_tokengate_cache_drop(cache, tn);
-                return NULL;
-            }
-
             return tn;
         }
 
@@ -801,33 +829,25 @@ ngx_http_tokengate_cache_purge_token(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_uint_t basic, ngx_log_t *log)
 {
     ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
     ngx_shm_zone_t   *shm_zone;
+    ngx_list_part_t  *part;
 
     if (zone != NULL) {
         return ngx_http_tokengate_cache_purge_zone(zone, token, basic);
     }
 
     n = 0;
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    shm_zone = part->elts;
+    part = NULL;
+    i = 0;
 
-    for (i = 0; /* void */; i++) {
+    for ( ;; ) {
+        shm_zone = ngx_http_tokengate_cache_next(&part, &i);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
+        if (shm_zone == NULL) {
+            break;
         }
 
-        if (ngx_http_tokengate_cache_is_zone(&shm_zone[i])) {
-            n += ngx_http_tokengate_cache_purge_zone(&shm_zone[i], token,
-                                                     basic);
-        }
+        n += ngx_http_tokengate_cache_purge_zone(shm_zone, token, basic);
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -849,28 +869,21 @@ ngx_http_tokengate_cache_purge_all(ngx_shm_zone_t *zone, ngx_log_t *log)
     ngx_http_tokengate_cache_t  *cache;
 
     n = 0;
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    shm_zone = part->elts;
+    part = NULL;
+    i = 0;
 
-    for (i = 0; /* void */; i++) {
+    for ( ;; ) {
+        shm_zone = ngx_http_tokengate_cache_next(&part, &i);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
+        if (shm_zone == NULL) {
+            break;
         }
 
-        if (!ngx_http_tokengate_cache_is_zone(&shm_zone[i])
-            || (zone != NULL && zone->shm.addr != shm_zone[i].shm.addr))
-        {
+        if (zone != NULL && zone->shm.addr != shm_zone->shm.addr) {
             continue;
         }
 
-        cache = shm_zone[i].data;
+        cache = shm_zone->data;
 
         ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -909,6 +922,39 @@ ngx_http_tokengate_cache_is_zone(ngx_shm_zone_t *zone)
 }
 
 
+/* The next tokengate_cache zone of this cycle after *part, *i (both
+ * start at NULL, 0), or NULL. */
+static ngx_shm_zone_t *
+ngx_http_tokengate_cache_next(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    ngx_shm_zone_t  *shm_zone;
+
+    if (*part == NULL) {
+        *part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+        *i = 0;
+    }
+
+    for ( ;; ) {
+
+        if (*i >= (*part)->nelts) {
+            if ((*part)->next == NULL) {
+                return NULL;
+            }
+
+            *part = (*part)->next;
+            *i = 0;
+            continue;
+        }
+
+        shm_zone = (ngx_shm_zone_t *) (*part)->elts + (*i)++;
+
+        if (ngx_http_tokengate_cache_is_zone(shm_zone)) {
+            return shm_zone;
+        }
+    }
+}
+
+
 /* Remove every entry of a token from one zone; the number removed. */
 static ngx_uint_t
 ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone, ngx_str_t *token,
@@ -932,7 +978,11 @@ ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     for ( ;; ) {
-        tn = ngx_http_tokengate_cache_find_token(cache, tmac);
+        tn = ngx_http_tokengate_tree_find(&cache->sh->tokens, tmac,
+                                          offsetof(ngx_http_tokengate_node_t,
+                                                   tnode),
+                                          offsetof(ngx_http_tokengate_node_t,
+                                                   tmac));
 
         if (tn == NULL) {
             break;
@@ -947,50 +997,6 @@ ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_explicit_memzero(tmac, sizeof(tmac));
 
     return n;
-}
-
-
-/* An entry of the token whose token-only MAC is tmac; locked. */
-static ngx_http_tokengate_node_t *
-ngx_http_tokengate_cache_find_token(ngx_http_tokengate_cache_t *cache,
-    u_char *tmac)
-{
-    ngx_int_t                   rc;
-    ngx_rbtree_key_t            key;
-    ngx_rbtree_node_t          *node, *sentinel;
-    ngx_http_tokengate_node_t  *tn;
-
-    ngx_memcpy(&key, tmac, sizeof(ngx_rbtree_key_t));
-
-    node = cache->sh->tokens.root;
-    sentinel = cache->sh->tokens.sentinel;
-
-    while (node != sentinel) {
-
-        if (key < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (key > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        tn = (ngx_http_tokengate_node_t *)
-                 ((u_char *) node
-                  - offsetof(ngx_http_tokengate_node_t, tnode));
-
-        rc = ngx_memcmp(tmac, tn->tmac, NGX_HTTP_TOKENGATE_MAC_LEN);
-
-        if (rc == 0) {
-            return tn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
 }
 
 
@@ -1040,37 +1046,9 @@ static void
 ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t          **p;
-    ngx_http_tokengate_node_t   *tn, *tnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            tn = (ngx_http_tokengate_node_t *) node;
-            tnt = (ngx_http_tokengate_node_t *) temp;
-
-            p = ngx_memcmp(tn->mac, tnt->mac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    ngx_http_tokengate_tree_insert(temp, node, sentinel,
+                                   offsetof(ngx_http_tokengate_node_t, node),
+                                   offsetof(ngx_http_tokengate_node_t, mac));
 }
 
 
@@ -1080,8 +1058,21 @@ static void
 ngx_http_tokengate_tokens_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t          **p;
-    ngx_http_tokengate_node_t   *tn, *tnt;
+    ngx_http_tokengate_tree_insert(temp, node, sentinel,
+                                   offsetof(ngx_http_tokengate_node_t, tnode),
+                                   offsetof(ngx_http_tokengate_node_t, tmac));
+}
+
+
+/* Insert an entry linked by its node at node_off, ordered by its MAC at
+ * mac_off. */
+static void
+ngx_http_tokengate_tree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel, size_t node_off,
+    size_t mac_off)
+{
+    u_char              *mac, *tmac;
+    ngx_rbtree_node_t  **p;
 
     for ( ;; ) {
 
@@ -1092,15 +1083,11 @@ ngx_http_tokengate_tokens_insert(ngx_rbtree_node_t *temp,
             p = &temp->right;
 
         } else {
-            tn = (ngx_http_tokengate_node_t *)
-                     ((u_char *) node
-                      - offsetof(ngx_http_tokengate_node_t, tnode));
-            tnt = (ngx_http_tokengate_node_t *)
-                      ((u_char *) temp
-                       - offsetof(ngx_http_tokengate_node_t, tnode));
+            mac = (u_char *) node - node_off + mac_off;
+            tmac = (u_char *) temp - node_off + mac_off;
 
-            p = ngx_memcmp(tn->tmac, tnt->tmac, NGX_HTTP_TOKENGATE_MAC_LEN)
-                < 0 ? &temp->left : &temp->right;
+            p = ngx_memcmp(mac, tmac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
+                ? &temp->left : &temp->right;
         }
 
         if (*p == sentinel) {
