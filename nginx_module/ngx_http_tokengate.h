@@ -14,7 +14,11 @@
  * handler) make their own HTTP calls to the BI server on that multi handle
  * through ngx_http_tokengate_call(), read the identity the access phase
  * accepted through ngx_http_tokengate_allowed() and the $tokengate_*
- * variables, and count what they do in tokengate_status.
+ * variables, and count what they do in tokengate_status.  The
+ * tokengate_logout and tokengate_purge handlers
+ * (ngx_http_tokengate_logout.c) remove a token's cache entries through
+ * ngx_http_tokengate_cache_purge_token() and answer refusals through
+ * ngx_http_tokengate_answer().
  */
 
 
