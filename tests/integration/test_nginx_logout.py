@@ -10,6 +10,7 @@ decided from the cache (no new "validate" call).
 import base64
 import http.client
 import json
+import time
 
 import pytest
 
@@ -102,6 +103,11 @@ def test_logout_then_server_down_with_stale_mode_is_503(tmp_path, devserver,
          extra="        tokengate_on_unavailable stale;")
     tok = fetch_token(devserver, "looker")
     assert hit(nginx, "/a/index.html", tok) == (200, "MISS")
+    time.sleep(1.5)
+    # past ttl, within stale_ttl: an outage is answered from the entry
+    devserver.fault(endpoint="validate", status=503)
+    assert hit(nginx, "/a/index.html", tok) == (200, "STALE")
+    devserver.clear_faults()
     assert nginx.get("/logout", tok).status == 204
     devserver.fault(endpoint="validate", status=503)
     # no stale entry revives the logged-out token
@@ -200,6 +206,25 @@ def test_logout_insight_removes_the_entries_only(tmp_path, devserver, nginx):
     assert hit(nginx, "/a/index.html", tok) == (200, "MISS")
     assert status(nginx)["logout"]["local"] == 1
     assert "Insight has no logout call" in nginx.logs()
+
+
+def test_logout_basic_credentials_removes_the_entries_only(tmp_path,
+                                                          devserver, nginx):
+    """Client credentials have no session to end: their entries go, no
+    logout call."""
+    conf = write_tg_conf(tmp_path, "looker", devserver.url)
+    site(nginx, conf, extra="        tokengate_basic on;")
+    creds = base64.b64encode(
+        f"{DEMO['alice']['client_id']}:{DEMO['alice']['secret']}".encode())
+    h = {"Authorization": "Basic " + creds.decode()}
+    assert nginx.get("/a/index.html", headers=h).header("X-Cache") == "MISS"
+    assert nginx.get("/a/index.html", headers=h).header("X-Cache") == "HIT"
+    r = nginx.get("/logout", headers=h, method="POST")
+    assert r.status == 204, r
+    assert devserver.counters()["logout"] == 0
+    assert nginx.get("/a/index.html", headers=h).header("X-Cache") == "MISS"
+    assert status(nginx)["logout"]["local"] == 1
+    assert "Basic client credentials have no session" in nginx.logs()
 
 
 # ------------------------------------------------------------------ purge
