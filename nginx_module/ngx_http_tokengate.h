@@ -16,7 +16,11 @@
  * handler) make their own HTTP calls to the BI server on that multi handle
  * through ngx_http_tokengate_call(), read the identity the access phase
  * accepted through ngx_http_tokengate_allowed() and the $tokengate_*
- * variables, and count what they do in tokengate_status.
+ * variables, and count what they do in tokengate_status.  The
+ * tokengate_logout and tokengate_purge handlers
+ * (ngx_http_tokengate_logout.c) remove a token's cache entries through
+ * ngx_http_tokengate_cache_purge_token() and answer refusals through
+ * ngx_http_tokengate_answer().
  */
 
 
@@ -38,6 +42,17 @@
 #define NGX_HTTP_TOKENGATE_EMBED_REFUSED   2    /* 4xx: not for this client */
 #define NGX_HTTP_TOKENGATE_EMBED_FAILED    3    /* 5xx: Looker or nginx */
 #define NGX_HTTP_TOKENGATE_EMBED_N         4
+
+/* The counters of tokengate_status for tokengate_logout and
+ * tokengate_purge. */
+#define NGX_HTTP_TOKENGATE_LOGOUT_SERVER   0    /* logged out at Looker */
+#define NGX_HTTP_TOKENGATE_LOGOUT_LOCAL    1    /* cache only (Insight) */
+#define NGX_HTTP_TOKENGATE_LOGOUT_REFUSED  2    /* 400/401: no valid token */
+#define NGX_HTTP_TOKENGATE_LOGOUT_FAILED   3    /* 503: not at the server */
+#define NGX_HTTP_TOKENGATE_PURGE_TOKEN     4    /* purges of one token */
+#define NGX_HTTP_TOKENGATE_PURGE_ALL       5    /* purges of whole zones */
+#define NGX_HTTP_TOKENGATE_PURGE_ENTRIES   6    /* entries they removed */
+#define NGX_HTTP_TOKENGATE_LOGOUT_N        7
 
 
 /* SHA-256 sizes: the HMAC keys, the token MACs and the fingerprints of
@@ -92,6 +107,8 @@ typedef void (*ngx_http_tokengate_call_pt)(void *data, tg_err_t err,
 typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
+    ngx_rbtree_t               tokens;         /* by token-only MAC */
+    ngx_rbtree_node_t          tokens_sentinel;
     ngx_queue_t                lru;
     u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
 } ngx_http_tokengate_shctx_t;
@@ -117,11 +134,19 @@ typedef struct {
  * at keep_until.  expires <= stale_until <= keep_until.  first_seen is the
  * first accepted validation of the token (kept when the entry is renewed),
  * from which the life of a token whose answers carry no expiry is counted.
+ *
+ * tmac is the token-only MAC (ngx_http_tokengate_cache_token_mac: no
+ * fingerprint), by which tnode links the entry into the zone's second
+ * tree, so that logout and purge find every entry of a token whatever
+ * the location that made it; an entry stored without one (indexed 0) is
+ * in the first tree only.
  */
 typedef struct {
     ngx_rbtree_node_t          node;
+    ngx_rbtree_node_t          tnode;
     ngx_queue_t                queue;
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     tmac[NGX_HTTP_TOKENGATE_MAC_LEN];
     time_t                     expires;
     time_t                     stale_until;
     time_t                     keep_until;
@@ -132,6 +157,7 @@ typedef struct {
     signed char                evaluation;
     signed char                disabled;
     u_char                     has_profile;
+    u_char                     indexed;
     u_char                     data[1];
 } ngx_http_tokengate_node_t;
 
@@ -142,6 +168,7 @@ typedef struct {
     ngx_atomic_t               cache[4];
     ngx_atomic_t               calls;
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
+    ngx_atomic_t               logout[NGX_HTTP_TOKENGATE_LOGOUT_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
     ngx_atomic_t               backoff_refused;
@@ -251,6 +278,7 @@ struct ngx_http_tokengate_ctx_s {
     ngx_shm_zone_t            *cache;
     u_char                     cmac[NGX_HTTP_TOKENGATE_MAC_LEN];
     u_char                     mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     tmac[NGX_HTTP_TOKENGATE_MAC_LEN];
 
     /* the running transfer */
     ngx_http_tokengate_handle_t  *handle;
@@ -293,6 +321,7 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   is_leader:1;
     unsigned                   has_mac:1;
     unsigned                   has_cmac:1;
+    unsigned                   has_tmac:1;
     unsigned                   basic:1;
     unsigned                   exchanging:1;
 
@@ -343,6 +372,11 @@ tg_config_t *ngx_http_tokengate_conf_tg(ngx_http_tokengate_loc_conf_t *tlcf);
 /* Count one tokengate_embed answer (NGX_HTTP_TOKENGATE_EMBED_*). */
 void ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what);
 
+/* Add n to a counter of tokengate_logout and tokengate_purge
+ * (NGX_HTTP_TOKENGATE_LOGOUT_*, NGX_HTTP_TOKENGATE_PURGE_*). */
+void ngx_http_tokengate_logout_count(ngx_http_request_t *r, ngx_uint_t what,
+    ngx_uint_t n);
+
 /* Add "Retry-After: seconds" to the response headers. */
 ngx_int_t ngx_http_tokengate_retry_after(ngx_http_request_t *r, long seconds);
 
@@ -361,6 +395,8 @@ void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
     ngx_uint_t outcome);
 void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx);
 
 extern ngx_str_t          ngx_http_tokengate_results[];
 
@@ -408,7 +444,14 @@ ngx_int_t ngx_http_tokengate_cache_lookup(ngx_http_request_t *r,
 ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf);
 void ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
-    u_char *mac, tg_identity_t *id);
+    u_char *mac, u_char *tmac, tg_identity_t *id);
+ngx_int_t ngx_http_tokengate_cache_token_mac(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_uint_t basic, u_char *out);
+ngx_int_t ngx_http_tokengate_cache_purge_token(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_uint_t basic, ngx_log_t *log);
+ngx_int_t ngx_http_tokengate_cache_purge_all(ngx_shm_zone_t *zone,
+    ngx_log_t *log);
+ngx_uint_t ngx_http_tokengate_cache_is_zone(ngx_shm_zone_t *zone);
 void ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac);
 char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,

@@ -66,6 +66,17 @@ static ngx_uint_t ngx_http_tokengate_cache_evict(
     ngx_http_tokengate_cache_t *cache, ngx_uint_t force);
 static void ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_tokengate_tokens_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_tokengate_node_t *ngx_http_tokengate_tree_find(
+    ngx_rbtree_t *tree, u_char *mac, size_t node_off, size_t mac_off);
+static void ngx_http_tokengate_tree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel, size_t node_off,
+    size_t mac_off);
+static ngx_uint_t ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_uint_t basic);
+static ngx_shm_zone_t *ngx_http_tokengate_cache_next(ngx_list_part_t **part,
+    ngx_uint_t *i);
 static ngx_int_t ngx_http_tokengate_fingerprint_add(EVP_MD_CTX *md,
     const void *data, size_t len);
 static ngx_int_t ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone,
@@ -530,10 +541,12 @@ ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
  * validation.  A server that still accepts the token past the bound (a
  * token_lifetime_max too short for it) finds the entry gone: that
  * validation counts a new life.  A rejection is kept negative_ttl.
+ * tmac, the token-only MAC (NULL if none), puts the entry in the zone's
+ * index of tokens for logout and purge.
  */
 void
 ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
-    u_char *mac, tg_identity_t *id)
+    u_char *mac, u_char *tmac, tg_identity_t *id)
 {
     u_char                      *p;
     size_t                       len, size;
@@ -638,6 +651,13 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     tn->evaluation = 0;
     tn->disabled = 0;
     tn->has_profile = 0;
+    tn->indexed = 0;
+
+    if (tmac != NULL) {
+        ngx_memcpy(tn->tmac, tmac, NGX_HTTP_TOKENGATE_MAC_LEN);
+        ngx_memcpy(&tn->tnode.key, tmac, sizeof(ngx_rbtree_key_t));
+        tn->indexed = 1;
+    }
 
     if (id != NULL) {
         tn->n_groups = (uint16_t) id->n_groups;
@@ -662,6 +682,11 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
+
+    if (tn->indexed) {
+        ngx_rbtree_insert(&cache->sh->tokens, &tn->tnode);
+    }
+
     ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -674,6 +699,37 @@ static ngx_http_tokengate_node_t *
 ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
     time_t now)
 {
+    ngx_http_tokengate_node_t  *tn;
+
+    tn = ngx_http_tokengate_tree_find(&cache->sh->rbtree, mac,
+                                      offsetof(ngx_http_tokengate_node_t,
+                                               node),
+                                      offsetof(ngx_http_tokengate_node_t,
+                                               mac));
+
+    if (tn != NULL
+        && (tn->keep_until <= now
+            || tn->expires > tn->stale_until
+            || tn->stale_until > tn->keep_until
+            || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX))
+    {
+        ngx_http_tokengate_cache_drop(cache, tn);
+        return NULL;
+    }
+
+    return tn;
+}
+
+
+/*
+ * The entry whose MAC (at mac_off) is mac in a tree of entries linked by
+ * their node at node_off: the zone's tree by MAC, or its index of tokens
+ * (one of the entries of the token); locked.
+ */
+static ngx_http_tokengate_node_t *
+ngx_http_tokengate_tree_find(ngx_rbtree_t *tree, u_char *mac,
+    size_t node_off, size_t mac_off)
+{
     ngx_int_t                   rc;
     ngx_rbtree_key_t            key;
     ngx_rbtree_node_t          *node, *sentinel;
@@ -681,8 +737,8 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
 
     ngx_memcpy(&key, mac, sizeof(ngx_rbtree_key_t));
 
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
@@ -696,20 +752,12 @@ ngx_http_tokengate_cache_find(ngx_http_tokengate_cache_t *cache, u_char *mac,
             continue;
         }
 
-        tn = (ngx_http_tokengate_node_t *) node;
+        tn = (ngx_http_tokengate_node_t *) ((u_char *) node - node_off);
 
-        rc = ngx_memcmp(mac, tn->mac, NGX_HTTP_TOKENGATE_MAC_LEN);
+        rc = ngx_memcmp(mac, (u_char *) tn + mac_off,
+                        NGX_HTTP_TOKENGATE_MAC_LEN);
 
         if (rc == 0) {
-            if (tn->keep_until <= now
-                || tn->expires > tn->stale_until
-                || tn->stale_until > tn->keep_until
-                || tn->len > NGX_HTTP_TOKENGATE_ENTRY_MAX)
-            {
-                ngx_http_tokengate_cache_drop(cache, tn);
-                return NULL;
-            }
-
             return tn;
         }
 
@@ -742,6 +790,216 @@ ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
 }
 
 
+/*
+ * The token-only MAC of a token in a zone: the zone's key over the token
+ * and whether it came as Basic credentials, with an all-zero fingerprint
+ * (no location's, which are SHA-256 outputs), so that one token has one
+ * such MAC per zone whatever the location.  It keys the zone's index of
+ * tokens; it is computed on a cache miss only (the store needs it, and
+ * the token is wiped before the answer comes).
+ */
+ngx_int_t
+ngx_http_tokengate_cache_token_mac(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t basic, u_char *out)
+{
+    ngx_http_tokengate_cache_t  *cache;
+    static u_char                none[NGX_HTTP_TOKENGATE_MAC_LEN];
+
+    cache = zone->data;
+
+    if (cache == NULL || cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tokengate_mac(cache->sh->key, token, basic, none, out);
+}
+
+
+/*
+ * Remove every entry of a token (basic: Basic credentials) from a cache
+ * zone, or, with zone NULL, from every tokengate_cache zone of this
+ * nginx: the entries of all locations, whatever their fingerprint (the
+ * index of tokens), so that no location answers from what the server said
+ * before.  The number removed, or NGX_ERROR.  The one place logout and
+ * purge remove a token: a cache shared beyond this node removes it here
+ * too.
+ */
+ngx_int_t
+ngx_http_tokengate_cache_purge_token(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t basic, ngx_log_t *log)
+{
+    ngx_uint_t        i, n;
+    ngx_shm_zone_t   *shm_zone;
+    ngx_list_part_t  *part;
+
+    if (zone != NULL) {
+        return ngx_http_tokengate_cache_purge_zone(zone, token, basic);
+    }
+
+    n = 0;
+    part = NULL;
+    i = 0;
+
+    for ( ;; ) {
+        shm_zone = ngx_http_tokengate_cache_next(&part, &i);
+
+        if (shm_zone == NULL) {
+            break;
+        }
+
+        n += ngx_http_tokengate_cache_purge_zone(shm_zone, token, basic);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "tokengate: %ui cache entries of a token removed", n);
+
+    return n;
+}
+
+
+/* Remove every entry of zone (NULL: of every zone); the number removed. */
+ngx_int_t
+ngx_http_tokengate_cache_purge_all(ngx_shm_zone_t *zone, ngx_log_t *log)
+{
+    ngx_uint_t                   i, n;
+    ngx_queue_t                 *q;
+    ngx_list_part_t             *part;
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    n = 0;
+    part = NULL;
+    i = 0;
+
+    for ( ;; ) {
+        shm_zone = ngx_http_tokengate_cache_next(&part, &i);
+
+        if (shm_zone == NULL) {
+            break;
+        }
+
+        if (zone != NULL && zone->shm.addr != shm_zone->shm.addr) {
+            continue;
+        }
+
+        cache = shm_zone->data;
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        while (!ngx_queue_empty(&cache->sh->lru)) {
+            q = ngx_queue_head(&cache->sh->lru);
+            tn = ngx_queue_data(q, ngx_http_tokengate_node_t, queue);
+            ngx_http_tokengate_cache_drop(cache, tn);
+            n++;
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "tokengate: %ui cache entries removed", n);
+
+    return n;
+}
+
+
+/* Is this shared memory zone a tokengate_cache zone, set up? */
+ngx_uint_t
+ngx_http_tokengate_cache_is_zone(ngx_shm_zone_t *zone)
+{
+    ngx_http_tokengate_cache_t  *cache;
+
+    if (zone->tag != &ngx_http_tokengate_module
+        || zone->init != ngx_http_tokengate_init_zone)
+    {
+        return 0;
+    }
+
+    cache = zone->data;
+
+    return cache != NULL && cache->sh != NULL;
+}
+
+
+/* The next tokengate_cache zone of this cycle after *part, *i (both
+ * start at NULL, 0), or NULL. */
+static ngx_shm_zone_t *
+ngx_http_tokengate_cache_next(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    ngx_shm_zone_t  *shm_zone;
+
+    if (*part == NULL) {
+        *part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+        *i = 0;
+    }
+
+    for ( ;; ) {
+
+        if (*i >= (*part)->nelts) {
+            if ((*part)->next == NULL) {
+                return NULL;
+            }
+
+            *part = (*part)->next;
+            *i = 0;
+            continue;
+        }
+
+        shm_zone = (ngx_shm_zone_t *) (*part)->elts + (*i)++;
+
+        if (ngx_http_tokengate_cache_is_zone(shm_zone)) {
+            return shm_zone;
+        }
+    }
+}
+
+
+/* Remove every entry of a token from one zone; the number removed. */
+static ngx_uint_t
+ngx_http_tokengate_cache_purge_zone(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t basic)
+{
+    u_char                       tmac[NGX_HTTP_TOKENGATE_MAC_LEN];
+    ngx_uint_t                   n;
+    ngx_http_tokengate_node_t   *tn;
+    ngx_http_tokengate_cache_t  *cache;
+
+    if (!ngx_http_tokengate_cache_is_zone(zone)
+        || ngx_http_tokengate_cache_token_mac(zone, token, basic, tmac)
+           != NGX_OK)
+    {
+        return 0;
+    }
+
+    cache = zone->data;
+    n = 0;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    for ( ;; ) {
+        tn = ngx_http_tokengate_tree_find(&cache->sh->tokens, tmac,
+                                          offsetof(ngx_http_tokengate_node_t,
+                                                   tnode),
+                                          offsetof(ngx_http_tokengate_node_t,
+                                                   tmac));
+
+        if (tn == NULL) {
+            break;
+        }
+
+        ngx_http_tokengate_cache_drop(cache, tn);
+        n++;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_explicit_memzero(tmac, sizeof(tmac));
+
+    return n;
+}
+
+
 /* Unlink and free an entry; locked. */
 static void
 ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
@@ -749,6 +1007,11 @@ ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
 {
     ngx_queue_remove(&tn->queue);
     ngx_rbtree_delete(&cache->sh->rbtree, &tn->node);
+
+    if (tn->indexed) {
+        ngx_rbtree_delete(&cache->sh->tokens, &tn->tnode);
+    }
+
     ngx_slab_free_locked(cache->shpool, tn);
 }
 
@@ -783,8 +1046,33 @@ static void
 ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t          **p;
-    ngx_http_tokengate_node_t   *tn, *tnt;
+    ngx_http_tokengate_tree_insert(temp, node, sentinel,
+                                   offsetof(ngx_http_tokengate_node_t, node),
+                                   offsetof(ngx_http_tokengate_node_t, mac));
+}
+
+
+/* The index of tokens: one token may have an entry per fingerprint, so
+ * equal MACs go right. */
+static void
+ngx_http_tokengate_tokens_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_http_tokengate_tree_insert(temp, node, sentinel,
+                                   offsetof(ngx_http_tokengate_node_t, tnode),
+                                   offsetof(ngx_http_tokengate_node_t, tmac));
+}
+
+
+/* Insert an entry linked by its node at node_off, ordered by its MAC at
+ * mac_off. */
+static void
+ngx_http_tokengate_tree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel, size_t node_off,
+    size_t mac_off)
+{
+    u_char              *mac, *tmac;
+    ngx_rbtree_node_t  **p;
 
     for ( ;; ) {
 
@@ -795,10 +1083,10 @@ ngx_http_tokengate_rbtree_insert(ngx_rbtree_node_t *temp,
             p = &temp->right;
 
         } else {
-            tn = (ngx_http_tokengate_node_t *) node;
-            tnt = (ngx_http_tokengate_node_t *) temp;
+            mac = (u_char *) node - node_off + mac_off;
+            tmac = (u_char *) temp - node_off + mac_off;
 
-            p = ngx_memcmp(tn->mac, tnt->mac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
+            p = ngx_memcmp(mac, tmac, NGX_HTTP_TOKENGATE_MAC_LEN) < 0
                 ? &temp->left : &temp->right;
         }
 
@@ -1126,6 +1414,8 @@ ngx_http_tokengate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_tokengate_rbtree_insert);
+    ngx_rbtree_init(&cache->sh->tokens, &cache->sh->tokens_sentinel,
+                    ngx_http_tokengate_tokens_insert);
     ngx_queue_init(&cache->sh->lru);
 
     if (RAND_bytes(cache->sh->key, NGX_HTTP_TOKENGATE_MAC_LEN) != 1) {

@@ -59,8 +59,6 @@ static ngx_int_t ngx_http_tokengate_groups_ok(
 static void ngx_http_tokengate_watch_client(ngx_http_request_t *r);
 static void ngx_http_tokengate_wake_handler(ngx_event_t *ev);
 static void ngx_http_tokengate_cleanup(void *data);
-static ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_require_ok(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf);
 static ngx_int_t ngx_http_tokengate_www_authenticate(ngx_http_request_t *r,
@@ -419,6 +417,14 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         }
 
         ngx_str_set(&ctx->cache_status, "MISS");
+
+        /* the store indexes the entry by token for logout and purge */
+        if (ngx_http_tokengate_cache_token_mac(tlcf->cache, token,
+                                               ctx->basic, ctx->tmac)
+            == NGX_OK)
+        {
+            ctx->has_tmac = 1;
+        }
     }
 
     /* waiting on the server: the log lines to come need the fingerprint */
@@ -690,12 +696,16 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
 
     if (tlcf->cache != NULL && ctx->has_mac) {
         if (err == TG_OK) {
-            ngx_http_tokengate_cache_store(tlcf, ctx->mac, id);
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac,
+                                           ctx->has_tmac ? ctx->tmac : NULL,
+                                           id);
 
         } else if (err == TG_TOKEN_INVALID || err == TG_REJECTED
                    || err == TG_NOT_FOUND)
         {
-            ngx_http_tokengate_cache_store(tlcf, ctx->mac, NULL);
+            ngx_http_tokengate_cache_store(tlcf, ctx->mac,
+                                           ctx->has_tmac ? ctx->tmac : NULL,
+                                           NULL);
 
         } else if (err == TG_FORBIDDEN) {
             /*
@@ -1068,9 +1078,10 @@ ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx, ngx_uint_t outcome)
  * UNAVAILABLE unless tokengate_on_unavailable stale answers) and from the
  * rules on an accepted identity (FORBIDDEN); LIMITED from
  * tokengate_fail_limit, before anything else.  An INVALID answer is one
- * more refusal for tokengate_fail_limit.
+ * more refusal for tokengate_fail_limit.  tokengate_logout answers its
+ * refusals here too, with a ctx of its own.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_answer(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
 {
     ngx_int_t                        rc, status;

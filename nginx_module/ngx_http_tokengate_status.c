@@ -27,6 +27,27 @@ static char  *ngx_http_tokengate_embed_names[] = {
 };
 
 
+/* The order of NGX_HTTP_TOKENGATE_LOGOUT_* (the first four) and
+ * NGX_HTTP_TOKENGATE_PURGE_*. */
+static char  *ngx_http_tokengate_logout_names[] = {
+    "server", "local", "refused", "failed", "token", "all", "entries"
+};
+
+
+void
+ngx_http_tokengate_logout_count(ngx_http_request_t *r, ngx_uint_t what,
+    ngx_uint_t n)
+{
+    ngx_http_tokengate_stats_t  *st;
+
+    st = ngx_http_tokengate_get_stats(r);
+
+    if (st != NULL && what < NGX_HTTP_TOKENGATE_LOGOUT_N) {
+        (void) ngx_atomic_fetch_add(&st->logout[what], n);
+    }
+}
+
+
 void
 ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what)
 {
@@ -110,9 +131,11 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
 
     limit_entries = ngx_http_tokengate_limit_entries();
 
-    /* the Prometheus text with every counter at 20 digits was 1.9 KB:
-     * room for more counters (ngx_sprintf does not check the end) */
-    b = ngx_create_temp_buf(r->pool, 4096);
+    /*
+     * the Prometheus text with every counter at 20 digits is about 3 KB:
+     * twice that, since ngx_sprintf does not check the end
+     */
+    b = ngx_create_temp_buf(r->pool, 8192);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -152,6 +175,29 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
             p = ngx_sprintf(p, "tokengate_embed_total{result=\"%s\"} %uA\n",
                             ngx_http_tokengate_embed_names[i], st->embed[i]);
         }
+
+        p = ngx_sprintf(p, "# HELP tokengate_logout_total tokengate_logout "
+                        "answers, by result.\n"
+                        "# TYPE tokengate_logout_total counter\n");
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_PURGE_TOKEN; i++) {
+            p = ngx_sprintf(p, "tokengate_logout_total{result=\"%s\"} %uA\n",
+                            ngx_http_tokengate_logout_names[i],
+                            st->logout[i]);
+        }
+
+        p = ngx_sprintf(p, "# HELP tokengate_purge_total tokengate_purge "
+                        "requests, by what they purged.\n"
+                        "# TYPE tokengate_purge_total counter\n"
+                        "tokengate_purge_total{purge=\"token\"} %uA\n"
+                        "tokengate_purge_total{purge=\"all\"} %uA\n"
+                        "# HELP tokengate_purged_entries_total Cache entries "
+                        "removed by tokengate_purge.\n"
+                        "# TYPE tokengate_purged_entries_total counter\n"
+                        "tokengate_purged_entries_total %uA\n",
+                        st->logout[NGX_HTTP_TOKENGATE_PURGE_TOKEN],
+                        st->logout[NGX_HTTP_TOKENGATE_PURGE_ALL],
+                        st->logout[NGX_HTTP_TOKENGATE_PURGE_ENTRIES]);
 
         p = ngx_sprintf(p, "# HELP tokengate_curl_handles_total Transfers "
                         "by the curl handle they ran on: a new one, or one "
@@ -201,6 +247,26 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
         for (i = 0; i < NGX_HTTP_TOKENGATE_EMBED_N; i++) {
             p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
                             ngx_http_tokengate_embed_names[i], st->embed[i]);
+        }
+
+        p = ngx_sprintf(p, "},\"logout\":{");
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_PURGE_TOKEN; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
+                            ngx_http_tokengate_logout_names[i],
+                            st->logout[i]);
+        }
+
+        p = ngx_sprintf(p, "},\"purge\":{");
+
+        for (i = NGX_HTTP_TOKENGATE_PURGE_TOKEN;
+             i < NGX_HTTP_TOKENGATE_LOGOUT_N;
+             i++)
+        {
+            p = ngx_sprintf(p, "%s\"%s\":%uA",
+                            i != NGX_HTTP_TOKENGATE_PURGE_TOKEN ? "," : "",
+                            ngx_http_tokengate_logout_names[i],
+                            st->logout[i]);
         }
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
