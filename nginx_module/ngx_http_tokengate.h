@@ -64,6 +64,20 @@
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 
+/* tokengate_shared_cache: the fleet's Redis and the keys of its entries
+ * (ngx_http_tokengate_redis.c). */
+typedef struct ngx_http_tokengate_shared_s  ngx_http_tokengate_shared_t;
+
+/* A Redis key: the prefix (at most 64 bytes) and 64 hex digits. */
+#define NGX_HTTP_TOKENGATE_SKEY_MAX        (64 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
+
+/* The counters of the shared cache (tokengate_status "shared"). */
+#define NGX_HTTP_TOKENGATE_SHARED_HITS     0
+#define NGX_HTTP_TOKENGATE_SHARED_MISSES   1
+#define NGX_HTTP_TOKENGATE_SHARED_ERRORS   2
+#define NGX_HTTP_TOKENGATE_SHARED_REJECTED 3
+#define NGX_HTTP_TOKENGATE_SHARED_N        4
+
 /* One HTTP call in flight: the context of a transfer, an access check's
  * or a call's; the embed handler uses it only through
  * ngx_http_tokengate_call() and ngx_http_tokengate_call_cancel(). */
@@ -141,6 +155,7 @@ typedef struct {
     ngx_atomic_t               embed[NGX_HTTP_TOKENGATE_EMBED_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
+    ngx_atomic_t               shared[NGX_HTTP_TOKENGATE_SHARED_N];
 } ngx_http_tokengate_stats_t;
 
 
@@ -149,6 +164,7 @@ typedef struct {
 typedef struct {
     ngx_int_t                  remote_user_index;
     ngx_shm_zone_t            *stats_zone;
+    ngx_array_t               *shared_servers;  /* redis.c's, by URL */
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -163,6 +179,8 @@ struct ngx_http_tokengate_loc_conf_s {
     time_t                     cache_negative_ttl;
     time_t                     cache_stale_ttl;
     ngx_uint_t                 on_unavailable;
+
+    ngx_http_tokengate_shared_t  *shared;      /* tokengate_shared_cache */
 
     ngx_str_t                  config_file;
     ngx_str_t                  url;
@@ -242,6 +260,13 @@ struct ngx_http_tokengate_ctx_s {
     /* the running transfer */
     ngx_http_tokengate_handle_t  *handle;
 
+    /* the shared cache: the token's Redis key; while the leader's lookup
+     * runs (lookup), the validation it sends on a miss (req) */
+    void                      *lookup;
+    tg_request_t               req;
+    size_t                     skey_len;
+    u_char                     skey[NGX_HTTP_TOKENGATE_SKEY_MAX];
+
     ngx_event_t                wake;
 
     /* the token's fingerprint for log lines, computed on first use from
@@ -279,6 +304,7 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   has_cmac:1;
     unsigned                   basic:1;
     unsigned                   exchanging:1;
+    unsigned                   has_req:1;
 
     /* the outcome is FORBIDDEN because tokengate_require failed: the
      * location's tokengate_require status answers */
@@ -388,6 +414,12 @@ ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf);
 void ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, tg_identity_t *id);
+time_t ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, tg_identity_t *id, time_t first_seen, time_t cap);
+ngx_int_t ngx_http_tokengate_cache_bounds(
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id,
+    time_t first_seen, time_t now, time_t *expires, time_t *stale_until,
+    time_t *keep_until);
 void ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac);
 char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
@@ -395,7 +427,41 @@ char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
 char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* ngx_http_tokengate_redis.c: the shared cache (tokengate_shared_cache) */
+typedef void (*ngx_http_tokengate_shared_get_pt)(void *data, ngx_int_t rc,
+    u_char *value, size_t len);
+
+char *ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out, size_t *len);
+ngx_int_t ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+void ngx_http_tokengate_shared_move(void *lookup,
+    ngx_http_tokengate_ctx_t *ctx);
+void ngx_http_tokengate_shared_cancel(void *lookup);
+void ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen);
+void ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len);
+ngx_int_t ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh,
+    u_char *key, size_t key_len, u_char *value, size_t len,
+    ngx_msec_t px);
+void *ngx_http_tokengate_shared_get(ngx_http_tokengate_shared_t *sh,
+    u_char *key, size_t key_len, ngx_http_tokengate_shared_get_pt handler,
+    void *data);
+ngx_int_t ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle);
+void ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+
+/* ngx_http_tokengate_module.c: a lookup in the shared cache ended */
+void ngx_http_tokengate_shared_answer(ngx_http_tokengate_ctx_t *ctx,
+    ngx_int_t rc, tg_identity_t *id, time_t first_seen, time_t fresh_until);
+
 /* ngx_http_tokengate_status.c: counters */
+void ngx_http_tokengate_shared_count(ngx_uint_t what);
 ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
     ngx_http_request_t *r);
 void ngx_http_tokengate_count(ngx_http_request_t *r,

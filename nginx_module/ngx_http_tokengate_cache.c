@@ -535,10 +535,56 @@ void
 ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, tg_identity_t *id)
 {
+    (void) ngx_http_tokengate_cache_put(tlcf, mac, id, 0, 0);
+}
+
+
+/*
+ * The times of an entry for an answer got at now (the one rule of the
+ * zone and of the shared cache): with id NULL, a rejection kept
+ * negative_ttl; else fresh for ttl, answering an outage for stale_ttl
+ * more, both within the token's life (its expiry, else first_seen +
+ * token_lifetime_max), and kept to that bound.  NGX_DECLINED when the
+ * entry would not be fresh at all.
+ */
+ngx_int_t
+ngx_http_tokengate_cache_bounds(ngx_http_tokengate_loc_conf_t *tlcf,
+    tg_identity_t *id, time_t first_seen, time_t now, time_t *expires,
+    time_t *stale_until, time_t *keep_until)
+{
+    time_t  limit;
+
+    if (id == NULL) {
+        *expires = now + tlcf->cache_negative_ttl;
+        *stale_until = *expires;
+        *keep_until = *expires;
+
+    } else {
+        limit = id->expires_at > 0 ? id->expires_at
+                                   : first_seen + tlcf->lifetime_max;
+
+        *expires = ngx_min(now + tlcf->cache_ttl, limit);
+        *stale_until = ngx_min(*expires + tlcf->cache_stale_ttl, limit);
+        *keep_until = id->expires_at > 0 ? *stale_until : limit;
+    }
+
+    return *expires > now ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * ngx_http_tokengate_cache_store with a first validation known from
+ * elsewhere (first_seen, 0: now or the entry's) and a bound on the
+ * entry's freshness (cap, 0: none), for an answer of the shared cache.
+ * Returns the entry's first_seen.
+ */
+time_t
+ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, tg_identity_t *id, time_t first_seen, time_t cap)
+{
     u_char                      *p;
     size_t                       len, size;
-    time_t                       now, first_seen, limit, expires, stale_until,
-                                 keep_until;
+    time_t                       now, expires, stale_until, keep_until;
     ngx_uint_t                   i, keep;
     const char                  *f[3];
     ngx_http_tokengate_node_t   *tn;
@@ -568,37 +614,36 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     size = offsetof(ngx_http_tokengate_node_t, data) + len;
-    first_seen = now;
+
+    if (first_seen <= 0 || first_seen > now) {
+        first_seen = now;
+    }
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     tn = ngx_http_tokengate_cache_find(cache, mac, now);
 
     if (tn != NULL) {
-        if (id != NULL && !tn->negative && tn->first_seen <= now) {
+        if (id != NULL && !tn->negative && tn->first_seen <= now
+            && tn->first_seen < first_seen)
+        {
             first_seen = tn->first_seen;
         }
 
         ngx_http_tokengate_cache_drop(cache, tn);
     }
 
-    if (id == NULL) {
-        expires = now + tlcf->cache_negative_ttl;
-        stale_until = expires;
-        keep_until = expires;
+    (void) ngx_http_tokengate_cache_bounds(tlcf, id, first_seen, now,
+                                           &expires, &stale_until,
+                                           &keep_until);
 
-    } else {
-        limit = id->expires_at > 0 ? id->expires_at
-                                   : first_seen + tlcf->lifetime_max;
-
-        expires = ngx_min(now + tlcf->cache_ttl, limit);
-        stale_until = ngx_min(expires + tlcf->cache_stale_ttl, limit);
-        keep_until = id->expires_at > 0 ? stale_until : limit;
+    if (cap > 0 && cap < expires) {
+        expires = cap;
     }
 
     if (!keep || expires <= now) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
-        return;
+        return first_seen;
     }
 
     for (i = 0; i < NGX_HTTP_TOKENGATE_EXPIRE_MAX; i++) {
@@ -622,7 +667,7 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "tokengate: cache zone \"%V\" is full",
                       &tlcf->cache->shm.name);
-        return;
+        return first_seen;
     }
 
     ngx_memcpy(tn->mac, mac, NGX_HTTP_TOKENGATE_MAC_LEN);
@@ -665,6 +710,8 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return first_seen;
 }
 
 

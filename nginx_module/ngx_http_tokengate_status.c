@@ -40,6 +40,26 @@ ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what)
 }
 
 
+/* The order of NGX_HTTP_TOKENGATE_SHARED_*. */
+static char  *ngx_http_tokengate_shared_names[] = {
+    "hits", "misses", "errors", "rejected"
+};
+
+
+/* Count one event of the shared cache (no request needed). */
+void
+ngx_http_tokengate_shared_count(ngx_uint_t what)
+{
+    ngx_http_tokengate_stats_t  *st;
+
+    st = ngx_http_tokengate_get_stats(NULL);
+
+    if (st != NULL && what < NGX_HTTP_TOKENGATE_SHARED_N) {
+        (void) ngx_atomic_fetch_add(&st->shared[what], 1);
+    }
+}
+
+
 /* Count one decided request: its result and its cache status. */
 void
 ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
@@ -67,6 +87,15 @@ ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
             break;
         case 'C':
             i = 2;
+            break;
+        case 'S':
+            if (ctx->cache_status.data[1] == 'H') {
+                /* SHARED: counted as a shared hit, a zone miss */
+                i = 1;
+                break;
+            }
+
+            i = 3;
             break;
         default:
             i = 3;
@@ -108,7 +137,7 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
             && format.len == 10
             && ngx_strncmp(format.data, "prometheus", 10) == 0);
 
-    b = ngx_create_temp_buf(r->pool, 2048);
+    b = ngx_create_temp_buf(r->pool, 4096);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -158,6 +187,17 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "tokengate_curl_handles_total{handle=\"reused\"} "
                         "%uA\n", st->handles_created, st->handles_reused);
 
+        p = ngx_sprintf(p, "# HELP tokengate_shared_total Lookups in the "
+                        "fleet's shared cache (tokengate_shared_cache), by "
+                        "result.\n"
+                        "# TYPE tokengate_shared_total counter\n");
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_SHARED_N; i++) {
+            p = ngx_sprintf(p, "tokengate_shared_total{result=\"%s\"} %uA\n",
+                            ngx_http_tokengate_shared_names[i],
+                            st->shared[i]);
+        }
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
 
@@ -184,8 +224,16 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
         }
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
-                        "\"reused\":%uA}}\n",
+                        "\"reused\":%uA},\"shared\":{",
                         st->handles_created, st->handles_reused);
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_SHARED_N; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
+                            ngx_http_tokengate_shared_names[i],
+                            st->shared[i]);
+        }
+
+        p = ngx_sprintf(p, "}}\n");
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }

@@ -1,0 +1,1596 @@
+
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * ngx_http_tokengate_redis.c: the fleet's shared cache of
+ * ngx_http_tokengate_module (tokengate_shared_cache), a second level behind
+ * the node's zone: the directive, the sealed entries and hiredis's async
+ * API on nginx's event loop.
+ *
+ * Keys: prefix + hex(HMAC-SHA-256(K_mac, len || token || basic ||
+ * fingerprint)), never a token.  Values: version byte, 96-bit random
+ * nonce, AES-256-GCM ciphertext and tag, under K_aead, with the version
+ * and the Redis key as associated data.  K_mac and K_aead are derived
+ * from key_file with HKDF-SHA-256 (one salt, two infos).  An entry that
+ * does not open is ignored, counted (shared_rejected) and never admitted.
+ *
+ * Per worker and per Redis URL: one connection, kept alive, re-opened
+ * after a failure with back-off (1 s doubling to 30 s).  Its fd is an
+ * nginx connection whose read and write events call hiredis; a lookup has
+ * a timer of its own (timeout): past it, the connection is dropped (every
+ * lookup on it ends as an error) and the request goes on to the BI server.
+ */
+
+
+#include "ngx_http_tokengate.h"
+
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#endif
+
+
+#define NGX_HTTP_TOKENGATE_SEAL_VERSION    1
+#define NGX_HTTP_TOKENGATE_NONCE_LEN       12
+#define NGX_HTTP_TOKENGATE_TAG_LEN         16
+/* flags, evaluation, disabled, expires_at, first_seen, fresh_until,
+ * n_groups */
+#define NGX_HTTP_TOKENGATE_PLAIN_HEAD      (3 + 8 + 8 + 8 + 2)
+#define NGX_HTTP_TOKENGATE_VALUE_MAX       16384
+#define NGX_HTTP_TOKENGATE_KEY_FILE_MAX    4096
+#define NGX_HTTP_TOKENGATE_PREFIX_MAX      64
+#define NGX_HTTP_TOKENGATE_PENDING_MAX     4096
+#define NGX_HTTP_TOKENGATE_BACKOFF_MIN     1000
+#define NGX_HTTP_TOKENGATE_BACKOFF_MAX     30000
+#define NGX_HTTP_TOKENGATE_LOG_INTERVAL    10
+
+#define NGX_HTTP_TOKENGATE_F_NEGATIVE      0x01
+#define NGX_HTTP_TOKENGATE_F_PROFILE       0x02
+
+
+/* One Redis of a worker: the URL's address, AUTH, SELECT. */
+typedef struct {
+    ngx_str_t                  url;
+    u_char                    *host;           /* NUL-terminated */
+    ngx_int_t                  port;
+    ngx_int_t                  db;
+    ngx_str_t                  password;       /* empty: no AUTH */
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+    redisAsyncContext         *ac;
+#else
+    void                      *ac;
+#endif
+    ngx_connection_t          *conn;
+    ngx_event_t                timer;          /* reconnect */
+    ngx_msec_t                 backoff;
+    ngx_uint_t                 pending;
+    time_t                     logged;
+    ngx_uint_t                 suppressed;
+} ngx_http_tokengate_redis_t;
+
+
+struct ngx_http_tokengate_shared_s {
+    ngx_http_tokengate_redis_t  *redis;
+    ngx_msec_t                 timeout;
+    ngx_str_t                  prefix;
+    u_char                     mac_key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     aead_key[32];
+};
+
+
+/* A GET in flight: its timer, and who gets the value (handler NULL: the
+ * caller went away, the reply is dropped). */
+typedef struct {
+    ngx_event_t                timer;
+    ngx_http_tokengate_redis_t  *redis;
+    ngx_http_tokengate_shared_get_pt  handler;
+    void                      *data;
+    ngx_http_tokengate_shared_t  *sh;
+    size_t                     key_len;
+    u_char                     key[NGX_HTTP_TOKENGATE_SKEY_MAX];
+} ngx_http_tokengate_get_t;
+
+
+static ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf,
+    ngx_str_t *name, const char *what, size_t min, ngx_uint_t root,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_tokengate_hkdf(const u_char *ikm, size_t len,
+    const char *info, u_char *out, size_t out_len);
+static ngx_int_t ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *plain, size_t plain_len,
+    u_char *out);
+static ngx_int_t ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *value, size_t len, u_char *out);
+static void ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc,
+    u_char *value, size_t len);
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+static void ngx_http_tokengate_redis_connect(ngx_http_tokengate_redis_t *rd);
+static void ngx_http_tokengate_redis_drop(ngx_http_tokengate_redis_t *rd,
+    const char *why);
+static void ngx_http_tokengate_redis_log(ngx_http_tokengate_redis_t *rd,
+    const char *what, const char *detail);
+#endif
+
+
+static ngx_uint_t  ngx_http_tokengate_redis_exiting;
+
+
+static void
+ngx_http_tokengate_put64(u_char *p, uint64_t v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (v >> (56 - 8 * i));
+    }
+}
+
+
+static uint64_t
+ngx_http_tokengate_get64(u_char *p)
+{
+    uint64_t    v;
+    ngx_uint_t  i;
+
+    v = 0;
+
+    for (i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+
+    return v;
+}
+
+
+/*
+ * tokengate_shared_cache redis://HOST:PORT[/DB] key_file=FILE
+ *     [password_file=FILE] [timeout=TIME] [prefix=STR] | off
+ */
+char *
+ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tokengate_loc_conf_t *tlcf = conf;
+
+    u_char                          *p, *last, *colon, *slash;
+    ngx_int_t                        n;
+    ngx_str_t                       *value, key_file, password_file, s, key,
+                                     password, host;
+    ngx_uint_t                       i;
+    ngx_http_tokengate_redis_t      *rd, *rds;
+    ngx_http_tokengate_shared_t     *sh;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    if (tlcf->shared != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->shared = NULL;
+        return NGX_CONF_OK;
+    }
+
+#if !(NGX_HTTP_TOKENGATE_REDIS)
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "tokengate_shared_cache: this module was built "
+                       "without Redis support (configure --with-redis, "
+                       "libhiredis-dev)");
+    return NGX_CONF_ERROR;
+
+#else
+
+    sh = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_shared_t));
+    if (sh == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sh->timeout = 50;
+    ngx_str_set(&sh->prefix, "tokengate:");
+    ngx_str_null(&key_file);
+    ngx_str_null(&password_file);
+
+    /* redis://HOST:PORT[/DB] */
+
+    if (value[1].len <= 8 || ngx_strncmp(value[1].data, "redis://", 8) != 0) {
+        goto bad_url;
+    }
+
+    p = value[1].data + 8;
+    last = value[1].data + value[1].len;
+
+    slash = ngx_strlchr(p, last, '/');
+    colon = ngx_strlchr(p, slash != NULL ? slash : last, ':');
+
+    if (colon == NULL || colon == p) {
+        goto bad_url;
+    }
+
+    host.data = p;
+    host.len = colon - p;
+
+    for (i = 0; i < host.len; i++) {
+        if (!(isalnum(host.data[i]) || host.data[i] == '.'
+              || host.data[i] == '-'))
+        {
+            goto bad_url;
+        }
+    }
+
+    s.data = colon + 1;
+    s.len = (slash != NULL ? slash : last) - s.data;
+
+    n = ngx_atoi(s.data, s.len);
+
+    if (n < 1 || n > 65535) {
+        goto bad_url;
+    }
+
+    rd = NULL;
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+
+    if (slash != NULL) {
+        if (ngx_atoi(slash + 1, last - slash - 1) == NGX_ERROR) {
+            goto bad_url;
+        }
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key_file=", 9) == 0) {
+            key_file.data = value[i].data + 9;
+            key_file.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            password_file.data = value[i].data + 14;
+            password_file.len = value[i].len - 14;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            sh->timeout = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            sh->prefix.data = value[i].data + 7;
+            sh->prefix.len = value[i].len - 7;
+
+            if (sh->prefix.len > NGX_HTTP_TOKENGATE_PREFIX_MAX) {
+                goto bad_prefix;
+            }
+
+            for (p = sh->prefix.data; p < sh->prefix.data + sh->prefix.len;
+                 p++)
+            {
+                if (!(isalnum(*p) || *p == ':' || *p == '_' || *p == '.'
+                      || *p == '-'))
+                {
+                    goto bad_prefix;
+                }
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (key_file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have a \"key_file\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_tokengate_read_secret(cf, &key_file, "key_file", 32, 1,
+                                       &key)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_http_tokengate_hkdf(key.data, key.len, "tokengate fleet key-mac",
+                                sh->mac_key, sizeof(sh->mac_key))
+        == NGX_OK
+        && ngx_http_tokengate_hkdf(key.data, key.len, "tokengate fleet aead",
+                                   sh->aead_key, sizeof(sh->aead_key))
+           == NGX_OK;
+
+    ngx_explicit_memzero(key.data, key.len);
+
+    if (!n) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_shared_cache: HKDF failed");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_null(&password);
+
+    if (password_file.len != 0) {
+        if (ngx_http_tokengate_read_secret(cf, &password_file,
+                                           "password_file", 1, 0, &password)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        while (password.len > 0
+               && (password.data[password.len - 1] == '\n'
+                   || password.data[password.len - 1] == '\r'))
+        {
+            password.len--;
+        }
+    }
+
+    /* one connection per worker for each URL and password */
+
+    if (tmcf->shared_servers == NULL) {
+        tmcf->shared_servers = ngx_array_create(cf->pool, 16,
+                                            sizeof(ngx_http_tokengate_redis_t));
+        if (tmcf->shared_servers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rds = tmcf->shared_servers->elts;
+
+    for (i = 0; i < tmcf->shared_servers->nelts; i++) {
+        if (rds[i].url.len == value[1].len
+            && ngx_strncmp(rds[i].url.data, value[1].data, value[1].len) == 0
+            && rds[i].password.len == password.len
+            && ngx_memcmp(rds[i].password.data, password.data, password.len)
+               == 0)
+        {
+            rd = &rds[i];
+            break;
+        }
+    }
+
+    if (rd == NULL) {
+        if (tmcf->shared_servers->nelts == tmcf->shared_servers->nalloc) {
+            /* the array would move: the pointers into it must not */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "too many Redis servers in \"%V\"",
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        rd = ngx_array_push(tmcf->shared_servers);
+        if (rd == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(rd, sizeof(ngx_http_tokengate_redis_t));
+
+        rd->url = value[1];
+        rd->host = ngx_pnalloc(cf->pool, host.len + 1);
+        if (rd->host == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(rd->host, host.data, host.len + 1);
+        rd->port = ngx_atoi(colon + 1,
+                            (slash != NULL ? slash : last) - colon - 1);
+        rd->db = slash != NULL ? ngx_atoi(slash + 1, last - slash - 1) : 0;
+        rd->password = password;
+        rd->backoff = NGX_HTTP_TOKENGATE_BACKOFF_MIN;
+    }
+
+    sh->redis = rd;
+    tlcf->shared = sh;
+
+    return NGX_CONF_OK;
+
+bad_url:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid URL \"%V\" in \"%V\" directive "
+                       "(redis://HOST:PORT[/DB])", &value[1], &cmd->name);
+    return NGX_CONF_ERROR;
+
+bad_prefix:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"%V\" in \"%V\" directive (at most %d of "
+                       "A-Z a-z 0-9 : _ . -)", &value[i], &cmd->name,
+                       NGX_HTTP_TOKENGATE_PREFIX_MAX);
+    return NGX_CONF_ERROR;
+
+#endif
+}
+
+
+/* The merged location: the shared level needs the node's zone. */
+char *
+ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    if (conf->shared != NULL && conf->cache == NULL
+        && ngx_http_tokengate_conf_on(conf))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tokengate_shared_cache\" needs "
+                           "\"tokengate_cache\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A secret file: a regular file of min to NGX_HTTP_TOKENGATE_KEY_FILE_MAX
+ * bytes, readable by its owner only (and owned by root when root is set).
+ */
+static ngx_int_t
+ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *what, size_t min, ngx_uint_t root, ngx_str_t *out)
+{
+    u_char           *path;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         full;
+    ngx_file_info_t   fi;
+
+    full = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    path = full.data;
+
+    fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "tokengate_shared_cache: %s \"%s\" cannot be "
+                           "opened", what, path);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_shared_cache: %s \"%s\" is not a "
+                           "regular file", what, path);
+        goto failed;
+    }
+
+    if (root && fi.st_uid != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_shared_cache: %s \"%s\" is not owned "
+                           "by root", what, path);
+        goto failed;
+    }
+
+    if (fi.st_mode & 077) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_shared_cache: %s \"%s\" has mode "
+                           "0%d%d%d: it must be readable by its owner only "
+                           "(0600)", what, path, (int) (fi.st_mode >> 6) & 7,
+                           (int) (fi.st_mode >> 3) & 7,
+                           (int) fi.st_mode & 7);
+        goto failed;
+    }
+
+    if ((size_t) fi.st_size < min
+        || fi.st_size > NGX_HTTP_TOKENGATE_KEY_FILE_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tokengate_shared_cache: %s \"%s\" has %O bytes: "
+                           "it must have %uz to %d (head -c 32 "
+                           "/dev/urandom)", what, path, fi.st_size, min,
+                           NGX_HTTP_TOKENGATE_KEY_FILE_MAX);
+        goto failed;
+    }
+
+    out->data = ngx_pnalloc(cf->pool, fi.st_size);
+    if (out->data == NULL) {
+        goto failed;
+    }
+
+    n = read(fd, out->data, fi.st_size);
+
+    if (n != fi.st_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "tokengate_shared_cache: %s \"%s\" cannot be "
+                           "read", what, path);
+        goto failed;
+    }
+
+    out->len = n;
+    (void) ngx_close_file(fd);
+
+    return NGX_OK;
+
+failed:
+
+    (void) ngx_close_file(fd);
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_tokengate_hkdf(const u_char *ikm, size_t len, const char *info,
+    u_char *out, size_t out_len)
+{
+    int            ok;
+    EVP_KDF       *kdf;
+    OSSL_PARAM     params[5];
+    EVP_KDF_CTX   *kctx;
+    static char    salt[] = "tokengate fleet cache v1";
+
+    kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    if (kdf == NULL) {
+        return NGX_ERROR;
+    }
+
+    kctx = EVP_KDF_CTX_new(kdf);
+    EVP_KDF_free(kdf);
+
+    if (kctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                  (void *) ikm, len);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+                                                  salt, sizeof(salt) - 1);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                  (void *) info,
+                                                  ngx_strlen(info));
+    params[4] = OSSL_PARAM_construct_end();
+
+    ok = EVP_KDF_derive(kctx, out, out_len, params);
+
+    EVP_KDF_CTX_free(kctx);
+
+    return ok == 1 ? NGX_OK : NGX_ERROR;
+}
+
+
+/* The token's Redis key: prefix + hex of its MAC under K_mac. */
+ngx_int_t
+ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out, size_t *len)
+{
+    u_char  *p, mac[NGX_HTTP_TOKENGATE_MAC_LEN];
+
+    if (ngx_http_tokengate_mac(sh->mac_key, token, basic, fingerprint, mac)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(out, sh->prefix.data, sh->prefix.len);
+    p = ngx_hex_dump(p, mac, sizeof(mac));
+    *len = p - out;
+
+    ngx_explicit_memzero(mac, sizeof(mac));
+
+    return NGX_OK;
+}
+
+
+/* version || nonce || AES-256-GCM(plain) || tag, with version || skey as
+ * associated data; out has room for plain_len + 29. */
+static ngx_int_t
+ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh, u_char *skey,
+    size_t skey_len, u_char *plain, size_t plain_len, u_char *out)
+{
+    int              n, ok;
+    u_char          *nonce, *ct;
+    EVP_CIPHER_CTX  *cctx;
+
+    out[0] = NGX_HTTP_TOKENGATE_SEAL_VERSION;
+    nonce = out + 1;
+    ct = nonce + NGX_HTTP_TOKENGATE_NONCE_LEN;
+
+    if (RAND_bytes(nonce, NGX_HTTP_TOKENGATE_NONCE_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    cctx = EVP_CIPHER_CTX_new();
+    if (cctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ok = EVP_EncryptInit_ex(cctx, EVP_aes_256_gcm(), NULL, sh->aead_key,
+                            nonce) == 1
+         && EVP_EncryptUpdate(cctx, NULL, &n, out, 1) == 1
+         && EVP_EncryptUpdate(cctx, NULL, &n, skey, (int) skey_len) == 1
+         && EVP_EncryptUpdate(cctx, ct, &n, plain, (int) plain_len) == 1
+         && (size_t) n == plain_len
+         && EVP_EncryptFinal_ex(cctx, ct + n, &n) == 1
+         && EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_GCM_GET_TAG,
+                                NGX_HTTP_TOKENGATE_TAG_LEN, ct + plain_len)
+            == 1;
+
+    EVP_CIPHER_CTX_free(cctx);
+
+    return ok ? NGX_OK : NGX_ERROR;
+}
+
+
+/* Open a sealed value into out (room for len bytes); the plain length,
+ * or NGX_ERROR for anything that does not open. */
+static ngx_int_t
+ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh, u_char *skey,
+    size_t skey_len, u_char *value, size_t len, u_char *out)
+{
+    int              n, ok;
+    size_t           ct_len;
+    u_char          *nonce, *ct;
+    EVP_CIPHER_CTX  *cctx;
+
+    if (len < 1 + NGX_HTTP_TOKENGATE_NONCE_LEN + NGX_HTTP_TOKENGATE_TAG_LEN
+              + NGX_HTTP_TOKENGATE_PLAIN_HEAD
+        || len > NGX_HTTP_TOKENGATE_VALUE_MAX
+        || value[0] != NGX_HTTP_TOKENGATE_SEAL_VERSION)
+    {
+        return NGX_ERROR;
+    }
+
+    nonce = value + 1;
+    ct = nonce + NGX_HTTP_TOKENGATE_NONCE_LEN;
+    ct_len = len - 1 - NGX_HTTP_TOKENGATE_NONCE_LEN
+             - NGX_HTTP_TOKENGATE_TAG_LEN;
+
+    cctx = EVP_CIPHER_CTX_new();
+    if (cctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ok = EVP_DecryptInit_ex(cctx, EVP_aes_256_gcm(), NULL, sh->aead_key,
+                            nonce) == 1
+         && EVP_DecryptUpdate(cctx, NULL, &n, value, 1) == 1
+         && EVP_DecryptUpdate(cctx, NULL, &n, skey, (int) skey_len) == 1
+         && EVP_DecryptUpdate(cctx, out, &n, ct, (int) ct_len) == 1
+         && (size_t) n == ct_len
+         && EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_GCM_SET_TAG,
+                                NGX_HTTP_TOKENGATE_TAG_LEN, ct + ct_len) == 1
+         && EVP_DecryptFinal_ex(cctx, out + n, &n) == 1;
+
+    EVP_CIPHER_CTX_free(cctx);
+
+    if (!ok) {
+        ngx_explicit_memzero(out, ct_len);
+        return NGX_ERROR;
+    }
+
+    return (ngx_int_t) ct_len;
+}
+
+
+/*
+ * Write the BI server's answer for the token (id, or NULL: rejected) to
+ * Redis, sealed, for as long as the zone's rule keeps it fresh
+ * (ngx_http_tokengate_cache_bounds): never past the token's expiry or its
+ * life since first_seen.
+ */
+void
+ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen)
+{
+    u_char                       *plain, *sealed, *p;
+    size_t                        len;
+    time_t                        now, expires, stale_until, keep_until;
+    ngx_uint_t                    i;
+    const char                   *f[4];
+    ngx_http_tokengate_shared_t  *sh;
+
+    sh = tlcf->shared;
+    now = ngx_time();
+
+    if (sh == NULL || skey_len == 0 || sh->redis->ac == NULL) {
+        return;
+    }
+
+    if (first_seen <= 0 || first_seen > now) {
+        first_seen = now;
+    }
+
+    if (ngx_http_tokengate_cache_bounds(tlcf, id, first_seen, now, &expires,
+                                        &stale_until, &keep_until)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    len = NGX_HTTP_TOKENGATE_PLAIN_HEAD;
+
+    if (id != NULL) {
+        f[0] = id->id;
+        f[1] = id->name;
+        f[2] = id->email;
+        f[3] = id->display_name;
+
+        for (i = 0; i < 4; i++) {
+            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            len += ngx_strlen(id->groups[i]) + 1;
+        }
+
+        if (id->n_groups > 0xffff) {
+            return;
+        }
+    }
+
+    if (len + 64 > NGX_HTTP_TOKENGATE_VALUE_MAX) {
+        return;
+    }
+
+    plain = ngx_alloc(2 * len + 64, ngx_cycle->log);
+    if (plain == NULL) {
+        return;
+    }
+
+    sealed = plain + len;
+    p = plain;
+
+    *p++ = (u_char) ((id == NULL ? NGX_HTTP_TOKENGATE_F_NEGATIVE : 0)
+                     | (id != NULL && id->has_profile
+                        ? NGX_HTTP_TOKENGATE_F_PROFILE : 0));
+    *p++ = (u_char) (signed char) (id != NULL ? id->evaluation : 0);
+    *p++ = (u_char) (signed char) (id != NULL ? id->disabled : 0);
+    ngx_http_tokengate_put64(p, id != NULL ? (uint64_t) id->expires_at : 0);
+    p += 8;
+    ngx_http_tokengate_put64(p, (uint64_t) first_seen);
+    p += 8;
+    ngx_http_tokengate_put64(p, (uint64_t) expires);
+    p += 8;
+    *p++ = (u_char) ((id != NULL ? id->n_groups : 0) >> 8);
+    *p++ = (u_char) (id != NULL ? id->n_groups : 0);
+
+    if (id != NULL) {
+        for (i = 0; i < 4; i++) {
+            if (f[i] != NULL) {
+                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
+            }
+
+            *p++ = '\0';
+        }
+
+        for (i = 0; i < id->n_groups; i++) {
+            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+            *p++ = '\0';
+        }
+    }
+
+    if (ngx_http_tokengate_seal(sh, skey, skey_len, plain, len, sealed)
+        == NGX_OK)
+    {
+        (void) ngx_http_tokengate_shared_set(sh, skey, skey_len, sealed,
+                                   len + 1 + NGX_HTTP_TOKENGATE_NONCE_LEN
+                                   + NGX_HTTP_TOKENGATE_TAG_LEN,
+                                   (ngx_msec_t) (expires - now) * 1000);
+    }
+
+    ngx_explicit_memzero(plain, len);
+    ngx_free(plain);
+}
+
+
+/* Start the leader's lookup of ctx->skey: NGX_AGAIN, the answer comes
+ * through ngx_http_tokengate_shared_answer; NGX_DECLINED, Redis is not
+ * there now (go on to the BI server). */
+ngx_int_t
+ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+    ngx_http_tokengate_get_t  *g;
+
+    g = ngx_http_tokengate_shared_get(tlcf->shared, ctx->skey, ctx->skey_len,
+                                      ngx_http_tokengate_lookup_done, ctx);
+    if (g == NULL) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_ERRORS);
+        return NGX_DECLINED;
+    }
+
+    g->sh = tlcf->shared;
+    ctx->lookup = g;
+
+    return NGX_AGAIN;
+}
+
+
+/* The lookup's leader changes (ngx_http_tokengate_handover). */
+void
+ngx_http_tokengate_shared_move(void *lookup, ngx_http_tokengate_ctx_t *ctx)
+{
+    ngx_http_tokengate_get_t *g = lookup;
+
+    g->data = ctx;
+}
+
+
+/* Forget a GET whose caller goes away; its reply will be dropped. */
+void
+ngx_http_tokengate_shared_cancel(void *lookup)
+{
+    ngx_http_tokengate_get_t *g = lookup;
+
+    g->handler = NULL;
+    g->data = NULL;
+
+    if (g->timer.timer_set) {
+        ngx_del_timer(&g->timer);
+    }
+}
+
+
+/* A lookup's GET ended: open the entry, hand the answer over. */
+static void
+ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc, u_char *value,
+    size_t len)
+{
+    ngx_http_tokengate_ctx_t *ctx = data;
+
+    u_char                       *plain, *p, *last, *nul;
+    time_t                        now, first_seen, fresh_until;
+    ngx_int_t                     n;
+    ngx_uint_t                    i, flags;
+    tg_identity_t                *id;
+    ngx_http_tokengate_get_t     *g;
+    ngx_http_tokengate_shared_t  *sh;
+
+    g = ctx->lookup;
+    sh = g->sh;
+    ctx->lookup = NULL;
+
+    if (rc == NGX_ERROR) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_ERRORS);
+        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
+        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
+        return;
+    }
+
+    plain = ngx_pnalloc(ctx->request->pool, len + 1);
+    if (plain == NULL) {
+        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
+        return;
+    }
+
+    n = ngx_http_tokengate_open(sh, ctx->skey, ctx->skey_len, value, len,
+                                plain);
+    if (n == NGX_ERROR) {
+        goto rejected;
+    }
+
+    p = plain;
+    last = plain + n;
+    now = ngx_time();
+
+    flags = p[0];
+
+    first_seen = (time_t) ngx_http_tokengate_get64(p + 11);
+    fresh_until = (time_t) ngx_http_tokengate_get64(p + 19);
+
+    if (fresh_until <= now || first_seen > now) {
+        /* late, or from a clock ahead of ours: not fresh here */
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
+        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
+        return;
+    }
+
+    if (flags & NGX_HTTP_TOKENGATE_F_NEGATIVE) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_HITS);
+        ngx_http_tokengate_shared_answer(ctx, NGX_DONE, NULL, first_seen,
+                                         fresh_until);
+        return;
+    }
+
+    id = ngx_pcalloc(ctx->request->pool, sizeof(tg_identity_t));
+    if (id == NULL) {
+        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
+        return;
+    }
+
+    id->has_profile = (flags & NGX_HTTP_TOKENGATE_F_PROFILE) != 0;
+    id->evaluation = (signed char) p[1];
+    id->disabled = (signed char) p[2];
+    id->expires_at = (time_t) ngx_http_tokengate_get64(p + 3);
+    id->n_groups = ((size_t) p[27] << 8) | p[28];
+
+    if (id->expires_at > 0 && id->expires_at <= now) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
+        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
+        return;
+    }
+
+    id->groups = ngx_pcalloc(ctx->request->pool,
+                             (id->n_groups + 1) * sizeof(char *));
+    if (id->groups == NULL) {
+        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
+        return;
+    }
+
+    p += NGX_HTTP_TOKENGATE_PLAIN_HEAD;
+
+    for (i = 0; i < 4 + id->n_groups; i++) {
+        if (p >= last) {
+            goto rejected;
+        }
+
+        nul = ngx_strlchr(p, last, '\0');
+        if (nul == NULL) {
+            goto rejected;
+        }
+
+        switch (i) {
+        case 0:
+            id->id = (char *) p;
+            break;
+        case 1:
+            id->name = (char *) p;
+            break;
+        case 2:
+            id->email = (char *) p;
+            break;
+        case 3:
+            id->display_name = (char *) p;
+            break;
+        default:
+            id->groups[i - 4] = (char *) p;
+        }
+
+        p = nul + 1;
+    }
+
+    if (p != last || id->id[0] == '\0') {
+        goto rejected;
+    }
+
+    id->first_name = (char *) "";
+    id->last_name = (char *) "";
+
+    ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_HITS);
+    ngx_http_tokengate_shared_answer(ctx, NGX_OK, id, first_seen,
+                                     fresh_until);
+    return;
+
+rejected:
+
+    ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_REJECTED);
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "tokengate: token %s: the shared cache's entry does not "
+                  "open (tampered, another key_file, truncated or another "
+                  "version): ignored", ngx_http_tokengate_fp(ctx));
+
+    ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
+}
+
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+/* hiredis's event hooks on the connection's nginx events. */
+
+static void
+ngx_http_tokengate_redis_add_read(void *privdata)
+{
+    ngx_http_tokengate_redis_t *rd = privdata;
+
+    if (rd->conn != NULL && !rd->conn->read->active) {
+        (void) ngx_add_event(rd->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_del_read(void *privdata)
+{
+    ngx_http_tokengate_redis_t *rd = privdata;
+
+    if (rd->conn != NULL && rd->conn->read->active) {
+        (void) ngx_del_event(rd->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_add_write(void *privdata)
+{
+    ngx_http_tokengate_redis_t *rd = privdata;
+
+    if (rd->conn != NULL && !rd->conn->write->active) {
+        (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_del_write(void *privdata)
+{
+    ngx_http_tokengate_redis_t *rd = privdata;
+
+    if (rd->conn != NULL && rd->conn->write->active) {
+        (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis is about to close the fd: forget its events, free (not close)
+ * the connection. */
+static void
+ngx_http_tokengate_redis_cleanup(void *privdata)
+{
+    ngx_connection_t            *c;
+    ngx_http_tokengate_redis_t  *rd = privdata;
+
+    c = rd->conn;
+
+    if (c == NULL) {
+        return;
+    }
+
+    rd->conn = NULL;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_http_tokengate_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_tokengate_redis_t  *rd;
+
+    c = ev->data;
+    rd = c->data;
+
+    if (rd->ac != NULL) {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_tokengate_redis_t  *rd;
+
+    c = ev->data;
+    rd = c->data;
+
+    if (rd->ac != NULL) {
+        redisAsyncHandleWrite(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_tokengate_redis_t *rd = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        rd->ac = NULL;
+        ngx_http_tokengate_redis_log(rd, "cannot connect", ac->errstr);
+        ngx_http_tokengate_redis_drop(rd, NULL);
+    }
+}
+
+
+static void
+ngx_http_tokengate_redis_disconnected(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_tokengate_redis_t *rd = ac->data;
+
+    if (rd->ac == ac) {
+        rd->ac = NULL;
+
+        if (status != REDIS_OK) {
+            ngx_http_tokengate_redis_log(rd, "connection lost", ac->errstr);
+        }
+
+        ngx_http_tokengate_redis_drop(rd, NULL);
+    }
+}
+
+
+/* AUTH and SELECT: an error reply drops the connection. */
+static void
+ngx_http_tokengate_redis_setup_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                  *reply = r;
+    ngx_http_tokengate_redis_t  *rd = privdata;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_tokengate_redis_log(rd, "AUTH or SELECT refused",
+                                     reply->str);
+
+        /* not from hiredis's stack: the timer frees the context */
+        if (rd->timer.timer_set) {
+            ngx_del_timer(&rd->timer);
+        }
+
+        ngx_add_timer(&rd->timer, 1);
+        return;
+    }
+
+    rd->backoff = NGX_HTTP_TOKENGATE_BACKOFF_MIN;
+}
+
+
+static void
+ngx_http_tokengate_redis_connect(ngx_http_tokengate_redis_t *rd)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ac = redisAsyncConnect((char *) rd->host, (int) rd->port);
+
+    if (ac == NULL) {
+        ngx_http_tokengate_redis_log(rd, "cannot connect", "out of memory");
+        ngx_http_tokengate_redis_drop(rd, NULL);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_tokengate_redis_log(rd, "cannot connect", ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_tokengate_redis_drop(rd, NULL);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, ngx_cycle->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_tokengate_redis_drop(rd, NULL);
+        return;
+    }
+
+    c->data = rd;
+    c->log = ngx_cycle->log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->read->handler = ngx_http_tokengate_redis_read_handler;
+    c->write->handler = ngx_http_tokengate_redis_write_handler;
+
+    rd->conn = c;
+    rd->ac = ac;
+    rd->pending = 0;
+
+    ac->data = rd;
+    ac->ev.data = rd;
+    ac->ev.addRead = ngx_http_tokengate_redis_add_read;
+    ac->ev.delRead = ngx_http_tokengate_redis_del_read;
+    ac->ev.addWrite = ngx_http_tokengate_redis_add_write;
+    ac->ev.delWrite = ngx_http_tokengate_redis_del_write;
+    ac->ev.cleanup = ngx_http_tokengate_redis_cleanup;
+
+    (void) redisAsyncSetConnectCallback(ac,
+                                        ngx_http_tokengate_redis_connected);
+    (void) redisAsyncSetDisconnectCallback(ac,
+                                       ngx_http_tokengate_redis_disconnected);
+
+    if (rd->password.len != 0) {
+        (void) redisAsyncCommand(ac, ngx_http_tokengate_redis_setup_reply,
+                                 rd, "AUTH %b", rd->password.data,
+                                 rd->password.len);
+    }
+
+    if (rd->db != 0) {
+        (void) redisAsyncCommand(ac, ngx_http_tokengate_redis_setup_reply,
+                                 rd, "SELECT %d", (int) rd->db);
+    }
+
+    /* the connect completes when the fd is writable */
+    ngx_http_tokengate_redis_add_write(rd);
+}
+
+
+/*
+ * Drop the connection (if any: its pending commands end as errors) and
+ * connect again after the back-off, which doubles up to 30 s and starts
+ * over at 1 s once AUTH (or the first command) succeeds.
+ */
+static void
+ngx_http_tokengate_redis_drop(ngx_http_tokengate_redis_t *rd,
+    const char *why)
+{
+    redisAsyncContext  *ac;
+
+    if (why != NULL) {
+        ngx_http_tokengate_redis_log(rd, why, NULL);
+    }
+
+    ac = rd->ac;
+    rd->ac = NULL;
+
+    if (ac != NULL) {
+        redisAsyncFree(ac);
+    }
+
+    if (ngx_http_tokengate_redis_exiting) {
+        return;
+    }
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    ngx_add_timer(&rd->timer, rd->backoff);
+
+    rd->backoff = ngx_min(2 * rd->backoff, NGX_HTTP_TOKENGATE_BACKOFF_MAX);
+}
+
+
+/* The reconnect timer; also frees a context AUTH failed on. */
+static void
+ngx_http_tokengate_redis_timer(ngx_event_t *ev)
+{
+    ngx_http_tokengate_redis_t *rd = ev->data;
+
+    if (ngx_http_tokengate_redis_exiting) {
+        return;
+    }
+
+    if (rd->ac != NULL) {
+        ngx_http_tokengate_redis_drop(rd, NULL);
+        return;
+    }
+
+    ngx_http_tokengate_redis_connect(rd);
+}
+
+
+/* One log line per interval for a Redis, not one per request. */
+static void
+ngx_http_tokengate_redis_log(ngx_http_tokengate_redis_t *rd,
+    const char *what, const char *detail)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (rd->logged != 0 && now - rd->logged < NGX_HTTP_TOKENGATE_LOG_INTERVAL)
+    {
+        rd->suppressed++;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "tokengate: shared cache \"%V\": %s%s%s (%ui more in the "
+                  "last %d s); requests go on to the auth server",
+                  &rd->url, what, detail != NULL ? ": " : "",
+                  detail != NULL ? detail : "", rd->suppressed,
+                  NGX_HTTP_TOKENGATE_LOG_INTERVAL);
+
+    rd->logged = now;
+    rd->suppressed = 0;
+}
+
+
+/* A GET's reply (NULL: the connection went away). */
+static void
+ngx_http_tokengate_get_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                *reply = r;
+    ngx_http_tokengate_get_t  *g = privdata;
+
+    ngx_int_t                         rc;
+    ngx_http_tokengate_redis_t       *rd;
+    ngx_http_tokengate_shared_get_pt  handler;
+
+    rd = g->redis;
+
+    if (rd->pending > 0) {
+        rd->pending--;
+    }
+
+    if (g->timer.timer_set) {
+        ngx_del_timer(&g->timer);
+    }
+
+    handler = g->handler;
+
+    if (reply == NULL) {
+        rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        rc = NGX_DECLINED;
+        rd->backoff = NGX_HTTP_TOKENGATE_BACKOFF_MIN;
+
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        rc = NGX_OK;
+        rd->backoff = NGX_HTTP_TOKENGATE_BACKOFF_MIN;
+
+    } else {
+        rc = NGX_ERROR;
+        ngx_http_tokengate_redis_log(rd, "unexpected reply to GET",
+                                     reply->type == REDIS_REPLY_ERROR
+                                     ? reply->str : "not a string");
+    }
+
+    if (handler != NULL) {
+        handler(g->data, rc, rc == NGX_OK ? (u_char *) reply->str : NULL,
+                rc == NGX_OK ? reply->len : 0);
+    }
+
+    ngx_free(g);
+}
+
+
+/* A GET past its timeout: Redis is slow; drop the connection (which ends
+ * this GET and the others on it as errors). */
+static void
+ngx_http_tokengate_get_timeout(ngx_event_t *ev)
+{
+    ngx_http_tokengate_get_t  *g = ev->data;
+
+    ngx_http_tokengate_redis_drop(g->redis, "timed out");
+}
+
+
+static void
+ngx_http_tokengate_set_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                  *reply = r;
+    ngx_http_tokengate_redis_t  *rd = privdata;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_ERRORS);
+        ngx_http_tokengate_redis_log(rd, "write refused", reply->str);
+    }
+}
+
+#endif /* NGX_HTTP_TOKENGATE_REDIS */
+
+
+/*
+ * The generic async GET (for the shared back-off and failure limits too):
+ * handler(data, rc, value, len) runs once, from the event loop, with
+ * NGX_OK and the value (borrowed until it returns), NGX_DECLINED (no such
+ * key) or NGX_ERROR (Redis down, slow past the timeout, a reply not a
+ * string); never from this call.  NULL: not sent (no connection now); the
+ * handler will not run.  The returned handle is for
+ * ngx_http_tokengate_shared_cancel() until the handler runs.
+ */
+void *
+ngx_http_tokengate_shared_get(ngx_http_tokengate_shared_t *sh, u_char *key,
+    size_t key_len, ngx_http_tokengate_shared_get_pt handler, void *data)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    ngx_http_tokengate_get_t    *g;
+    ngx_http_tokengate_redis_t  *rd;
+
+    rd = sh->redis;
+
+    if (rd->ac == NULL || rd->pending >= NGX_HTTP_TOKENGATE_PENDING_MAX
+        || key_len > NGX_HTTP_TOKENGATE_SKEY_MAX)
+    {
+        return NULL;
+    }
+
+    g = ngx_calloc(sizeof(ngx_http_tokengate_get_t), ngx_cycle->log);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    g->redis = rd;
+    g->handler = handler;
+    g->data = data;
+    g->sh = sh;
+    g->key_len = key_len;
+    ngx_memcpy(g->key, key, key_len);
+
+    if (redisAsyncCommand(rd->ac, ngx_http_tokengate_get_reply, g, "GET %b",
+                          g->key, g->key_len)
+        != REDIS_OK)
+    {
+        ngx_free(g);
+        return NULL;
+    }
+
+    rd->pending++;
+
+    g->timer.handler = ngx_http_tokengate_get_timeout;
+    g->timer.data = g;
+    g->timer.log = ngx_cycle->log;
+
+    ngx_add_timer(&g->timer, sh->timeout);
+
+    return g;
+
+#else
+
+    return NULL;
+
+#endif
+}
+
+
+/* SET key value PX px (px 0: no expiry), not waited for; an error reply
+ * (OOM, NOAUTH) is logged and counted.  NGX_DECLINED: no connection. */
+ngx_int_t
+ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh, u_char *key,
+    size_t key_len, u_char *value, size_t len, ngx_msec_t px)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    int                          rc;
+    ngx_http_tokengate_redis_t  *rd;
+
+    rd = sh->redis;
+
+    if (rd->ac == NULL || rd->pending >= NGX_HTTP_TOKENGATE_PENDING_MAX) {
+        return NGX_DECLINED;
+    }
+
+    if (px > 0) {
+        rc = redisAsyncCommand(rd->ac, ngx_http_tokengate_set_reply, rd,
+                               "SET %b %b PX %u", key, key_len, value, len,
+                               (unsigned int) px);
+
+    } else {
+        rc = redisAsyncCommand(rd->ac, ngx_http_tokengate_set_reply, rd,
+                               "SET %b %b", key, key_len, value, len);
+    }
+
+    return rc == REDIS_OK ? NGX_OK : NGX_DECLINED;
+
+#else
+
+    return NGX_DECLINED;
+
+#endif
+}
+
+
+/* DEL the token's entry (logout, purge: the whole fleet forgets it). */
+void
+ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    ngx_http_tokengate_redis_t  *rd;
+
+    rd = sh->redis;
+
+    if (rd->ac != NULL) {
+        (void) redisAsyncCommand(rd->ac, ngx_http_tokengate_set_reply, rd,
+                                 "DEL %b", skey, skey_len);
+    }
+
+#endif
+}
+
+
+/* A worker connects to each Redis of its configuration. */
+ngx_int_t
+ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    ngx_uint_t                       i;
+    ngx_http_tokengate_redis_t      *rd;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_tokengate_module);
+
+    if (tmcf == NULL || tmcf->shared_servers == NULL) {
+        return NGX_OK;
+    }
+
+    rd = tmcf->shared_servers->elts;
+
+    for (i = 0; i < tmcf->shared_servers->nelts; i++) {
+        rd[i].timer.handler = ngx_http_tokengate_redis_timer;
+        rd[i].timer.data = &rd[i];
+        rd[i].timer.log = cycle->log;
+        rd[i].timer.cancelable = 1;
+        rd[i].backoff = NGX_HTTP_TOKENGATE_BACKOFF_MIN;
+
+        ngx_http_tokengate_redis_connect(&rd[i]);
+    }
+
+#endif
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    ngx_uint_t                       i;
+    redisAsyncContext               *ac;
+    ngx_http_tokengate_redis_t      *rd;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    ngx_http_tokengate_redis_exiting = 1;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_tokengate_module);
+
+    if (tmcf == NULL || tmcf->shared_servers == NULL) {
+        return;
+    }
+
+    rd = tmcf->shared_servers->elts;
+
+    for (i = 0; i < tmcf->shared_servers->nelts; i++) {
+        if (rd[i].timer.timer_set) {
+            ngx_del_timer(&rd[i].timer);
+        }
+
+        ac = rd[i].ac;
+        rd[i].ac = NULL;
+
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+    }
+
+#endif
+}
