@@ -64,9 +64,18 @@
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 
-/* tokengate_shared_cache: the fleet's Redis and the keys of its entries
- * (ngx_http_tokengate_redis.c). */
-typedef struct ngx_http_tokengate_shared_s  ngx_http_tokengate_shared_t;
+/* tokengate_shared_cache: the fleet's Redis (a worker's connection to it,
+ * ngx_http_tokengate_redis.c's) and the keys of its entries
+ * (ngx_http_tokengate_seal.c). */
+typedef struct ngx_http_tokengate_redis_s  ngx_http_tokengate_redis_t;
+
+typedef struct {
+    ngx_http_tokengate_redis_t  *redis;
+    ngx_msec_t                 timeout;
+    ngx_str_t                  prefix;
+    u_char                     mac_key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     aead_key[32];
+} ngx_http_tokengate_shared_t;
 
 /* A Redis key: the prefix (at most 64 bytes) and 64 hex digits. */
 #define NGX_HTTP_TOKENGATE_SKEY_MAX        (64 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
@@ -427,22 +436,16 @@ char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
 char *ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* ngx_http_tokengate_redis.c: the shared cache (tokengate_shared_cache) */
+/* ngx_http_tokengate_redis.c: the shared cache's Redis
+ * (tokengate_shared_cache) */
 typedef void (*ngx_http_tokengate_shared_get_pt)(void *data, ngx_int_t rc,
     u_char *value, size_t len);
 
 char *ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_int_t ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
-    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
-    u_char *out, size_t *len);
-ngx_int_t ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf);
 void ngx_http_tokengate_shared_move(void *lookup,
     ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_shared_cancel(void *lookup);
-void ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
-    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen);
 void ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
     u_char *skey, size_t skey_len);
 ngx_int_t ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh,
@@ -455,6 +458,19 @@ ngx_int_t ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle);
 char *ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
+
+/* ngx_http_tokengate_seal.c: the shared cache's keys and sealed entries */
+ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *what, size_t min, ngx_uint_t root, ngx_str_t *out);
+ngx_int_t ngx_http_tokengate_shared_keys(ngx_conf_t *cf,
+    ngx_http_tokengate_shared_t *sh, ngx_str_t *key_file);
+ngx_int_t ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out, size_t *len);
+ngx_int_t ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+void ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen);
 
 /* ngx_http_tokengate_module.c: a lookup in the shared cache ended */
 void ngx_http_tokengate_shared_answer(ngx_http_tokengate_ctx_t *ctx,

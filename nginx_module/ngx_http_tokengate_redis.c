@@ -4,15 +4,9 @@
  *
  * ngx_http_tokengate_redis.c: the fleet's shared cache of
  * ngx_http_tokengate_module (tokengate_shared_cache), a second level behind
- * the node's zone: the directive, the sealed entries and hiredis's async
- * API on nginx's event loop.
- *
- * Keys: prefix + hex(HMAC-SHA-256(K_mac, len || token || basic ||
- * fingerprint)), never a token.  Values: version byte, 96-bit random
- * nonce, AES-256-GCM ciphertext and tag, under K_aead, with the version
- * and the Redis key as associated data.  K_mac and K_aead are derived
- * from key_file with HKDF-SHA-256 (one salt, two infos).  An entry that
- * does not open is ignored, counted (shared_rejected) and never admitted.
+ * the node's zone: the directive and hiredis's async API on nginx's event
+ * loop (GET, SET, DEL).  What is stored, sealed, is
+ * ngx_http_tokengate_seal.c's.
  *
  * Per worker and per Redis URL: one connection, kept alive, re-opened
  * after a failure with back-off (1 s doubling to 30 s).  Its fd is an
@@ -24,11 +18,6 @@
 
 #include "ngx_http_tokengate.h"
 
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/core_names.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
 
 #if (NGX_HTTP_TOKENGATE_REDIS)
 #include <hiredis/hiredis.h>
@@ -36,26 +25,15 @@
 #endif
 
 
-#define NGX_HTTP_TOKENGATE_SEAL_VERSION    1
-#define NGX_HTTP_TOKENGATE_NONCE_LEN       12
-#define NGX_HTTP_TOKENGATE_TAG_LEN         16
-/* flags, evaluation, disabled, expires_at, first_seen, fresh_until,
- * n_groups */
-#define NGX_HTTP_TOKENGATE_PLAIN_HEAD      (3 + 8 + 8 + 8 + 2)
-#define NGX_HTTP_TOKENGATE_VALUE_MAX       16384
-#define NGX_HTTP_TOKENGATE_KEY_FILE_MAX    4096
 #define NGX_HTTP_TOKENGATE_PREFIX_MAX      64
 #define NGX_HTTP_TOKENGATE_PENDING_MAX     4096
 #define NGX_HTTP_TOKENGATE_BACKOFF_MIN     1000
 #define NGX_HTTP_TOKENGATE_BACKOFF_MAX     30000
 #define NGX_HTTP_TOKENGATE_LOG_INTERVAL    10
 
-#define NGX_HTTP_TOKENGATE_F_NEGATIVE      0x01
-#define NGX_HTTP_TOKENGATE_F_PROFILE       0x02
-
 
 /* One Redis of a worker: the URL's address, AUTH, SELECT. */
-typedef struct {
+struct ngx_http_tokengate_redis_s {
     ngx_str_t                  url;
     u_char                    *host;           /* NUL-terminated */
     ngx_int_t                  port;
@@ -73,15 +51,6 @@ typedef struct {
     ngx_uint_t                 pending;
     time_t                     logged;
     ngx_uint_t                 suppressed;
-} ngx_http_tokengate_redis_t;
-
-
-struct ngx_http_tokengate_shared_s {
-    ngx_http_tokengate_redis_t  *redis;
-    ngx_msec_t                 timeout;
-    ngx_str_t                  prefix;
-    u_char                     mac_key[NGX_HTTP_TOKENGATE_MAC_LEN];
-    u_char                     aead_key[32];
 };
 
 
@@ -98,19 +67,6 @@ typedef struct {
 } ngx_http_tokengate_get_t;
 
 
-static ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf,
-    ngx_str_t *name, const char *what, size_t min, ngx_uint_t root,
-    ngx_str_t *out);
-static ngx_int_t ngx_http_tokengate_hkdf(const u_char *ikm, size_t len,
-    const char *info, u_char *out, size_t out_len);
-static ngx_int_t ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh,
-    u_char *skey, size_t skey_len, u_char *plain, size_t plain_len,
-    u_char *out);
-static ngx_int_t ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh,
-    u_char *skey, size_t skey_len, u_char *value, size_t len, u_char *out);
-static void ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc,
-    u_char *value, size_t len);
-
 #if (NGX_HTTP_TOKENGATE_REDIS)
 static void ngx_http_tokengate_redis_connect(ngx_http_tokengate_redis_t *rd);
 static void ngx_http_tokengate_redis_drop(ngx_http_tokengate_redis_t *rd,
@@ -121,33 +77,6 @@ static void ngx_http_tokengate_redis_log(ngx_http_tokengate_redis_t *rd,
 
 
 static ngx_uint_t  ngx_http_tokengate_redis_exiting;
-
-
-static void
-ngx_http_tokengate_put64(u_char *p, uint64_t v)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < 8; i++) {
-        p[i] = (u_char) (v >> (56 - 8 * i));
-    }
-}
-
-
-static uint64_t
-ngx_http_tokengate_get64(u_char *p)
-{
-    uint64_t    v;
-    ngx_uint_t  i;
-
-    v = 0;
-
-    for (i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-
-    return v;
-}
 
 
 /*
@@ -162,7 +91,7 @@ ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
 
     u_char                          *p, *last, *colon, *slash;
     ngx_int_t                        n;
-    ngx_str_t                       *value, key_file, password_file, s, key,
+    ngx_str_t                       *value, key_file, password_file, s,
                                      password, host;
     ngx_uint_t                       i;
     ngx_http_tokengate_redis_t      *rd, *rds;
@@ -310,25 +239,7 @@ ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_tokengate_read_secret(cf, &key_file, "key_file", 32, 1,
-                                       &key)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_http_tokengate_hkdf(key.data, key.len, "tokengate fleet key-mac",
-                                sh->mac_key, sizeof(sh->mac_key))
-        == NGX_OK
-        && ngx_http_tokengate_hkdf(key.data, key.len, "tokengate fleet aead",
-                                   sh->aead_key, sizeof(sh->aead_key))
-           == NGX_OK;
-
-    ngx_explicit_memzero(key.data, key.len);
-
-    if (!n) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "tokengate_shared_cache: HKDF failed");
+    if (ngx_http_tokengate_shared_keys(cf, sh, &key_file) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -446,387 +357,6 @@ ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
 }
 
 
-/*
- * A secret file: a regular file of min to NGX_HTTP_TOKENGATE_KEY_FILE_MAX
- * bytes, readable by its owner only (and owned by root when root is set).
- */
-static ngx_int_t
-ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    const char *what, size_t min, ngx_uint_t root, ngx_str_t *out)
-{
-    u_char           *path;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t         full;
-    ngx_file_info_t   fi;
-
-    full = *name;
-
-    if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    path = full.data;
-
-    fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "tokengate_shared_cache: %s \"%s\" cannot be "
-                           "opened", what, path);
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "tokengate_shared_cache: %s \"%s\" is not a "
-                           "regular file", what, path);
-        goto failed;
-    }
-
-    if (root && fi.st_uid != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "tokengate_shared_cache: %s \"%s\" is not owned "
-                           "by root", what, path);
-        goto failed;
-    }
-
-    if (fi.st_mode & 077) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "tokengate_shared_cache: %s \"%s\" has mode "
-                           "0%d%d%d: it must be readable by its owner only "
-                           "(0600)", what, path, (int) (fi.st_mode >> 6) & 7,
-                           (int) (fi.st_mode >> 3) & 7,
-                           (int) fi.st_mode & 7);
-        goto failed;
-    }
-
-    if ((size_t) fi.st_size < min
-        || fi.st_size > NGX_HTTP_TOKENGATE_KEY_FILE_MAX)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "tokengate_shared_cache: %s \"%s\" has %O bytes: "
-                           "it must have %uz to %d (head -c 32 "
-                           "/dev/urandom)", what, path, fi.st_size, min,
-                           NGX_HTTP_TOKENGATE_KEY_FILE_MAX);
-        goto failed;
-    }
-
-    out->data = ngx_pnalloc(cf->pool, fi.st_size);
-    if (out->data == NULL) {
-        goto failed;
-    }
-
-    n = read(fd, out->data, fi.st_size);
-
-    if (n != fi.st_size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "tokengate_shared_cache: %s \"%s\" cannot be "
-                           "read", what, path);
-        goto failed;
-    }
-
-    out->len = n;
-    (void) ngx_close_file(fd);
-
-    return NGX_OK;
-
-failed:
-
-    (void) ngx_close_file(fd);
-    return NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_http_tokengate_hkdf(const u_char *ikm, size_t len, const char *info,
-    u_char *out, size_t out_len)
-{
-    int            ok;
-    EVP_KDF       *kdf;
-    OSSL_PARAM     params[5];
-    EVP_KDF_CTX   *kctx;
-    static char    salt[] = "tokengate fleet cache v1";
-
-    kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    if (kdf == NULL) {
-        return NGX_ERROR;
-    }
-
-    kctx = EVP_KDF_CTX_new(kdf);
-    EVP_KDF_free(kdf);
-
-    if (kctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-                                                 (char *) "SHA256", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-                                                  (void *) ikm, len);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                                  salt, sizeof(salt) - 1);
-    params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                                  (void *) info,
-                                                  ngx_strlen(info));
-    params[4] = OSSL_PARAM_construct_end();
-
-    ok = EVP_KDF_derive(kctx, out, out_len, params);
-
-    EVP_KDF_CTX_free(kctx);
-
-    return ok == 1 ? NGX_OK : NGX_ERROR;
-}
-
-
-/* The token's Redis key: prefix + hex of its MAC under K_mac. */
-ngx_int_t
-ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
-    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
-    u_char *out, size_t *len)
-{
-    u_char  *p, mac[NGX_HTTP_TOKENGATE_MAC_LEN];
-
-    if (ngx_http_tokengate_mac(sh->mac_key, token, basic, fingerprint, mac)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(out, sh->prefix.data, sh->prefix.len);
-    p = ngx_hex_dump(p, mac, sizeof(mac));
-    *len = p - out;
-
-    ngx_explicit_memzero(mac, sizeof(mac));
-
-    return NGX_OK;
-}
-
-
-/* version || nonce || AES-256-GCM(plain) || tag, with version || skey as
- * associated data; out has room for plain_len + 29. */
-static ngx_int_t
-ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh, u_char *skey,
-    size_t skey_len, u_char *plain, size_t plain_len, u_char *out)
-{
-    int              n, ok;
-    u_char          *nonce, *ct;
-    EVP_CIPHER_CTX  *cctx;
-
-    out[0] = NGX_HTTP_TOKENGATE_SEAL_VERSION;
-    nonce = out + 1;
-    ct = nonce + NGX_HTTP_TOKENGATE_NONCE_LEN;
-
-    if (RAND_bytes(nonce, NGX_HTTP_TOKENGATE_NONCE_LEN) != 1) {
-        return NGX_ERROR;
-    }
-
-    cctx = EVP_CIPHER_CTX_new();
-    if (cctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ok = EVP_EncryptInit_ex(cctx, EVP_aes_256_gcm(), NULL, sh->aead_key,
-                            nonce) == 1
-         && EVP_EncryptUpdate(cctx, NULL, &n, out, 1) == 1
-         && EVP_EncryptUpdate(cctx, NULL, &n, skey, (int) skey_len) == 1
-         && EVP_EncryptUpdate(cctx, ct, &n, plain, (int) plain_len) == 1
-         && (size_t) n == plain_len
-         && EVP_EncryptFinal_ex(cctx, ct + n, &n) == 1
-         && EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_GCM_GET_TAG,
-                                NGX_HTTP_TOKENGATE_TAG_LEN, ct + plain_len)
-            == 1;
-
-    EVP_CIPHER_CTX_free(cctx);
-
-    return ok ? NGX_OK : NGX_ERROR;
-}
-
-
-/* Open a sealed value into out (room for len bytes); the plain length,
- * or NGX_ERROR for anything that does not open. */
-static ngx_int_t
-ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh, u_char *skey,
-    size_t skey_len, u_char *value, size_t len, u_char *out)
-{
-    int              n, ok;
-    size_t           ct_len;
-    u_char          *nonce, *ct;
-    EVP_CIPHER_CTX  *cctx;
-
-    if (len < 1 + NGX_HTTP_TOKENGATE_NONCE_LEN + NGX_HTTP_TOKENGATE_TAG_LEN
-              + NGX_HTTP_TOKENGATE_PLAIN_HEAD
-        || len > NGX_HTTP_TOKENGATE_VALUE_MAX
-        || value[0] != NGX_HTTP_TOKENGATE_SEAL_VERSION)
-    {
-        return NGX_ERROR;
-    }
-
-    nonce = value + 1;
-    ct = nonce + NGX_HTTP_TOKENGATE_NONCE_LEN;
-    ct_len = len - 1 - NGX_HTTP_TOKENGATE_NONCE_LEN
-             - NGX_HTTP_TOKENGATE_TAG_LEN;
-
-    cctx = EVP_CIPHER_CTX_new();
-    if (cctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ok = EVP_DecryptInit_ex(cctx, EVP_aes_256_gcm(), NULL, sh->aead_key,
-                            nonce) == 1
-         && EVP_DecryptUpdate(cctx, NULL, &n, value, 1) == 1
-         && EVP_DecryptUpdate(cctx, NULL, &n, skey, (int) skey_len) == 1
-         && EVP_DecryptUpdate(cctx, out, &n, ct, (int) ct_len) == 1
-         && (size_t) n == ct_len
-         && EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_GCM_SET_TAG,
-                                NGX_HTTP_TOKENGATE_TAG_LEN, ct + ct_len) == 1
-         && EVP_DecryptFinal_ex(cctx, out + n, &n) == 1;
-
-    EVP_CIPHER_CTX_free(cctx);
-
-    if (!ok) {
-        ngx_explicit_memzero(out, ct_len);
-        return NGX_ERROR;
-    }
-
-    return (ngx_int_t) ct_len;
-}
-
-
-/*
- * Write the BI server's answer for the token (id, or NULL: rejected) to
- * Redis, sealed, for as long as the zone's rule keeps it fresh
- * (ngx_http_tokengate_cache_bounds): never past the token's expiry or its
- * life since first_seen.
- */
-void
-ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
-    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen)
-{
-    u_char                       *plain, *sealed, *p;
-    size_t                        len;
-    time_t                        now, expires, stale_until, keep_until;
-    ngx_uint_t                    i;
-    const char                   *f[4];
-    ngx_http_tokengate_shared_t  *sh;
-
-    sh = tlcf->shared;
-    now = ngx_time();
-
-    if (sh == NULL || skey_len == 0 || sh->redis->ac == NULL) {
-        return;
-    }
-
-    if (first_seen <= 0 || first_seen > now) {
-        first_seen = now;
-    }
-
-    if (ngx_http_tokengate_cache_bounds(tlcf, id, first_seen, now, &expires,
-                                        &stale_until, &keep_until)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    len = NGX_HTTP_TOKENGATE_PLAIN_HEAD;
-
-    if (id != NULL) {
-        f[0] = id->id;
-        f[1] = id->name;
-        f[2] = id->email;
-        f[3] = id->display_name;
-
-        for (i = 0; i < 4; i++) {
-            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            len += ngx_strlen(id->groups[i]) + 1;
-        }
-
-        if (id->n_groups > 0xffff) {
-            return;
-        }
-    }
-
-    if (len + 64 > NGX_HTTP_TOKENGATE_VALUE_MAX) {
-        return;
-    }
-
-    plain = ngx_alloc(2 * len + 64, ngx_cycle->log);
-    if (plain == NULL) {
-        return;
-    }
-
-    sealed = plain + len;
-    p = plain;
-
-    *p++ = (u_char) ((id == NULL ? NGX_HTTP_TOKENGATE_F_NEGATIVE : 0)
-                     | (id != NULL && id->has_profile
-                        ? NGX_HTTP_TOKENGATE_F_PROFILE : 0));
-    *p++ = (u_char) (signed char) (id != NULL ? id->evaluation : 0);
-    *p++ = (u_char) (signed char) (id != NULL ? id->disabled : 0);
-    ngx_http_tokengate_put64(p, id != NULL ? (uint64_t) id->expires_at : 0);
-    p += 8;
-    ngx_http_tokengate_put64(p, (uint64_t) first_seen);
-    p += 8;
-    ngx_http_tokengate_put64(p, (uint64_t) expires);
-    p += 8;
-    *p++ = (u_char) ((id != NULL ? id->n_groups : 0) >> 8);
-    *p++ = (u_char) (id != NULL ? id->n_groups : 0);
-
-    if (id != NULL) {
-        for (i = 0; i < 4; i++) {
-            if (f[i] != NULL) {
-                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
-            }
-
-            *p++ = '\0';
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
-            *p++ = '\0';
-        }
-    }
-
-    if (ngx_http_tokengate_seal(sh, skey, skey_len, plain, len, sealed)
-        == NGX_OK)
-    {
-        (void) ngx_http_tokengate_shared_set(sh, skey, skey_len, sealed,
-                                   len + 1 + NGX_HTTP_TOKENGATE_NONCE_LEN
-                                   + NGX_HTTP_TOKENGATE_TAG_LEN,
-                                   (ngx_msec_t) (expires - now) * 1000);
-    }
-
-    ngx_explicit_memzero(plain, len);
-    ngx_free(plain);
-}
-
-
-/* Start the leader's lookup of ctx->skey: NGX_AGAIN, the answer comes
- * through ngx_http_tokengate_shared_answer; NGX_DECLINED, Redis is not
- * there now (go on to the BI server). */
-ngx_int_t
-ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf)
-{
-    ngx_http_tokengate_get_t  *g;
-
-    g = ngx_http_tokengate_shared_get(tlcf->shared, ctx->skey, ctx->skey_len,
-                                      ngx_http_tokengate_lookup_done, ctx);
-    if (g == NULL) {
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_ERRORS);
-        return NGX_DECLINED;
-    }
-
-    g->sh = tlcf->shared;
-    ctx->lookup = g;
-
-    return NGX_AGAIN;
-}
-
-
 /* The lookup's leader changes (ngx_http_tokengate_handover). */
 void
 ngx_http_tokengate_shared_move(void *lookup, ngx_http_tokengate_ctx_t *ctx)
@@ -849,154 +379,6 @@ ngx_http_tokengate_shared_cancel(void *lookup)
     if (g->timer.timer_set) {
         ngx_del_timer(&g->timer);
     }
-}
-
-
-/* A lookup's GET ended: open the entry, hand the answer over. */
-static void
-ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc, u_char *value,
-    size_t len)
-{
-    ngx_http_tokengate_ctx_t *ctx = data;
-
-    u_char                       *plain, *p, *last, *nul;
-    time_t                        now, first_seen, fresh_until;
-    ngx_int_t                     n;
-    ngx_uint_t                    i, flags;
-    tg_identity_t                *id;
-    ngx_http_tokengate_get_t     *g;
-    ngx_http_tokengate_shared_t  *sh;
-
-    g = ctx->lookup;
-    sh = g->sh;
-    ctx->lookup = NULL;
-
-    if (rc == NGX_ERROR) {
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_ERRORS);
-        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
-        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
-        return;
-    }
-
-    plain = ngx_pnalloc(ctx->request->pool, len + 1);
-    if (plain == NULL) {
-        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
-        return;
-    }
-
-    n = ngx_http_tokengate_open(sh, ctx->skey, ctx->skey_len, value, len,
-                                plain);
-    if (n == NGX_ERROR) {
-        goto rejected;
-    }
-
-    p = plain;
-    last = plain + n;
-    now = ngx_time();
-
-    flags = p[0];
-
-    first_seen = (time_t) ngx_http_tokengate_get64(p + 11);
-    fresh_until = (time_t) ngx_http_tokengate_get64(p + 19);
-
-    if (fresh_until <= now || first_seen > now) {
-        /* late, or from a clock ahead of ours: not fresh here */
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
-        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
-        return;
-    }
-
-    if (flags & NGX_HTTP_TOKENGATE_F_NEGATIVE) {
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_HITS);
-        ngx_http_tokengate_shared_answer(ctx, NGX_DONE, NULL, first_seen,
-                                         fresh_until);
-        return;
-    }
-
-    id = ngx_pcalloc(ctx->request->pool, sizeof(tg_identity_t));
-    if (id == NULL) {
-        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
-        return;
-    }
-
-    id->has_profile = (flags & NGX_HTTP_TOKENGATE_F_PROFILE) != 0;
-    id->evaluation = (signed char) p[1];
-    id->disabled = (signed char) p[2];
-    id->expires_at = (time_t) ngx_http_tokengate_get64(p + 3);
-    id->n_groups = ((size_t) p[27] << 8) | p[28];
-
-    if (id->expires_at > 0 && id->expires_at <= now) {
-        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_MISSES);
-        ngx_http_tokengate_shared_answer(ctx, NGX_DECLINED, NULL, 0, 0);
-        return;
-    }
-
-    id->groups = ngx_pcalloc(ctx->request->pool,
-                             (id->n_groups + 1) * sizeof(char *));
-    if (id->groups == NULL) {
-        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
-        return;
-    }
-
-    p += NGX_HTTP_TOKENGATE_PLAIN_HEAD;
-
-    for (i = 0; i < 4 + id->n_groups; i++) {
-        if (p >= last) {
-            goto rejected;
-        }
-
-        nul = ngx_strlchr(p, last, '\0');
-        if (nul == NULL) {
-            goto rejected;
-        }
-
-        switch (i) {
-        case 0:
-            id->id = (char *) p;
-            break;
-        case 1:
-            id->name = (char *) p;
-            break;
-        case 2:
-            id->email = (char *) p;
-            break;
-        case 3:
-            id->display_name = (char *) p;
-            break;
-        default:
-            id->groups[i - 4] = (char *) p;
-        }
-
-        p = nul + 1;
-    }
-
-    if (p != last || id->id[0] == '\0') {
-        goto rejected;
-    }
-
-    id->first_name = (char *) "";
-    id->last_name = (char *) "";
-
-    ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_HITS);
-    ngx_http_tokengate_shared_answer(ctx, NGX_OK, id, first_seen,
-                                     fresh_until);
-    return;
-
-rejected:
-
-    ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_REJECTED);
-
-    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                  "tokengate: token %s: the shared cache's entry does not "
-                  "open (tampered, another key_file, truncated or another "
-                  "version): ignored", ngx_http_tokengate_fp(ctx));
-
-    ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
 }
 
 
