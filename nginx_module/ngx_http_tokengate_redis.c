@@ -68,15 +68,20 @@ typedef struct {
 
 
 #if (NGX_HTTP_TOKENGATE_REDIS)
+static char *ngx_http_tokengate_shared_parse(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_http_tokengate_loc_conf_t *tlcf);
 static void ngx_http_tokengate_redis_connect(ngx_http_tokengate_redis_t *rd);
 static void ngx_http_tokengate_redis_drop(ngx_http_tokengate_redis_t *rd,
     const char *why);
 static void ngx_http_tokengate_redis_log(ngx_http_tokengate_redis_t *rd,
     const char *what, const char *detail);
+static void ngx_http_tokengate_redis_flush(ngx_http_tokengate_redis_t *rd);
 #endif
 
 
+#if (NGX_HTTP_TOKENGATE_REDIS)
 static ngx_uint_t  ngx_http_tokengate_redis_exiting;
+#endif
 
 
 /*
@@ -89,14 +94,7 @@ ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_tokengate_loc_conf_t *tlcf = conf;
 
-    u_char                          *p, *last, *colon, *slash;
-    ngx_int_t                        n;
-    ngx_str_t                       *value, key_file, password_file, s,
-                                     password, host;
-    ngx_uint_t                       i;
-    ngx_http_tokengate_redis_t      *rd, *rds;
-    ngx_http_tokengate_shared_t     *sh;
-    ngx_http_tokengate_main_conf_t  *tmcf;
+    ngx_str_t  *value;
 
     if (tlcf->shared != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -109,7 +107,11 @@ ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
-#if !(NGX_HTTP_TOKENGATE_REDIS)
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    return ngx_http_tokengate_shared_parse(cf, cmd, tlcf);
+
+#else
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "tokengate_shared_cache: this module was built "
@@ -117,7 +119,27 @@ ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
                        "libhiredis-dev)");
     return NGX_CONF_ERROR;
 
-#else
+#endif
+}
+
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+static char *
+ngx_http_tokengate_shared_parse(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_tokengate_loc_conf_t *tlcf)
+{
+
+    u_char                          *p, *last, *colon, *slash;
+    ngx_int_t                        n;
+    ngx_str_t                       *value, key_file, password_file, s,
+                                     password, host;
+    ngx_uint_t                       i;
+    ngx_http_tokengate_redis_t      *rd, *rds;
+    ngx_http_tokengate_shared_t     *sh;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    value = cf->args->elts;
 
     sh = ngx_pcalloc(cf->pool, sizeof(ngx_http_tokengate_shared_t));
     if (sh == NULL) {
@@ -334,9 +356,9 @@ bad_prefix:
                        "A-Z a-z 0-9 : _ . -)", &value[i], &cmd->name,
                        NGX_HTTP_TOKENGATE_PREFIX_MAX);
     return NGX_CONF_ERROR;
+}
 
 #endif
-}
 
 
 /* The merged location: the shared level needs the node's zone. */
@@ -781,6 +803,31 @@ ngx_http_tokengate_set_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+
+/*
+ * Write what was just queued now rather than on the next write event
+ * (hiredis writes what it can without blocking): a SET reaches Redis before
+ * the answer it stores reaches the client, so that the next node asking
+ * finds it.  Not from within a hiredis callback nor while connecting.  A
+ * write error frees the context here: the GETs pending on it end (as
+ * errors) before this returns, so a GET is never flushed from
+ * ngx_http_tokengate_shared_get (its caller holds no handle yet).
+ */
+static void
+ngx_http_tokengate_redis_flush(ngx_http_tokengate_redis_t *rd)
+{
+    redisAsyncContext  *ac;
+
+    ac = rd->ac;
+
+    if (ac != NULL && (ac->c.flags & REDIS_CONNECTED)
+        && !(ac->c.flags & (REDIS_IN_CALLBACK|REDIS_DISCONNECTING
+                            |REDIS_FREEING)))
+    {
+        redisAsyncHandleWrite(ac);
+    }
+}
+
 #endif /* NGX_HTTP_TOKENGATE_REDIS */
 
 
@@ -875,7 +922,13 @@ ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh, u_char *key,
                                "SET %b %b", key, key_len, value, len);
     }
 
-    return rc == REDIS_OK ? NGX_OK : NGX_DECLINED;
+    if (rc != REDIS_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_tokengate_redis_flush(rd);
+
+    return NGX_OK;
 
 #else
 
@@ -896,9 +949,12 @@ ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
 
     rd = sh->redis;
 
-    if (rd->ac != NULL) {
-        (void) redisAsyncCommand(rd->ac, ngx_http_tokengate_set_reply, rd,
-                                 "DEL %b", skey, skey_len);
+    if (rd->ac != NULL
+        && redisAsyncCommand(rd->ac, ngx_http_tokengate_set_reply, rd,
+                             "DEL %b", skey, skey_len)
+           == REDIS_OK)
+    {
+        ngx_http_tokengate_redis_flush(rd);
     }
 
 #endif
