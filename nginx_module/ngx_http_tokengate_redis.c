@@ -49,6 +49,7 @@ struct ngx_http_tokengate_redis_s {
     ngx_event_t                timer;          /* reconnect */
     ngx_msec_t                 backoff;
     ngx_uint_t                 pending;
+    ngx_uint_t                 writing;        /* in the write handler */
     time_t                     logged;
     ngx_uint_t                 suppressed;
 };
@@ -430,14 +431,38 @@ ngx_http_tokengate_redis_del_read(void *privdata)
 }
 
 
+/*
+ * hiredis has something to write: once connected, try at the end of this
+ * turn of the event loop (a posted event: no epoll_ctl() per command, and
+ * the commands of one turn go out in one write); the fd is watched only
+ * while connecting and when hiredis could not write everything (it asks
+ * again from the write handler).
+ */
 static void
 ngx_http_tokengate_redis_add_write(void *privdata)
 {
     ngx_http_tokengate_redis_t *rd = privdata;
 
-    if (rd->conn != NULL && !rd->conn->write->active) {
-        (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    ngx_event_t  *wev;
+
+    if (rd->conn == NULL) {
+        return;
     }
+
+    wev = rd->conn->write;
+
+    if (wev->active || wev->posted) {
+        return;
+    }
+
+    if (!rd->writing && rd->ac != NULL
+        && (rd->ac->c.flags & REDIS_CONNECTED))
+    {
+        ngx_post_event(wev, &ngx_posted_events);
+        return;
+    }
+
+    (void) ngx_add_event(wev, NGX_WRITE_EVENT, 0);
 }
 
 
@@ -446,8 +471,16 @@ ngx_http_tokengate_redis_del_write(void *privdata)
 {
     ngx_http_tokengate_redis_t *rd = privdata;
 
-    if (rd->conn != NULL && rd->conn->write->active) {
+    if (rd->conn == NULL) {
+        return;
+    }
+
+    if (rd->conn->write->active) {
         (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (rd->conn->write->posted) {
+        ngx_delete_posted_event(rd->conn->write);
     }
 }
 
@@ -513,9 +546,15 @@ ngx_http_tokengate_redis_write_handler(ngx_event_t *ev)
     c = ev->data;
     rd = c->data;
 
-    if (rd->ac != NULL) {
-        redisAsyncHandleWrite(rd->ac);
+    if (rd->ac == NULL) {
+        return;
     }
+
+    /* what hiredis could not write now waits for the fd (add_write) */
+
+    rd->writing = 1;
+    redisAsyncHandleWrite(rd->ac);
+    rd->writing = 0;
 }
 
 
@@ -824,7 +863,9 @@ ngx_http_tokengate_redis_flush(ngx_http_tokengate_redis_t *rd)
         && !(ac->c.flags & (REDIS_IN_CALLBACK|REDIS_DISCONNECTING
                             |REDIS_FREEING)))
     {
+        rd->writing = 1;
         redisAsyncHandleWrite(ac);
+        rd->writing = 0;
     }
 }
 
