@@ -77,6 +77,12 @@ typedef struct {
     u_char                     aead_key[32];
 } ngx_http_tokengate_shared_t;
 
+/* A sealed value of the shared cache: version, nonce, ciphertext, tag. */
+#define NGX_HTTP_TOKENGATE_NONCE_LEN       12
+#define NGX_HTTP_TOKENGATE_TAG_LEN         16
+#define NGX_HTTP_TOKENGATE_SEALED(len)                                       \
+    (1 + NGX_HTTP_TOKENGATE_NONCE_LEN + (len) + NGX_HTTP_TOKENGATE_TAG_LEN)
+
 /* A Redis key: the prefix (at most 64 bytes) and 64 hex digits. */
 #define NGX_HTTP_TOKENGATE_SKEY_MAX        (64 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
 
@@ -464,6 +470,11 @@ ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     const char *what, size_t min, ngx_uint_t root, ngx_str_t *out);
 ngx_int_t ngx_http_tokengate_shared_keys(ngx_conf_t *cf,
     ngx_http_tokengate_shared_t *sh, ngx_str_t *key_file);
+ngx_int_t ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *plain, size_t plain_len,
+    u_char *out);
+ngx_int_t ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *value, size_t len, u_char *out);
 ngx_int_t ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
     ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
     u_char *out, size_t *len);

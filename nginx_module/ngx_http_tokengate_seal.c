@@ -30,8 +30,6 @@
 
 
 #define NGX_HTTP_TOKENGATE_SEAL_VERSION    1
-#define NGX_HTTP_TOKENGATE_NONCE_LEN       12
-#define NGX_HTTP_TOKENGATE_TAG_LEN         16
 /* flags, evaluation, disabled, expires_at, first_seen, fresh_until,
  * n_groups */
 #define NGX_HTTP_TOKENGATE_PLAIN_HEAD      (3 + 8 + 8 + 8 + 2)
@@ -44,11 +42,6 @@
 
 static ngx_int_t ngx_http_tokengate_hkdf(const u_char *ikm, size_t len,
     const char *info, u_char *out, size_t out_len);
-static ngx_int_t ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh,
-    u_char *skey, size_t skey_len, u_char *plain, size_t plain_len,
-    u_char *out);
-static ngx_int_t ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh,
-    u_char *skey, size_t skey_len, u_char *value, size_t len, u_char *out);
 static void ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc,
     u_char *value, size_t len);
 
@@ -271,8 +264,10 @@ ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
 
 
 /* version || nonce || AES-256-GCM(plain) || tag, with version || skey as
- * associated data; out has room for plain_len + 29. */
-static ngx_int_t
+ * associated data; out has room for NGX_HTTP_TOKENGATE_SEALED(plain_len)
+ * bytes.  Also for other values kept in Redis (the fleet's back-off and
+ * failure counters), each under its own key. */
+ngx_int_t
 ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh, u_char *skey,
     size_t skey_len, u_char *plain, size_t plain_len, u_char *out)
 {
@@ -312,7 +307,7 @@ ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh, u_char *skey,
 
 /* Open a sealed value into out (room for len bytes); the plain length,
  * or NGX_ERROR for anything that does not open. */
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh, u_char *skey,
     size_t skey_len, u_char *value, size_t len, u_char *out)
 {
@@ -321,8 +316,7 @@ ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh, u_char *skey,
     u_char          *nonce, *ct;
     EVP_CIPHER_CTX  *cctx;
 
-    if (len < 1 + NGX_HTTP_TOKENGATE_NONCE_LEN + NGX_HTTP_TOKENGATE_TAG_LEN
-              + NGX_HTTP_TOKENGATE_PLAIN_HEAD
+    if (len < NGX_HTTP_TOKENGATE_SEALED(0)
         || len > NGX_HTTP_TOKENGATE_VALUE_MAX
         || value[0] != NGX_HTTP_TOKENGATE_SEAL_VERSION)
     {
@@ -461,9 +455,9 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
         == NGX_OK)
     {
         (void) ngx_http_tokengate_shared_set(sh, skey, skey_len, sealed,
-                                   len + 1 + NGX_HTTP_TOKENGATE_NONCE_LEN
-                                   + NGX_HTTP_TOKENGATE_TAG_LEN,
-                                   (ngx_msec_t) (expires - now) * 1000);
+                                             NGX_HTTP_TOKENGATE_SEALED(len),
+                                             (ngx_msec_t) (expires - now)
+                                             * 1000);
     }
 
     ngx_explicit_memzero(plain, len);
@@ -533,7 +527,7 @@ ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc, u_char *value,
 
     n = ngx_http_tokengate_open(sh, ctx->skey, ctx->skey_len, value, len,
                                 plain);
-    if (n == NGX_ERROR) {
+    if (n == NGX_ERROR || n < NGX_HTTP_TOKENGATE_PLAIN_HEAD) {
         goto rejected;
     }
 
