@@ -56,8 +56,6 @@ static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
 static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
 static u_char *ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
     ngx_pool_t *pool, tg_identity_t *id);
-static ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
-    tg_identity_t *id, ngx_pool_t *pool);
 static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
     ngx_http_tokengate_cache_t *cache, u_char *mac, time_t now);
 static void ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
@@ -405,7 +403,7 @@ ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
 
 /* An entry's data back into an identity whose strings point into copy:
  * id, name, email, then id->n_groups groups, each NUL-terminated. */
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_decode(u_char *copy, size_t len, tg_identity_t *id,
     ngx_pool_t *pool)
 {

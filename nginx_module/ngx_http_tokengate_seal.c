@@ -14,7 +14,8 @@
  * with HKDF-SHA-256 (one salt, one info each).  The plain text: flags
  * (negative, has_profile), evaluation, disabled, the token's expiry, the
  * first validation, the end of freshness, the number of groups, then id,
- * name, email, display name and the groups, each NUL-terminated.  An
+ * name, email and the groups, each NUL-terminated (the zone's encoding,
+ * ngx_http_tokengate_decode).  An
  * entry that does not open or parse is ignored, counted (shared_rejected)
  * and never admitted.
  */
@@ -368,7 +369,7 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
     size_t                        len;
     time_t                        now, expires, stale_until, keep_until;
     ngx_uint_t                    i;
-    const char                   *f[4];
+    const char                   *f[3];
     ngx_http_tokengate_shared_t  *sh;
 
     sh = tlcf->shared;
@@ -395,9 +396,8 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
         f[0] = id->id;
         f[1] = id->name;
         f[2] = id->email;
-        f[3] = id->display_name;
 
-        for (i = 0; i < 4; i++) {
+        for (i = 0; i < 3; i++) {
             len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
         }
 
@@ -437,7 +437,7 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
     *p++ = (u_char) (id != NULL ? id->n_groups : 0);
 
     if (id != NULL) {
-        for (i = 0; i < 4; i++) {
+        for (i = 0; i < 3; i++) {
             if (f[i] != NULL) {
                 p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
             }
@@ -494,10 +494,10 @@ ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc, u_char *value,
 {
     ngx_http_tokengate_ctx_t *ctx = data;
 
-    u_char                       *plain, *p, *last, *nul;
-    time_t                        now, first_seen, fresh_until;
-    ngx_int_t                     n;
-    ngx_uint_t                      i, flags;
+    u_char                         *plain, *p, *last;
+    time_t                          now, first_seen, fresh_until;
+    ngx_int_t                       n;
+    ngx_uint_t                      flags;
     tg_identity_t                  *id;
     ngx_http_tokengate_shared_t    *sh;
     ngx_http_tokengate_loc_conf_t  *tlcf;
@@ -572,51 +572,16 @@ ngx_http_tokengate_lookup_done(void *data, ngx_int_t rc, u_char *value,
         return;
     }
 
-    id->groups = ngx_pcalloc(ctx->request->pool,
-                             (id->n_groups + 1) * sizeof(char *));
-    if (id->groups == NULL) {
-        ngx_http_tokengate_shared_answer(ctx, NGX_ERROR, NULL, 0, 0);
-        return;
-    }
+    /* the zone's own encoding: id, name, email, then the groups */
 
     p += NGX_HTTP_TOKENGATE_PLAIN_HEAD;
 
-    for (i = 0; i < 4 + id->n_groups; i++) {
-        if (p >= last) {
-            goto rejected;
-        }
-
-        nul = ngx_strlchr(p, last, '\0');
-        if (nul == NULL) {
-            goto rejected;
-        }
-
-        switch (i) {
-        case 0:
-            id->id = (char *) p;
-            break;
-        case 1:
-            id->name = (char *) p;
-            break;
-        case 2:
-            id->email = (char *) p;
-            break;
-        case 3:
-            id->display_name = (char *) p;
-            break;
-        default:
-            id->groups[i - 4] = (char *) p;
-        }
-
-        p = nul + 1;
-    }
-
-    if (p != last || id->id[0] == '\0') {
+    if (ngx_http_tokengate_decode(p, last - p, id, ctx->request->pool)
+        != NGX_OK
+        || id->id[0] == '\0')
+    {
         goto rejected;
     }
-
-    id->first_name = (char *) "";
-    id->last_name = (char *) "";
 
     ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_HITS);
     ngx_http_tokengate_shared_answer(ctx, NGX_OK, id, first_seen,
