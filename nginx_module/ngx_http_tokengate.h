@@ -429,6 +429,8 @@ ngx_int_t ngx_http_tokengate_use_stale(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf);
 void ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, tg_identity_t *id);
+size_t ngx_http_tokengate_encoded_len(tg_identity_t *id);
+u_char *ngx_http_tokengate_encode(u_char *p, tg_identity_t *id);
 ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
     tg_identity_t *id, ngx_pool_t *pool);
 time_t ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,

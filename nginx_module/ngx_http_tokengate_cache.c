@@ -401,6 +401,55 @@ ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
 }
 
 
+/* The length of an identity's encoding (ngx_http_tokengate_encode). */
+size_t
+ngx_http_tokengate_encoded_len(tg_identity_t *id)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    len = (id->id != NULL ? ngx_strlen(id->id) : 0) + 1
+          + (id->name != NULL ? ngx_strlen(id->name) : 0) + 1
+          + (id->email != NULL ? ngx_strlen(id->email) : 0) + 1;
+
+    for (i = 0; i < id->n_groups; i++) {
+        len += ngx_strlen(id->groups[i]) + 1;
+    }
+
+    return len;
+}
+
+
+/* An identity as an entry keeps it, in the zone and (sealed) in the
+ * shared cache: id, name, email, then the groups, each NUL-terminated;
+ * returns the end. */
+u_char *
+ngx_http_tokengate_encode(u_char *p, tg_identity_t *id)
+{
+    ngx_uint_t   i;
+    const char  *f[3];
+
+    f[0] = id->id;
+    f[1] = id->name;
+    f[2] = id->email;
+
+    for (i = 0; i < 3; i++) {
+        if (f[i] != NULL) {
+            p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
+        }
+
+        *p++ = '\0';
+    }
+
+    for (i = 0; i < id->n_groups; i++) {
+        p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+        *p++ = '\0';
+    }
+
+    return p;
+}
+
+
 /* An entry's data back into an identity whose strings point into copy:
  * id, name, email, then id->n_groups groups, each NUL-terminated. */
 ngx_int_t
@@ -580,11 +629,9 @@ time_t
 ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, tg_identity_t *id, time_t first_seen, time_t cap)
 {
-    u_char                      *p;
     size_t                       len, size;
     time_t                       now, expires, stale_until, keep_until;
     ngx_uint_t                   i, keep;
-    const char                  *f[3];
     ngx_http_tokengate_node_t   *tn;
     ngx_http_tokengate_cache_t  *cache;
 
@@ -594,17 +641,7 @@ ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
     keep = 1;
 
     if (id != NULL) {
-        f[0] = id->id;
-        f[1] = id->name;
-        f[2] = id->email;
-
-        for (i = 0; i < 3; i++) {
-            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            len += ngx_strlen(id->groups[i]) + 1;
-        }
+        len = ngx_http_tokengate_encoded_len(id);
 
         if (id->n_groups > 0xffff || len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
             keep = 0;
@@ -688,20 +725,7 @@ ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
         tn->disabled = (signed char) id->disabled;
         tn->has_profile = (u_char) (id->has_profile != 0);
 
-        p = tn->data;
-
-        for (i = 0; i < 3; i++) {
-            if (f[i] != NULL) {
-                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
-            }
-
-            *p++ = '\0';
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
-            *p++ = '\0';
-        }
+        (void) ngx_http_tokengate_encode(tn->data, id);
     }
 
     ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);

@@ -368,8 +368,6 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char                       *plain, *sealed, *p;
     size_t                        len;
     time_t                        now, expires, stale_until, keep_until;
-    ngx_uint_t                    i;
-    const char                   *f[3];
     ngx_http_tokengate_shared_t  *sh;
 
     sh = tlcf->shared;
@@ -393,21 +391,11 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
     len = NGX_HTTP_TOKENGATE_PLAIN_HEAD;
 
     if (id != NULL) {
-        f[0] = id->id;
-        f[1] = id->name;
-        f[2] = id->email;
-
-        for (i = 0; i < 3; i++) {
-            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            len += ngx_strlen(id->groups[i]) + 1;
-        }
-
         if (id->n_groups > 0xffff) {
             return;
         }
+
+        len += ngx_http_tokengate_encoded_len(id);
     }
 
     if (len + 64 > NGX_HTTP_TOKENGATE_VALUE_MAX) {
@@ -437,18 +425,7 @@ ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
     *p++ = (u_char) (id != NULL ? id->n_groups : 0);
 
     if (id != NULL) {
-        for (i = 0; i < 3; i++) {
-            if (f[i] != NULL) {
-                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
-            }
-
-            *p++ = '\0';
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
-            *p++ = '\0';
-        }
+        p = ngx_http_tokengate_encode(p, id);
     }
 
     if (ngx_http_tokengate_seal(sh, skey, skey_len, plain, len, sealed)
