@@ -159,6 +159,56 @@ def test_redis_killed_then_restarted(fleet, devserver, redis, api):
     assert a.get("/p/index.html", tok3).header("X-Cache") == "SHARED"
 
 
+def test_wrong_password_goes_to_the_bi_server(tmp_path, devserver, redis,
+                                              nginx_factory, api):
+    conf = write_tg_conf(tmp_path, api, devserver.url)
+    pw = tmp_path / "wrong.pw"
+    pw.write_text("not-the-password\n")
+    os.chmod(pw, 0o600)
+    n = nginx_factory()
+    key = key_file(tmp_path)
+    n.server(f"""
+        location = /status {{ tokengate_status; }}
+        location /p/ {{
+            alias {n.html}/;
+            tokengate "api";
+            tokengate_config {conf};
+            tokengate_cache zone=tg:1m;
+            tokengate_shared_cache redis://127.0.0.1:{redis.port}
+                key_file={key} password_file={pw};
+{CACHE_HEADERS}
+        }}
+""")
+    n.start()
+    for user in ("alice", "bob", "carol"):
+        r = n.get("/p/index.html", fetch_token(devserver, api, user))
+        assert r.status == 200, r
+        assert r.header("X-Cache") == "MISS"
+    assert shared(n)["hits"] == 0
+    assert redis.cli("KEYS", "*").stdout.split() == []
+    log = n.logs()
+    assert "shared cache" in log
+    assert log.count("AUTH or SELECT refused") <= 1
+
+
+def test_out_of_memory_on_set_is_counted(fleet, devserver, redis, api):
+    conf, key, a, b = fleet
+    redis.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis.cli("CONFIG", "SET", "maxmemory", "1")
+    try:
+        tok = fetch_token(devserver, api)
+        r = a.get("/p/index.html", tok)
+        assert r.status == 200, r
+        assert b.get("/p/index.html", tok).status == 200
+        deadline = time.monotonic() + 10
+        while shared(a)["errors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shared(a)["errors"] >= 1
+        assert "write refused" in a.logs()
+    finally:
+        redis.cli("CONFIG", "SET", "maxmemory", "0")
+
+
 def test_garbage_entry_is_ignored_and_counted(fleet, devserver, redis, api):
     conf, key, a, b = fleet
     tok = fetch_token(devserver, api)
