@@ -7,8 +7,9 @@ password), two or three nginx instances with their own prefixes, the
 devserver.  No timing thresholds: a stalled or dead Redis is asserted by
 status codes and an overall bound on each request.
 """
-import json
 import os
+import socket
+import threading
 import time
 
 import pytest
@@ -207,6 +208,33 @@ def test_out_of_memory_on_set_is_counted(fleet, devserver, redis, api):
         assert "write refused" in a.logs()
     finally:
         redis.cli("CONFIG", "SET", "maxmemory", "0")
+
+
+def test_leader_gone_during_the_redis_lookup(tmp_path, devserver, redis,
+                                             nginx_factory, api):
+    """The first request of a token leaves while its Redis lookup waits;
+    the request waiting on it takes the lookup over and is answered."""
+    conf = write_tg_conf(tmp_path, api, devserver.url)
+    n = node(nginx_factory, conf, redis, key_file(tmp_path), timeout="2s")
+    tok = fetch_token(devserver, api)
+    n.tokens.add(tok)
+    redis.pause()
+    try:
+        leader = socket.create_connection(("127.0.0.1", n.port))
+        leader.sendall(f"GET /p/index.html HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {tok}\r\n\r\n".encode())
+        time.sleep(0.3)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            r=n.get("/p/index.html", tok, timeout=10)))
+        t.start()
+        time.sleep(0.3)
+        leader.close()
+        t.join(15)
+        assert out["r"].status == 200, out
+        assert out["r"].header("X-Cache") == "COALESCED"
+    finally:
+        redis.cont()
 
 
 def test_garbage_entry_is_ignored_and_counted(fleet, devserver, redis, api):
