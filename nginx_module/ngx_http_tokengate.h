@@ -82,6 +82,35 @@
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
 
+/* tokengate_shared_cache: the fleet's Redis (a worker's connection to it,
+ * ngx_http_tokengate_redis.c's) and the keys of its entries
+ * (ngx_http_tokengate_seal.c). */
+typedef struct ngx_http_tokengate_redis_s  ngx_http_tokengate_redis_t;
+
+typedef struct {
+    ngx_http_tokengate_redis_t  *redis;
+    ngx_msec_t                 timeout;
+    ngx_str_t                  prefix;
+    u_char                     mac_key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    u_char                     aead_key[32];
+} ngx_http_tokengate_shared_t;
+
+/* A sealed value of the shared cache: version, nonce, ciphertext, tag. */
+#define NGX_HTTP_TOKENGATE_NONCE_LEN       12
+#define NGX_HTTP_TOKENGATE_TAG_LEN         16
+#define NGX_HTTP_TOKENGATE_SEALED(len)                                       \
+    (1 + NGX_HTTP_TOKENGATE_NONCE_LEN + (len) + NGX_HTTP_TOKENGATE_TAG_LEN)
+
+/* A Redis key: the prefix (at most 64 bytes) and 64 hex digits. */
+#define NGX_HTTP_TOKENGATE_SKEY_MAX        (64 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
+
+/* The counters of the shared cache (tokengate_status "shared"). */
+#define NGX_HTTP_TOKENGATE_SHARED_HITS     0
+#define NGX_HTTP_TOKENGATE_SHARED_MISSES   1
+#define NGX_HTTP_TOKENGATE_SHARED_ERRORS   2
+#define NGX_HTTP_TOKENGATE_SHARED_REJECTED 3
+#define NGX_HTTP_TOKENGATE_SHARED_N        4
+
 /* One HTTP call in flight: the context of a transfer, an access check's
  * or a call's; the embed handler uses it only through
  * ngx_http_tokengate_call() and ngx_http_tokengate_call_cancel(). */
@@ -173,6 +202,7 @@ typedef struct {
     ngx_atomic_t               handles_reused;
     ngx_atomic_t               backoff_refused;
     ngx_atomic_t               backoff_probes;
+    ngx_atomic_t               shared[NGX_HTTP_TOKENGATE_SHARED_N];
 } ngx_http_tokengate_stats_t;
 
 
@@ -182,6 +212,7 @@ typedef struct {
     ngx_int_t                  remote_user_index;
     ngx_shm_zone_t            *stats_zone;
     ngx_shm_zone_t            *backoff_zone;
+    ngx_array_t               *shared_servers;  /* redis.c's, by URL */
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -196,6 +227,8 @@ struct ngx_http_tokengate_loc_conf_s {
     time_t                     cache_negative_ttl;
     time_t                     cache_stale_ttl;
     ngx_uint_t                 on_unavailable;
+
+    ngx_http_tokengate_shared_t  *shared;      /* tokengate_shared_cache */
 
     ngx_str_t                  config_file;
     ngx_str_t                  url;
@@ -283,6 +316,13 @@ struct ngx_http_tokengate_ctx_s {
     /* the running transfer */
     ngx_http_tokengate_handle_t  *handle;
 
+    /* the shared cache: the token's Redis key; while the leader's lookup
+     * runs (lookup), the validation it sends on a miss (req) */
+    void                      *lookup;
+    tg_request_t               req;
+    size_t                     skey_len;
+    u_char                     skey[NGX_HTTP_TOKENGATE_SKEY_MAX];
+
     ngx_event_t                wake;
 
     /* the token's fingerprint for log lines, computed on first use from
@@ -324,6 +364,7 @@ struct ngx_http_tokengate_ctx_s {
     unsigned                   has_tmac:1;
     unsigned                   basic:1;
     unsigned                   exchanging:1;
+    unsigned                   has_req:1;
 
     /* the outcome is FORBIDDEN because tokengate_require failed: the
      * location's tokengate_require status answers */
@@ -452,6 +493,17 @@ ngx_int_t ngx_http_tokengate_cache_purge_token(ngx_shm_zone_t *zone,
 ngx_int_t ngx_http_tokengate_cache_purge_all(ngx_shm_zone_t *zone,
     ngx_log_t *log);
 ngx_uint_t ngx_http_tokengate_cache_is_zone(ngx_shm_zone_t *zone);
+size_t ngx_http_tokengate_encoded_len(tg_identity_t *id);
+u_char *ngx_http_tokengate_encode(u_char *p, tg_identity_t *id);
+ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
+    tg_identity_t *id, ngx_pool_t *pool);
+time_t ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, u_char *tmac, tg_identity_t *id, time_t first_seen,
+    time_t cap);
+ngx_int_t ngx_http_tokengate_cache_bounds(
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id,
+    time_t first_seen, time_t now, time_t *expires, time_t *stale_until,
+    time_t *keep_until);
 void ngx_http_tokengate_cache_remove(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac);
 char *ngx_http_tokengate_fingerprint(ngx_conf_t *cf,
@@ -469,8 +521,53 @@ time_t ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
     tg_err_t err, tg_response_t *resp, ngx_uint_t probe, ngx_log_t *log);
 void ngx_http_tokengate_backoff_extend(const u_char *key, time_t until);
 ngx_uint_t ngx_http_tokengate_backoff_active(void);
+/* ngx_http_tokengate_redis.c: the shared cache's Redis
+ * (tokengate_shared_cache) */
+typedef void (*ngx_http_tokengate_shared_get_pt)(void *data, ngx_int_t rc,
+    u_char *value, size_t len);
+
+char *ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_tokengate_shared_move(void *lookup,
+    ngx_http_tokengate_ctx_t *ctx);
+void ngx_http_tokengate_shared_cancel(void *lookup);
+void ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len);
+ngx_int_t ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh,
+    u_char *key, size_t key_len, u_char *value, size_t len,
+    ngx_msec_t px);
+void *ngx_http_tokengate_shared_get(ngx_http_tokengate_shared_t *sh,
+    u_char *key, size_t key_len, ngx_http_tokengate_shared_get_pt handler,
+    void *data);
+ngx_int_t ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle);
+void ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+
+/* ngx_http_tokengate_seal.c: the shared cache's keys and sealed entries */
+ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *what, size_t min, ngx_uint_t root, ngx_str_t *out);
+ngx_int_t ngx_http_tokengate_shared_keys(ngx_conf_t *cf,
+    ngx_http_tokengate_shared_t *sh, ngx_str_t *key_file);
+ngx_int_t ngx_http_tokengate_seal(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *plain, size_t plain_len,
+    u_char *out);
+ngx_int_t ngx_http_tokengate_open(ngx_http_tokengate_shared_t *sh,
+    u_char *skey, size_t skey_len, u_char *value, size_t len, u_char *out);
+ngx_int_t ngx_http_tokengate_shared_key(ngx_http_tokengate_shared_t *sh,
+    ngx_str_t *token, ngx_uint_t basic, const u_char *fingerprint,
+    u_char *out, size_t *len);
+ngx_int_t ngx_http_tokengate_shared_lookup(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf);
+void ngx_http_tokengate_shared_store(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *skey, size_t skey_len, tg_identity_t *id, time_t first_seen);
+
+/* ngx_http_tokengate_module.c: a lookup in the shared cache ended */
+void ngx_http_tokengate_shared_answer(ngx_http_tokengate_ctx_t *ctx,
+    ngx_int_t rc, tg_identity_t *id, time_t first_seen, time_t fresh_until);
 
 /* ngx_http_tokengate_status.c: counters */
+void ngx_http_tokengate_shared_count(ngx_uint_t what);
 ngx_http_tokengate_stats_t *ngx_http_tokengate_get_stats(
     ngx_http_request_t *r);
 void ngx_http_tokengate_count(ngx_http_request_t *r,

@@ -56,8 +56,6 @@ static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
 static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
 static u_char *ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
     ngx_pool_t *pool, tg_identity_t *id);
-static ngx_int_t ngx_http_tokengate_decode(u_char *copy, size_t len,
-    tg_identity_t *id, ngx_pool_t *pool);
 static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
     ngx_http_tokengate_cache_t *cache, u_char *mac, time_t now);
 static void ngx_http_tokengate_cache_drop(ngx_http_tokengate_cache_t *cache,
@@ -414,9 +412,58 @@ ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
 }
 
 
+/* The length of an identity's encoding (ngx_http_tokengate_encode). */
+size_t
+ngx_http_tokengate_encoded_len(tg_identity_t *id)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    len = (id->id != NULL ? ngx_strlen(id->id) : 0) + 1
+          + (id->name != NULL ? ngx_strlen(id->name) : 0) + 1
+          + (id->email != NULL ? ngx_strlen(id->email) : 0) + 1;
+
+    for (i = 0; i < id->n_groups; i++) {
+        len += ngx_strlen(id->groups[i]) + 1;
+    }
+
+    return len;
+}
+
+
+/* An identity as an entry keeps it, in the zone and (sealed) in the
+ * shared cache: id, name, email, then the groups, each NUL-terminated;
+ * returns the end. */
+u_char *
+ngx_http_tokengate_encode(u_char *p, tg_identity_t *id)
+{
+    ngx_uint_t   i;
+    const char  *f[3];
+
+    f[0] = id->id;
+    f[1] = id->name;
+    f[2] = id->email;
+
+    for (i = 0; i < 3; i++) {
+        if (f[i] != NULL) {
+            p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
+        }
+
+        *p++ = '\0';
+    }
+
+    for (i = 0; i < id->n_groups; i++) {
+        p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
+        *p++ = '\0';
+    }
+
+    return p;
+}
+
+
 /* An entry's data back into an identity whose strings point into copy:
  * id, name, email, then id->n_groups groups, each NUL-terminated. */
-static ngx_int_t
+ngx_int_t
 ngx_http_tokengate_decode(u_char *copy, size_t len, tg_identity_t *id,
     ngx_pool_t *pool)
 {
@@ -548,12 +595,57 @@ void
 ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     u_char *mac, u_char *tmac, tg_identity_t *id)
 {
-    u_char                      *p;
+    (void) ngx_http_tokengate_cache_put(tlcf, mac, tmac, id, 0, 0);
+}
+
+
+/*
+ * The times of an entry for an answer got at now (the one rule of the
+ * zone and of the shared cache): with id NULL, a rejection kept
+ * negative_ttl; else fresh for ttl, answering an outage for stale_ttl
+ * more, both within the token's life (its expiry, else first_seen +
+ * token_lifetime_max), and kept to that bound.  NGX_DECLINED when the
+ * entry would not be fresh at all.
+ */
+ngx_int_t
+ngx_http_tokengate_cache_bounds(ngx_http_tokengate_loc_conf_t *tlcf,
+    tg_identity_t *id, time_t first_seen, time_t now, time_t *expires,
+    time_t *stale_until, time_t *keep_until)
+{
+    time_t  limit;
+
+    if (id == NULL) {
+        *expires = now + tlcf->cache_negative_ttl;
+        *stale_until = *expires;
+        *keep_until = *expires;
+
+    } else {
+        limit = id->expires_at > 0 ? id->expires_at
+                                   : first_seen + tlcf->lifetime_max;
+
+        *expires = ngx_min(now + tlcf->cache_ttl, limit);
+        *stale_until = ngx_min(*expires + tlcf->cache_stale_ttl, limit);
+        *keep_until = id->expires_at > 0 ? *stale_until : limit;
+    }
+
+    return *expires > now ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * ngx_http_tokengate_cache_store with a first validation known from
+ * elsewhere (first_seen, 0: now or the entry's) and a bound on the
+ * entry's freshness (cap, 0: none), for an answer of the shared cache.
+ * Returns the entry's first_seen.
+ */
+time_t
+ngx_http_tokengate_cache_put(ngx_http_tokengate_loc_conf_t *tlcf,
+    u_char *mac, u_char *tmac, tg_identity_t *id, time_t first_seen,
+    time_t cap)
+{
     size_t                       len, size;
-    time_t                       now, first_seen, limit, expires, stale_until,
-                                 keep_until;
+    time_t                       now, expires, stale_until, keep_until;
     ngx_uint_t                   i, keep;
-    const char                  *f[3];
     ngx_http_tokengate_node_t   *tn;
     ngx_http_tokengate_cache_t  *cache;
 
@@ -563,17 +655,7 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     keep = 1;
 
     if (id != NULL) {
-        f[0] = id->id;
-        f[1] = id->name;
-        f[2] = id->email;
-
-        for (i = 0; i < 3; i++) {
-            len += (f[i] != NULL ? ngx_strlen(f[i]) : 0) + 1;
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            len += ngx_strlen(id->groups[i]) + 1;
-        }
+        len = ngx_http_tokengate_encoded_len(id);
 
         if (id->n_groups > 0xffff || len > NGX_HTTP_TOKENGATE_ENTRY_MAX) {
             keep = 0;
@@ -581,37 +663,36 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     size = offsetof(ngx_http_tokengate_node_t, data) + len;
-    first_seen = now;
+
+    if (first_seen <= 0 || first_seen > now) {
+        first_seen = now;
+    }
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     tn = ngx_http_tokengate_cache_find(cache, mac, now);
 
     if (tn != NULL) {
-        if (id != NULL && !tn->negative && tn->first_seen <= now) {
+        if (id != NULL && !tn->negative && tn->first_seen <= now
+            && tn->first_seen < first_seen)
+        {
             first_seen = tn->first_seen;
         }
 
         ngx_http_tokengate_cache_drop(cache, tn);
     }
 
-    if (id == NULL) {
-        expires = now + tlcf->cache_negative_ttl;
-        stale_until = expires;
-        keep_until = expires;
+    (void) ngx_http_tokengate_cache_bounds(tlcf, id, first_seen, now,
+                                           &expires, &stale_until,
+                                           &keep_until);
 
-    } else {
-        limit = id->expires_at > 0 ? id->expires_at
-                                   : first_seen + tlcf->lifetime_max;
-
-        expires = ngx_min(now + tlcf->cache_ttl, limit);
-        stale_until = ngx_min(expires + tlcf->cache_stale_ttl, limit);
-        keep_until = id->expires_at > 0 ? stale_until : limit;
+    if (cap > 0 && cap < expires) {
+        expires = cap;
     }
 
     if (!keep || expires <= now) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
-        return;
+        return first_seen;
     }
 
     for (i = 0; i < NGX_HTTP_TOKENGATE_EXPIRE_MAX; i++) {
@@ -635,7 +716,7 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "tokengate: cache zone \"%V\" is full",
                       &tlcf->cache->shm.name);
-        return;
+        return first_seen;
     }
 
     ngx_memcpy(tn->mac, mac, NGX_HTTP_TOKENGATE_MAC_LEN);
@@ -665,20 +746,7 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
         tn->disabled = (signed char) id->disabled;
         tn->has_profile = (u_char) (id->has_profile != 0);
 
-        p = tn->data;
-
-        for (i = 0; i < 3; i++) {
-            if (f[i] != NULL) {
-                p = ngx_cpymem(p, f[i], ngx_strlen(f[i]));
-            }
-
-            *p++ = '\0';
-        }
-
-        for (i = 0; i < id->n_groups; i++) {
-            p = ngx_cpymem(p, id->groups[i], ngx_strlen(id->groups[i]));
-            *p++ = '\0';
-        }
+        (void) ngx_http_tokengate_encode(tn->data, id);
     }
 
     ngx_rbtree_insert(&cache->sh->rbtree, &tn->node);
@@ -690,6 +758,8 @@ ngx_http_tokengate_cache_store(ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_queue_insert_head(&cache->sh->lru, &tn->queue);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return first_seen;
 }
 
 

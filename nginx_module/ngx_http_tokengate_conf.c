@@ -90,6 +90,7 @@ ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf)
     conf->login_url = NGX_CONF_UNSET_PTR;
     conf->basic = NGX_CONF_UNSET;
     conf->cache = NGX_CONF_UNSET_PTR;
+    conf->shared = NGX_CONF_UNSET_PTR;
     conf->cache_ttl = NGX_CONF_UNSET;
     conf->cache_negative_ttl = NGX_CONF_UNSET;
     conf->cache_stale_ttl = NGX_CONF_UNSET;
@@ -134,6 +135,8 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->cache == NGX_CONF_UNSET_PTR) {
         conf->cache = NULL;
     }
+
+    ngx_conf_merge_ptr_value(conf->shared, prev->shared, NULL);
 
     ngx_conf_merge_uint_value(conf->on_unavailable, prev->on_unavailable,
                               NGX_HTTP_TOKENGATE_UNAVAILABLE_DENY);
@@ -211,6 +214,10 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->which == TG_INSIGHT_VALIDATE_BOTH) {
         conf->which = TG_INSIGHT_VALIDATE_CURRENTUSER;
+    }
+
+    if (ngx_http_tokengate_shared_merge(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->tg == NULL) {

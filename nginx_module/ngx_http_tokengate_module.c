@@ -47,6 +47,13 @@ static void ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx);
 static ngx_int_t ngx_http_tokengate_start(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
+static ngx_int_t ngx_http_tokengate_build(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token, tg_request_t *req);
+static ngx_int_t ngx_http_tokengate_send_req(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req);
+static void ngx_http_tokengate_finish(ngx_http_tokengate_ctx_t *ctx,
+    tg_err_t err, tg_identity_t *id, tg_diag_t *diag, long retry_after);
 static void ngx_http_tokengate_validated(void *data, tg_err_t err,
     tg_response_t *resp, time_t sent_at, const char *reason);
 static tg_err_t ngx_http_tokengate_exchanged(ngx_http_tokengate_ctx_t *ctx,
@@ -66,6 +73,7 @@ static ngx_int_t ngx_http_tokengate_www_authenticate(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tokengate_login(ngx_http_request_t *r,
     ngx_str_t *url);
 static ngx_int_t ngx_http_tokengate_init_process(ngx_cycle_t *cycle);
+static void ngx_http_tokengate_exit(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_tokengate_init(ngx_conf_t *cf);
 
 
@@ -159,6 +167,13 @@ static ngx_command_t  ngx_http_tokengate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tokengate_shared_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tokengate_shared_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tokengate_on_unavailable"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tokengate_enum_slot,
@@ -230,7 +245,7 @@ ngx_module_t  ngx_http_tokengate_module = {
     ngx_http_tokengate_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_tokengate_exit_process,       /* exit process */
+    ngx_http_tokengate_exit,               /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -446,7 +461,10 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         }
     }
 
-    /* the node backs off from the server: no call before the deadline */
+    /*
+     * the node backs off from the server: no call before the deadline (the
+     * fleet's shared cache is not asked either: the zone answers alone)
+     */
 
     if (ngx_http_tokengate_backoff_check(tlcf, r->connection->log, &wait,
                                          &probe)
@@ -460,7 +478,38 @@ ngx_http_tokengate_validate(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_tokengate_start(r, ctx, tlcf, token) != NGX_OK) {
+    if (tlcf->shared != NULL && ctx->has_mac
+        && ngx_http_tokengate_shared_key(tlcf->shared, token, ctx->basic,
+                                         tlcf->fingerprint, ctx->skey,
+                                         &ctx->skey_len)
+           == NGX_OK)
+    {
+        /* the fleet's level: the validation is built now (the token is
+         * wiped when the handler returns) and sent on a miss */
+
+        if (ngx_http_tokengate_build(r, ctx, tlcf, token, &ctx->req)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->has_req = 1;
+
+        if (ngx_http_tokengate_shared_lookup(ctx, tlcf) == NGX_AGAIN) {
+            r->main->blocked++;
+            ctx->blocked = 1;
+            ngx_http_tokengate_watch_client(r);
+
+        } else {
+            ctx->has_req = 0;
+
+            if (ngx_http_tokengate_send_req(ctx, tlcf, &ctx->req) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+    } else if (ngx_http_tokengate_start(r, ctx, tlcf, token) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -533,13 +582,32 @@ ngx_http_tokengate_handover(ngx_http_tokengate_ctx_t *ctx)
     w->leader = NULL;
     w->done = 0;
     w->handle = ctx->handle;
-    w->handle->ctx = w;
     w->exchanging = ctx->exchanging;
     w->sent_at = ctx->sent_at;
     w->backoff_key = ctx->backoff_key;
     w->backoff_probe = ctx->backoff_probe;
 
+    if (w->handle != NULL) {
+        w->handle->ctx = w;
+    }
+
     ctx->handle = NULL;
+
+    /* the shared cache's lookup, and the validation to send after it */
+
+    w->skey_len = ctx->skey_len;
+    ngx_memcpy(w->skey, ctx->skey, ctx->skey_len);
+
+    if (ctx->lookup != NULL) {
+        w->lookup = ctx->lookup;
+        ngx_http_tokengate_shared_move(w->lookup, w);
+        ctx->lookup = NULL;
+
+        w->req = ctx->req;
+        w->has_req = ctx->has_req;
+        ngx_memzero(&ctx->req, sizeof(tg_request_t));
+        ctx->has_req = 0;
+    }
 
     ngx_queue_init(&w->waiters);
 
@@ -562,20 +630,28 @@ static ngx_int_t
 ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token)
 {
-    u_char                      *colon;
-    tg_err_t                     rc;
-    tg_diag_t                    diag;
-    tg_request_t                 req;
-    ngx_http_tokengate_stats_t  *st;
+    tg_request_t  req;
 
-    if (ngx_http_tokengate_multi == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tokengate: no curl multi handle in this process");
+    if (ngx_http_tokengate_build(r, ctx, tlcf, token, &req) != NGX_OK) {
         return NGX_ERROR;
     }
 
+    return ngx_http_tokengate_send_req(ctx, tlcf, &req);
+}
+
+
+/* The first request of a validation: the token exchange of Basic
+ * credentials, or the validation itself. */
+static ngx_int_t
+ngx_http_tokengate_build(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token, tg_request_t *req)
+{
+    u_char     *colon;
+    tg_err_t    rc;
+    tg_diag_t   diag;
+
     tg_diag_clear(&diag);
-    ngx_memzero(&req, sizeof(tg_request_t));
+    ngx_memzero(req, sizeof(tg_request_t));
 
     if (ctx->basic) {
         /* "client_id:secret": exchange for a token first */
@@ -588,7 +664,7 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
         *colon = '\0';
 
         rc = tg_build_token(tlcf->tg, (char *) token->data,
-                            (char *) colon + 1, &req, &diag);
+                            (char *) colon + 1, req, &diag);
 
         *colon = ':';
 
@@ -596,32 +672,56 @@ ngx_http_tokengate_start(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx,
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "tokengate: credentials %s: %s", ctx->fp,
                           diag.message);
-            tg_request_clear(&req);
+            tg_request_clear(req);
             return NGX_ERROR;
         }
 
         ctx->exchanging = 1;
 
     } else if (tg_build_validate(tlcf->tg, (char *) token->data, tlcf->which,
-                                 &req, &diag)
+                                 req, &diag)
                != TG_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tokengate: token %s: %s", ctx->fp, diag.message);
-        tg_request_clear(&req);
+        tg_request_clear(req);
         return NGX_ERROR;
     }
 
-    if (ngx_http_tokengate_send(ctx, tlcf, &req, r->connection->log)
+    return NGX_OK;
+}
+
+
+/* Send the built request (taken over) on the worker's multi handle. */
+static ngx_int_t
+ngx_http_tokengate_send_req(ngx_http_tokengate_ctx_t *ctx,
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_request_t *req)
+{
+    ngx_http_request_t          *r;
+    ngx_http_tokengate_stats_t  *st;
+
+    r = ctx->request;
+
+    if (ngx_http_tokengate_multi == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tokengate: no curl multi handle in this process");
+        tg_request_clear(req);
+        ctx->exchanging = 0;
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_tokengate_send(ctx, tlcf, req, r->connection->log)
         != NGX_OK)
     {
         ctx->exchanging = 0;
         return NGX_ERROR;
     }
 
-    r->main->blocked++;
-    ctx->blocked = 1;
-    ngx_http_tokengate_watch_client(r);
+    if (!ctx->blocked) {
+        r->main->blocked++;
+        ctx->blocked = 1;
+        ngx_http_tokengate_watch_client(r);
+    }
 
     ngx_http_tokengate_active(1);
 
@@ -647,10 +747,9 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
     ngx_http_tokengate_ctx_t *ctx = data;
 
     long                            retry_after;
+    time_t                          first_seen;
     tg_diag_t                       diag;
-    ngx_queue_t                    *q;
     tg_identity_t                  *id;
-    ngx_http_tokengate_ctx_t       *w;
     ngx_http_tokengate_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(ctx->request,
@@ -692,13 +791,20 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
         }
     }
 
-    /* errors of the server are never cached */
+    /* errors of the server are never cached; the answer goes to the zone
+     * and to the fleet's shared cache */
 
     if (tlcf->cache != NULL && ctx->has_mac) {
         if (err == TG_OK) {
-            ngx_http_tokengate_cache_store(tlcf, ctx->mac,
-                                           ctx->has_tmac ? ctx->tmac : NULL,
-                                           id);
+            first_seen = ngx_http_tokengate_cache_put(tlcf, ctx->mac,
+                                        ctx->has_tmac ? ctx->tmac : NULL,
+                                        id, 0, 0);
+
+            if (tlcf->shared != NULL && ctx->skey_len != 0) {
+                ngx_http_tokengate_shared_store(tlcf, ctx->skey,
+                                                ctx->skey_len, id,
+                                                first_seen);
+            }
 
         } else if (err == TG_TOKEN_INVALID || err == TG_REJECTED
                    || err == TG_NOT_FOUND)
@@ -707,7 +813,17 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
                                            ctx->has_tmac ? ctx->tmac : NULL,
                                            NULL);
 
+            if (tlcf->shared != NULL && ctx->skey_len != 0) {
+                ngx_http_tokengate_shared_store(tlcf, ctx->skey,
+                                                ctx->skey_len, NULL, 0);
+            }
+
         } else if (err == TG_FORBIDDEN) {
+            if (tlcf->shared != NULL && ctx->skey_len != 0) {
+                ngx_http_tokengate_shared_delete(tlcf->shared, ctx->skey,
+                                                 ctx->skey_len);
+            }
+
             /*
              * the server knows the token and refuses it: not a "rejected"
              * to answer 401 from, but the identity kept for it must not
@@ -717,7 +833,22 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
         }
     }
 
-    ngx_http_tokengate_decide(ctx, err, id, &diag, retry_after);
+    ngx_http_tokengate_finish(ctx, err, id, &diag, retry_after);
+
+    tg_identity_free(id);
+}
+
+
+/* Decide for the leader and its followers, then post their wake-up
+ * events. */
+static void
+ngx_http_tokengate_finish(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
+    tg_identity_t *id, tg_diag_t *diag, long retry_after)
+{
+    ngx_queue_t               *q;
+    ngx_http_tokengate_ctx_t  *w;
+
+    ngx_http_tokengate_decide(ctx, err, id, diag, retry_after);
 
     if (ctx->is_leader) {
         ngx_queue_remove(&ctx->inflight);
@@ -729,16 +860,71 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
             w = ngx_queue_data(q, ngx_http_tokengate_ctx_t, wait_link);
             w->leader = NULL;
 
-            ngx_http_tokengate_decide(w, err, id, &diag, retry_after);
+            ngx_http_tokengate_decide(w, err, id, diag, retry_after);
 
             w->done = 1;
             ngx_post_event(&w->wake, &ngx_posted_events);
         }
     }
 
-    tg_identity_free(id);
-
     ngx_post_event(&ctx->wake, &ngx_posted_events);
+}
+
+
+/*
+ * The leader's lookup in the fleet's shared cache ended (from
+ * ngx_http_tokengate_redis.c, on the event loop): NGX_OK with the
+ * identity, NGX_DONE for a rejected token, both written to the zone for
+ * no longer than the entry is fresh (fresh_until), and decided for the
+ * leader and its followers as a validation would be; NGX_DECLINED (no
+ * entry) or NGX_ERROR (Redis failed, or the entry did not open): the
+ * validation goes to the BI server, as without the shared level.
+ */
+void
+ngx_http_tokengate_shared_answer(ngx_http_tokengate_ctx_t *ctx, ngx_int_t rc,
+    tg_identity_t *id, time_t first_seen, time_t fresh_until)
+{
+    tg_diag_t                       diag;
+    ngx_http_tokengate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_tokengate_module);
+
+    ctx->lookup = NULL;
+    tg_diag_clear(&diag);
+
+    if (rc == NGX_OK || rc == NGX_DONE) {
+        tg_request_clear(&ctx->req);
+        ctx->has_req = 0;
+        ctx->exchanging = 0;
+
+        if (tlcf->cache != NULL && ctx->has_mac) {
+            (void) ngx_http_tokengate_cache_put(tlcf, ctx->mac,
+                                        ctx->has_tmac ? ctx->tmac : NULL,
+                                        rc == NGX_OK ? id : NULL,
+                                        first_seen, fresh_until);
+        }
+
+        ngx_str_set(&ctx->cache_status, "SHARED");
+
+        (void) ngx_cpystrn((u_char *) diag.message,
+                           (u_char *) "rejected (shared cache)",
+                           sizeof(diag.message));
+
+        ngx_http_tokengate_finish(ctx, rc == NGX_OK ? TG_OK : TG_REJECTED,
+                                  rc == NGX_OK ? id : NULL, &diag, -1);
+        return;
+    }
+
+    ctx->has_req = 0;
+
+    if (ngx_http_tokengate_send_req(ctx, tlcf, &ctx->req) != NGX_OK) {
+        (void) ngx_cpystrn((u_char *) diag.message,
+                           (u_char *) "cannot send the validation",
+                           sizeof(diag.message));
+
+        ngx_http_tokengate_finish(ctx, TG_INTERNAL, NULL, &diag, -1);
+    }
 }
 
 
@@ -1016,10 +1202,20 @@ ngx_http_tokengate_cleanup(void *data)
         ctx->leader = NULL;
     }
 
-    if (ctx->handle != NULL && ctx->is_leader
+    if ((ctx->handle != NULL || ctx->lookup != NULL) && ctx->is_leader
         && !ngx_queue_empty(&ctx->waiters))
     {
         ngx_http_tokengate_handover(ctx);
+    }
+
+    if (ctx->lookup != NULL) {
+        ngx_http_tokengate_shared_cancel(ctx->lookup);
+        ctx->lookup = NULL;
+    }
+
+    if (ctx->has_req) {
+        tg_request_clear(&ctx->req);
+        ctx->has_req = 0;
     }
 
     if (ctx->handle != NULL) {
@@ -1440,6 +1636,10 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_tokengate_shared_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_queue_init(&ngx_http_tokengate_leaders);
 
     /* the per-worker key of the coalescing MACs */
@@ -1453,6 +1653,14 @@ ngx_http_tokengate_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_tokengate_exit(ngx_cycle_t *cycle)
+{
+    ngx_http_tokengate_shared_exit_process(cycle);
+    ngx_http_tokengate_exit_process(cycle);
 }
 
 

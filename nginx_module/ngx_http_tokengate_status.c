@@ -61,6 +61,26 @@ ngx_http_tokengate_embed_count(ngx_http_request_t *r, ngx_uint_t what)
 }
 
 
+/* The order of NGX_HTTP_TOKENGATE_SHARED_*. */
+static char  *ngx_http_tokengate_shared_names[] = {
+    "hits", "misses", "errors", "rejected"
+};
+
+
+/* Count one event of the shared cache (no request needed). */
+void
+ngx_http_tokengate_shared_count(ngx_uint_t what)
+{
+    ngx_http_tokengate_stats_t  *st;
+
+    st = ngx_http_tokengate_get_stats(NULL);
+
+    if (st != NULL && what < NGX_HTTP_TOKENGATE_SHARED_N) {
+        (void) ngx_atomic_fetch_add(&st->shared[what], 1);
+    }
+}
+
+
 /* Count one decided request: its result and its cache status. */
 void
 ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
@@ -88,6 +108,15 @@ ngx_http_tokengate_count(ngx_http_request_t *r, ngx_http_tokengate_ctx_t *ctx)
             break;
         case 'C':
             i = 2;
+            break;
+        case 'S':
+            if (ctx->cache_status.data[1] == 'H') {
+                /* SHARED: counted as a shared hit, a zone miss */
+                i = 1;
+                break;
+            }
+
+            i = 3;
             break;
         default:
             i = 3;
@@ -223,6 +252,16 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "tokengate_backoff_total{event=\"probe\"} %uA\n",
                         ngx_http_tokengate_backoff_active(),
                         st->backoff_refused, st->backoff_probes);
+        p = ngx_sprintf(p, "# HELP tokengate_shared_total Lookups in the "
+                        "fleet's shared cache (tokengate_shared_cache), by "
+                        "result.\n"
+                        "# TYPE tokengate_shared_total counter\n");
+
+        for (i = 0; i < NGX_HTTP_TOKENGATE_SHARED_N; i++) {
+            p = ngx_sprintf(p, "tokengate_shared_total{result=\"%s\"} %uA\n",
+                            ngx_http_tokengate_shared_names[i],
+                            st->shared[i]);
+        }
 
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
@@ -271,12 +310,20 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
                         "\"reused\":%uA},\"backoff\":{\"active\":%ui,"
-                        "\"refused\":%uA,\"probes\":%uA}",
+                        "\"refused\":%uA,\"probes\":%uA},"
+                        "\"fail_limit_entries\":%ui,\"shared\":{",
                         st->handles_created, st->handles_reused,
                         ngx_http_tokengate_backoff_active(),
-                        st->backoff_refused, st->backoff_probes);
+                        st->backoff_refused, st->backoff_probes,
+                        limit_entries);
 
-        p = ngx_sprintf(p, ",\"fail_limit_entries\":%ui}\n", limit_entries);
+        for (i = 0; i < NGX_HTTP_TOKENGATE_SHARED_N; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
+                            ngx_http_tokengate_shared_names[i],
+                            st->shared[i]);
+        }
+
+        p = ngx_sprintf(p, "}}\n");
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }

@@ -569,6 +569,8 @@ def test_deb_contents(machine):
     abi = open("/usr/share/nginx/src/debian/libnginx-mod.abisubstvars").read()
     want = re.search(r"^nginx:abi=(\S+)", abi, re.M).group(1)
     assert want in info, f"Depends has no {want}: {info}"
+    # tokengate_shared_cache: shlibs adds the hiredis runtime
+    assert "libhiredis" in info, f"Depends has no libhiredis: {info}"
     ctl = machine.tmp / "ctl"
     run(["dpkg-deb", "-e", machine.debs["tokengate"], str(ctl)])
     assert (ctl / "conffiles").read_text().split() == [CONF]

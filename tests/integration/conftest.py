@@ -359,3 +359,85 @@ def api(request):
 @pytest.fixture
 def cli(tmp_path, devserver, api):
     return Cli(tmp_path, devserver.url, api)
+
+
+# ---------------------------------------------------------------- redis
+
+class Redis:
+    """A private redis-server (Debian's) on a free loopback port: its own
+    config, no persistence, a password.  stop()/cont() SIGSTOP/SIGCONT it,
+    kill() SIGKILLs it, start() brings it back on the same port."""
+
+    def __init__(self, tmp_path):
+        self.server = "/usr/bin/redis-server"
+        self.client = "/usr/bin/redis-cli"
+        for path in (self.server, self.client):
+            if not os.access(path, os.X_OK):
+                pytest.fail(f"{path} is missing: run scripts/deps "
+                            "(it installs Debian's redis-server)")
+        self.dir = tmp_path / f"redis-{time.monotonic_ns()}"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.password = "redis-pw-" + os.urandom(12).hex()
+        self.password_file = self.dir / "password"
+        self.password_file.write_text(self.password + "\n")
+        os.chmod(self.password_file, 0o600)
+        self.conf = self.dir / "redis.conf"
+        self.conf.write_text(
+            f'port {self.port}\nbind 127.0.0.1\nprotected-mode yes\n'
+            f'save ""\nappendonly no\nrequirepass {self.password}\n'
+            f'dir {self.dir}\nlogfile {self.dir}/redis.log\n'
+            'daemonize no\n')
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([self.server, str(self.conf)],
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            r = self.cli("PING", check=False)
+            if r.returncode == 0 and r.stdout.strip() == b"PONG":
+                return self
+            time.sleep(0.05)
+        log = (self.dir / "redis.log")
+        raise RuntimeError("redis-server did not start: " + (
+            log.read_text(errors="replace") if log.exists() else ""))
+
+    def cli(self, *args, stdin=None, check=True):
+        """redis-cli with the password; raw output (bytes)."""
+        r = subprocess.run([self.client, "-h", "127.0.0.1", "-p",
+                            str(self.port), "-a", self.password,
+                            "--no-auth-warning", "--raw", *args],
+                           input=stdin, capture_output=True, timeout=10)
+        if check:
+            assert r.returncode == 0, r
+        return r
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def cont(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            stop_process(self.proc, signal.SIGTERM, 10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A private redis-server (Redis), stopped when the test ends."""
+    r = Redis(tmp_path)
+    yield r
+    r.stop()
