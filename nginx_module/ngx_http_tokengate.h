@@ -213,6 +213,7 @@ typedef struct {
     ngx_shm_zone_t            *stats_zone;
     ngx_shm_zone_t            *backoff_zone;
     ngx_array_t               *shared_servers;  /* redis.c's, by URL */
+    ngx_array_t               *shared_pairs;    /* redis.c's, see there */
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -531,7 +532,7 @@ char *ngx_http_tokengate_shared_cache(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_tokengate_shared_move(void *lookup,
     ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_shared_cancel(void *lookup);
-void ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
+ngx_int_t ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
     u_char *skey, size_t skey_len);
 ngx_int_t ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh,
     u_char *key, size_t key_len, u_char *value, size_t len,
@@ -543,6 +544,10 @@ ngx_int_t ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle);
 char *ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
+char *ngx_http_tokengate_shared_register(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+void ngx_http_tokengate_shared_purge(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t basic, ngx_log_t *log);
 
 /* ngx_http_tokengate_seal.c: the shared cache's keys and sealed entries */
 ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,

@@ -902,6 +902,10 @@ ngx_http_tokengate_cache_purge_token(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_shm_zone_t   *shm_zone;
     ngx_list_part_t  *part;
 
+    /* the fleet's copies first (DEL, written at once) */
+
+    ngx_http_tokengate_shared_purge(zone, token, basic, log);
+
     if (zone != NULL) {
         return ngx_http_tokengate_cache_purge_zone(zone, token, basic);
     }

@@ -235,10 +235,14 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->tg == prev->tg && conf->which == prev->which) {
         ngx_memcpy(conf->fingerprint, prev->fingerprint,
                    NGX_HTTP_TOKENGATE_MAC_LEN);
-        return NGX_CONF_OK;
+
+    } else if (ngx_http_tokengate_fingerprint(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
-    return ngx_http_tokengate_fingerprint(cf, conf);
+    /* the Redis entries logout and purge delete */
+
+    return ngx_http_tokengate_shared_register(cf, conf);
 }
 
 

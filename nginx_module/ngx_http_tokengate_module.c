@@ -820,8 +820,9 @@ ngx_http_tokengate_validated(void *data, tg_err_t err, tg_response_t *resp,
 
         } else if (err == TG_FORBIDDEN) {
             if (tlcf->shared != NULL && ctx->skey_len != 0) {
-                ngx_http_tokengate_shared_delete(tlcf->shared, ctx->skey,
-                                                 ctx->skey_len);
+                (void) ngx_http_tokengate_shared_delete(tlcf->shared,
+                                                        ctx->skey,
+                                                        ctx->skey_len);
             }
 
             /*

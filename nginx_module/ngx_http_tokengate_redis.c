@@ -68,6 +68,19 @@ typedef struct {
 } ngx_http_tokengate_get_t;
 
 
+/*
+ * A (Redis, validator fingerprint) pair some location stores its entries
+ * under, and its zone: what logout and purge delete a token's Redis entries
+ * for (ngx_http_tokengate_shared_purge).  Registered at configuration time
+ * by the merged locations, once per pair and zone.
+ */
+typedef struct {
+    ngx_http_tokengate_shared_t  *sh;
+    ngx_shm_zone_t            *zone;
+    u_char                     fingerprint[NGX_HTTP_TOKENGATE_MAC_LEN];
+} ngx_http_tokengate_pair_t;
+
+
 #if (NGX_HTTP_TOKENGATE_REDIS)
 static char *ngx_http_tokengate_shared_parse(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_http_tokengate_loc_conf_t *tlcf);
@@ -377,6 +390,116 @@ ngx_http_tokengate_shared_merge(ngx_conf_t *cf,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* A merged location that stores in Redis: its pair (see
+ * ngx_http_tokengate_pair_t), unless known already. */
+char *
+ngx_http_tokengate_shared_register(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    ngx_uint_t                       i;
+    ngx_http_tokengate_pair_t       *pair;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+
+    if (conf->shared == NULL || conf->cache == NULL || conf->tg == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+
+    if (tmcf->shared_pairs == NULL) {
+        tmcf->shared_pairs = ngx_array_create(cf->pool, 4,
+                                             sizeof(ngx_http_tokengate_pair_t));
+        if (tmcf->shared_pairs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pair = tmcf->shared_pairs->elts;
+
+    for (i = 0; i < tmcf->shared_pairs->nelts; i++) {
+        if (pair[i].sh == conf->shared && pair[i].zone == conf->cache
+            && ngx_memcmp(pair[i].fingerprint, conf->fingerprint,
+                          NGX_HTTP_TOKENGATE_MAC_LEN)
+               == 0)
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    pair = ngx_array_push(tmcf->shared_pairs);
+    if (pair == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pair->sh = conf->shared;
+    pair->zone = conf->cache;
+    ngx_memcpy(pair->fingerprint, conf->fingerprint,
+               NGX_HTTP_TOKENGATE_MAC_LEN);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Logout and purge: DEL the token's entry in Redis under every pair (of
+ * zone's locations; zone NULL: of every location), so that no node of the
+ * fleet takes it from there again.  Not waited for: a DEL is written at
+ * once and Redis runs the commands of a connection in order.  Without a
+ * connection now, the entry stays until its PX (logged).
+ */
+void
+ngx_http_tokengate_shared_purge(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t basic, ngx_log_t *log)
+{
+    size_t                           len;
+    ngx_uint_t                       i, n;
+    ngx_http_tokengate_pair_t       *pair;
+    ngx_http_tokengate_main_conf_t  *tmcf;
+    u_char                           key[NGX_HTTP_TOKENGATE_SKEY_MAX];
+
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_tokengate_module);
+
+    if (tmcf == NULL || tmcf->shared_pairs == NULL) {
+        return;
+    }
+
+    pair = tmcf->shared_pairs->elts;
+    n = 0;
+
+    for (i = 0; i < tmcf->shared_pairs->nelts; i++) {
+        if (zone != NULL && pair[i].zone != zone
+            && pair[i].zone->shm.addr != zone->shm.addr)
+        {
+            continue;
+        }
+
+        if (ngx_http_tokengate_shared_key(pair[i].sh, token, basic,
+                                          pair[i].fingerprint, key, &len)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        if (ngx_http_tokengate_shared_delete(pair[i].sh, key, len) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tokengate: Redis %V: not connected, a purged "
+                          "token's entry stays there until it expires",
+                          &pair[i].sh->redis->url);
+            continue;
+        }
+
+        n++;
+    }
+
+    ngx_explicit_memzero(key, sizeof(key));
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "tokengate: %ui Redis entries of a token deleted", n);
 }
 
 
@@ -979,8 +1102,9 @@ ngx_http_tokengate_shared_set(ngx_http_tokengate_shared_t *sh, u_char *key,
 }
 
 
-/* DEL the token's entry (logout, purge: the whole fleet forgets it). */
-void
+/* DEL the token's entry (logout, purge: the whole fleet forgets it);
+ * NGX_DECLINED: no connection now, not sent. */
+ngx_int_t
 ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
     u_char *skey, size_t skey_len)
 {
@@ -996,9 +1120,12 @@ ngx_http_tokengate_shared_delete(ngx_http_tokengate_shared_t *sh,
            == REDIS_OK)
     {
         ngx_http_tokengate_redis_flush(rd);
+        return NGX_OK;
     }
 
 #endif
+
+    return NGX_DECLINED;
 }
 
 
