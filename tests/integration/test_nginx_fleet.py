@@ -7,6 +7,7 @@ password), two or three nginx instances with their own prefixes, the
 devserver.  No timing thresholds: a stalled or dead Redis is asserted by
 status codes and an overall bound on each request.
 """
+import json
 import os
 import socket
 import threading
@@ -324,6 +325,95 @@ def test_redis_holds_no_token_and_no_identity(fleet, devserver, redis,
     for p in plain:
         if p:
             assert p.encode() not in dump, p
+
+
+# ------------------------------------------------------ logout and purge
+
+def logout_node(nginx_factory, conf, redis, key):
+    """A node with tokengate at server level: /p/, /logout, /purge
+    (loopback only), /status."""
+    n = nginx_factory()
+    n.server(f"""
+        tokengate "api";
+        tokengate_config {conf};
+        tokengate_cache zone=tg:1m ttl=60s negative_ttl=30s;
+        tokengate_shared_cache redis://127.0.0.1:{redis.port} key_file={key}
+            password_file={redis.password_file} timeout=200ms;
+        location /p/ {{
+            alias {n.html}/;
+{CACHE_HEADERS}
+        }}
+        location = /logout {{ tokengate_logout; }}
+        location = /purge {{
+            tokengate off;
+            tokengate_purge;
+            allow 127.0.0.1;
+            deny all;
+        }}
+        location = /status {{ tokengate off; tokengate_status; }}
+""")
+    return n.start()
+
+
+@pytest.fixture
+def looker_fleet(tmp_path, devserver, nginx_factory, redis):
+    conf = write_tg_conf(tmp_path, "looker", devserver.url)
+    key = key_file(tmp_path)
+    a = logout_node(nginx_factory, conf, redis, key)
+    b = logout_node(nginx_factory, conf, redis, key)
+    return a, b
+
+
+def redis_keys(redis):
+    return redis.cli("KEYS", "*").stdout.split()
+
+
+def test_logout_on_a_reaches_b(looker_fleet, devserver):
+    a, b = looker_fleet
+    tok = fetch_token(devserver, "looker")
+    r = a.get("/p/index.html", tok)
+    assert (r.status, r.header("X-Cache")) == (200, "MISS")
+    devserver.reset_counters()
+
+    r = a.get("/logout", tok)
+    assert r.status == 204, r
+    assert devserver.counters()["logout"] == 1
+
+    # B never saw the token: its zone is empty, Redis must be too; the
+    # devserver says the token is revoked
+    r = b.get("/p/index.html", tok)
+    assert r.status == 401, r
+    assert r.header("X-Cache") != "SHARED"
+    assert devserver.counters()["validate"] == 1
+    assert shared(b)["hits"] == 0
+
+
+def test_purge_on_a_deletes_the_redis_entry(looker_fleet, devserver, redis):
+    a, b = looker_fleet
+    toks = [fetch_token(devserver, "looker", u) for u in ("alice", "bob")]
+    for tok in toks:
+        assert a.get("/p/index.html", tok).header("X-Cache") == "MISS"
+    assert len(redis_keys(redis)) == 2
+    devserver.reset_counters()
+
+    r = a.get("/purge", toks[0])
+    assert r.status == 200, r
+    assert json.loads(r.body) == {"removed": 1}
+    # the DEL is written before the answer; Redis runs it right after
+    end = time.monotonic() + 10
+    while len(redis_keys(redis)) != 1 and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(redis_keys(redis)) == 1
+
+    # B: the purged token goes to the BI server, the other one is shared
+    r = b.get("/p/index.html", toks[0])
+    assert (r.status, r.header("X-Cache")) == (200, "MISS")
+    assert validations(devserver) == 1
+    r = b.get("/p/index.html", toks[1])
+    assert (r.status, r.header("X-Cache")) == (200, "SHARED")
+    assert validations(devserver) == 1
+    assert shared(b)["hits"] == 1
+    assert shared(b)["misses"] == 1
 
 
 # ----------------------------------------------------------- directive
