@@ -101,8 +101,10 @@ typedef struct {
 #define NGX_HTTP_TOKENGATE_SEALED(len)                                       \
     (1 + NGX_HTTP_TOKENGATE_NONCE_LEN + (len) + NGX_HTTP_TOKENGATE_TAG_LEN)
 
-/* A Redis key: the prefix (at most 64 bytes) and 64 hex digits. */
-#define NGX_HTTP_TOKENGATE_SKEY_MAX        (64 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
+/* A Redis key: the prefix (at most 64 bytes), "backoff:" for a back-off
+ * deadline, and 64 hex digits. */
+#define NGX_HTTP_TOKENGATE_SKEY_MAX                                          \
+    (64 + sizeof("backoff:") - 1 + 2 * NGX_HTTP_TOKENGATE_MAC_LEN)
 
 /* The counters of the shared cache (tokengate_status "shared"). */
 #define NGX_HTTP_TOKENGATE_SHARED_HITS     0
@@ -214,6 +216,7 @@ typedef struct {
     ngx_shm_zone_t            *backoff_zone;
     ngx_array_t               *shared_servers;  /* redis.c's, by URL */
     ngx_array_t               *shared_pairs;    /* redis.c's, see there */
+    ngx_array_t               *shared_backoffs; /* redis.c's, see there */
 } ngx_http_tokengate_main_conf_t;
 
 
@@ -548,6 +551,7 @@ char *ngx_http_tokengate_shared_register(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
 void ngx_http_tokengate_shared_purge(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_uint_t basic, ngx_log_t *log);
+void ngx_http_tokengate_shared_backoff(const u_char *key, time_t until);
 
 /* ngx_http_tokengate_seal.c: the shared cache's keys and sealed entries */
 ngx_int_t ngx_http_tokengate_read_secret(ngx_conf_t *cf, ngx_str_t *name,

@@ -383,6 +383,7 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 static void
 ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
 {
+    time_t                        until;
     tg_err_t                      err;
     tg_diag_t                     diag;
     tg_response_t                 resp, *answer;
@@ -407,11 +408,18 @@ ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
     ctx->done = 1;
 
     if (ctx->backoff_key != NULL) {
-        (void) ngx_http_tokengate_backoff_record(ctx->backoff_key,
-                                                 ctx->tg->url, err, answer,
-                                                 ctx->backoff_probe,
-                                                 ngx_cycle->log);
+        until = ngx_http_tokengate_backoff_record(ctx->backoff_key,
+                                                  ctx->tg->url, err, answer,
+                                                  ctx->backoff_probe,
+                                                  ngx_cycle->log);
         ctx->backoff_probe = 0;
+
+        /* a Retry-After deadline quiets the fleet (a connect failure may
+         * be this node's own) */
+
+        if (until > 0 && answer != NULL) {
+            ngx_http_tokengate_shared_backoff(ctx->backoff_key, until);
+        }
     }
 
     ctx->handler(ctx->data, err, answer, ctx->sent_at, diag.message);

@@ -81,7 +81,30 @@ typedef struct {
 } ngx_http_tokengate_pair_t;
 
 
+/*
+ * The back-off of a server (its key, ngx_http_tokengate_backoff.c's) that
+ * locations with a shared cache call: its Retry-After deadline is kept in
+ * that Redis, sealed (8 bytes, big-endian), under prefix "backoff:" and the
+ * hex of the key, and polled by each worker about once a second.
+ */
+typedef struct {
+    ngx_http_tokengate_shared_t  *sh;
+    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    size_t                     skey_len;
+    u_char                     skey[NGX_HTTP_TOKENGATE_SKEY_MAX];
+    ngx_uint_t                 polling;        /* a GET in flight */
+} ngx_http_tokengate_shared_backoff_t;
+
+
+#define NGX_HTTP_TOKENGATE_POLL            1000
+
+
+static char *ngx_http_tokengate_shared_register_backoff(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf);
+
+
 #if (NGX_HTTP_TOKENGATE_REDIS)
+static void ngx_http_tokengate_backoff_poll(ngx_event_t *ev);
 static char *ngx_http_tokengate_shared_parse(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_http_tokengate_loc_conf_t *tlcf);
 static void ngx_http_tokengate_redis_connect(ngx_http_tokengate_redis_t *rd);
@@ -94,7 +117,8 @@ static void ngx_http_tokengate_redis_flush(ngx_http_tokengate_redis_t *rd);
 
 
 #if (NGX_HTTP_TOKENGATE_REDIS)
-static ngx_uint_t  ngx_http_tokengate_redis_exiting;
+static ngx_uint_t   ngx_http_tokengate_redis_exiting;
+static ngx_event_t  ngx_http_tokengate_poll_timer;
 #endif
 
 
@@ -407,6 +431,11 @@ ngx_http_tokengate_shared_register(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
+    if (ngx_http_tokengate_shared_register_backoff(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
 
     if (tmcf->shared_pairs == NULL) {
@@ -441,6 +470,198 @@ ngx_http_tokengate_shared_register(ngx_conf_t *cf,
 
     return NGX_CONF_OK;
 }
+
+
+/* The location's server's back-off, in its Redis (see
+ * ngx_http_tokengate_shared_backoff_t), unless known already. */
+static char *
+ngx_http_tokengate_shared_register_backoff(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf)
+{
+    u_char                               *p;
+    ngx_uint_t                            i;
+    ngx_http_tokengate_main_conf_t       *tmcf;
+    ngx_http_tokengate_shared_backoff_t  *b;
+
+    if (!conf->backoff || conf->tg->url == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+
+    if (tmcf->shared_backoffs == NULL) {
+        tmcf->shared_backoffs = ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_tokengate_shared_backoff_t));
+        if (tmcf->shared_backoffs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    b = tmcf->shared_backoffs->elts;
+
+    for (i = 0; i < tmcf->shared_backoffs->nelts; i++) {
+        if (b[i].sh == conf->shared
+            && ngx_memcmp(b[i].key, conf->backoff_key,
+                          NGX_HTTP_TOKENGATE_MAC_LEN)
+               == 0)
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    b = ngx_array_push(tmcf->shared_backoffs);
+    if (b == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(b, sizeof(ngx_http_tokengate_shared_backoff_t));
+
+    b->sh = conf->shared;
+    ngx_memcpy(b->key, conf->backoff_key, NGX_HTTP_TOKENGATE_MAC_LEN);
+
+    p = ngx_cpymem(b->skey, conf->shared->prefix.data,
+                   conf->shared->prefix.len);
+    p = ngx_cpymem(p, "backoff:", sizeof("backoff:") - 1);
+    p = ngx_hex_dump(p, b->key, NGX_HTTP_TOKENGATE_MAC_LEN);
+    b->skey_len = p - b->skey;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A Retry-After deadline of the server of key, set on this node
+ * (ngx_http_tokengate_backoff_record): SET it, sealed, in each Redis whose
+ * locations call that server, until it passes, for the other nodes.
+ */
+void
+ngx_http_tokengate_shared_backoff(const u_char *key, time_t until)
+{
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+    time_t                                now;
+    ngx_uint_t                            i, n;
+    ngx_http_tokengate_main_conf_t       *tmcf;
+    ngx_http_tokengate_shared_backoff_t  *b;
+    u_char                                plain[8];
+    u_char                                sealed[NGX_HTTP_TOKENGATE_SEALED(8)];
+
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_tokengate_module);
+
+    now = ngx_time();
+
+    if (tmcf == NULL || tmcf->shared_backoffs == NULL || until <= now) {
+        return;
+    }
+
+    for (n = 0; n < 8; n++) {
+        plain[n] = (u_char) ((uint64_t) until >> (56 - 8 * n));
+    }
+
+    b = tmcf->shared_backoffs->elts;
+
+    for (i = 0; i < tmcf->shared_backoffs->nelts; i++) {
+        if (ngx_memcmp(b[i].key, key, NGX_HTTP_TOKENGATE_MAC_LEN) != 0) {
+            continue;
+        }
+
+        if (ngx_http_tokengate_seal(b[i].sh, b[i].skey, b[i].skey_len, plain,
+                                    sizeof(plain), sealed)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        (void) ngx_http_tokengate_shared_set(b[i].sh, b[i].skey,
+                                             b[i].skey_len, sealed,
+                                             sizeof(sealed),
+                                             (ngx_msec_t) (until - now)
+                                             * 1000);
+    }
+
+#endif
+}
+
+
+#if (NGX_HTTP_TOKENGATE_REDIS)
+
+/* A polled deadline came: no call to that server before it. */
+static void
+ngx_http_tokengate_backoff_polled(void *data, ngx_int_t rc, u_char *value,
+    size_t len)
+{
+    ngx_http_tokengate_shared_backoff_t *b = data;
+
+    time_t      until;
+    ngx_int_t   n;
+    ngx_uint_t  i;
+    u_char      plain[NGX_HTTP_TOKENGATE_SEALED(8)];
+
+    b->polling = 0;
+
+    if (rc != NGX_OK) {
+        return;
+    }
+
+    if (len != NGX_HTTP_TOKENGATE_SEALED(8)) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_REJECTED);
+        return;
+    }
+
+    n = ngx_http_tokengate_open(b->sh, b->skey, b->skey_len, value, len,
+                                plain);
+
+    if (n != 8) {
+        ngx_http_tokengate_shared_count(NGX_HTTP_TOKENGATE_SHARED_REJECTED);
+        return;
+    }
+
+    until = 0;
+
+    for (i = 0; i < 8; i++) {
+        until = (time_t) (((uint64_t) until << 8) | plain[i]);
+    }
+
+    if (until > ngx_time()) {
+        ngx_http_tokengate_backoff_extend(b->key, until);
+    }
+}
+
+
+/* Every second: GET each deadline (never on a request's path). */
+static void
+ngx_http_tokengate_backoff_poll(ngx_event_t *ev)
+{
+    ngx_uint_t                            i;
+    ngx_http_tokengate_main_conf_t       *tmcf;
+    ngx_http_tokengate_shared_backoff_t  *b;
+
+    if (ngx_http_tokengate_redis_exiting || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    tmcf = ev->data;
+    b = tmcf->shared_backoffs->elts;
+
+    for (i = 0; i < tmcf->shared_backoffs->nelts; i++) {
+        if (b[i].polling) {
+            continue;
+        }
+
+        if (ngx_http_tokengate_shared_get(b[i].sh, b[i].skey, b[i].skey_len,
+                                          ngx_http_tokengate_backoff_polled,
+                                          &b[i])
+            != NULL)
+        {
+            b[i].polling = 1;
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_TOKENGATE_POLL);
+}
+
+#endif
 
 
 /*
@@ -1158,6 +1379,17 @@ ngx_http_tokengate_shared_init_process(ngx_cycle_t *cycle)
         ngx_http_tokengate_redis_connect(&rd[i]);
     }
 
+    if (tmcf->shared_backoffs != NULL && tmcf->shared_backoffs->nelts > 0) {
+        ngx_http_tokengate_poll_timer.handler =
+                                           ngx_http_tokengate_backoff_poll;
+        ngx_http_tokengate_poll_timer.data = tmcf;
+        ngx_http_tokengate_poll_timer.log = cycle->log;
+        ngx_http_tokengate_poll_timer.cancelable = 1;
+
+        ngx_add_timer(&ngx_http_tokengate_poll_timer,
+                      NGX_HTTP_TOKENGATE_POLL);
+    }
+
 #endif
 
     return NGX_OK;
@@ -1175,6 +1407,10 @@ ngx_http_tokengate_shared_exit_process(ngx_cycle_t *cycle)
     ngx_http_tokengate_main_conf_t  *tmcf;
 
     ngx_http_tokengate_redis_exiting = 1;
+
+    if (ngx_http_tokengate_poll_timer.timer_set) {
+        ngx_del_timer(&ngx_http_tokengate_poll_timer);
+    }
 
     tmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_tokengate_module);
