@@ -416,6 +416,38 @@ def test_purge_on_a_deletes_the_redis_entry(looker_fleet, devserver, redis):
     assert shared(b)["misses"] == 1
 
 
+# ------------------------------------------------------------ back-off
+
+def test_retry_after_on_a_quiets_b(tmp_path, devserver, nginx_factory,
+                                   redis):
+    conf = write_tg_conf(tmp_path, "insight", devserver.url)
+    key = key_file(tmp_path)
+    a = node(nginx_factory, conf, redis, key)
+    b = node(nginx_factory, conf, redis, key)
+    devserver.fault(endpoint="validate", status=429, retry_after="5",
+                    count=1)
+    r = a.get("/p/index.html", fetch_token(devserver, "insight", "bob"))
+    assert r.status == 503 and r.header("Retry-After") == "5"
+
+    # A published its deadline, sealed, for at most Retry-After
+    keys = [k for k in redis_keys(redis) if b"backoff:" in k]
+    assert len(keys) == 1
+    assert 0 < int(redis.cli("PTTL", keys[0]).stdout) <= 5000
+
+    # B polls it about once a second; then it calls the server no more
+    end = time.monotonic() + 4
+    while (b.get("/status").json()["backoff"]["active"] == 0
+           and time.monotonic() < end):
+        time.sleep(0.25)
+    devserver.reset_counters()
+    for i in range(10):
+        r = b.get("/p/index.html", f"never-seen-on-b-{i}-0123456789")
+        assert r.status == 503, r
+        assert 1 <= int(r.header("Retry-After")) <= 5
+    assert validations(devserver) == 0
+    assert b.get("/status").json()["backoff"]["refused"] >= 10
+
+
 # ----------------------------------------------------------- directive
 
 BAD = {
