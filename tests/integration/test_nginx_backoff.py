@@ -134,11 +134,19 @@ def test_black_hole_probes_one_at_a_time(tmp_path, nginx, black_hole):
     assert nginx.get("/p/index.html", new_token()).status == 503
     assert "backing off for 1 s" in nginx.logs()
     r = nginx.get("/p/index.html", new_token())
-    assert r.status == 503 and r.header("Retry-After") == "1"
-    assert status(nginx)["backoff"]["probes"] == 0
+    assert r.status == 503
+    st = status(nginx)
+    # deadlines are whole seconds (nginx's clock), so on a loaded machine
+    # the 1 s window may be over already: this request was then the probe
+    if r.header("Retry-After") is None:
+        assert st["backoff"]["probes"] == 1, st
+    else:
+        assert r.header("Retry-After") == "1"
+        assert st["backoff"]["probes"] == 0, st
+    probes, refused = st["backoff"]["probes"], st["backoff"]["refused"]
 
-    # after the deadline: a burst, of which one request is the probe and
-    # the others are refused while it runs
+    # later: a burst, of which at most one request is the probe and the
+    # others are refused while it runs
     time.sleep(1.5)
     out = []
     threads = [threading.Thread(target=lambda: out.append(
@@ -149,8 +157,8 @@ def test_black_hole_probes_one_at_a_time(tmp_path, nginx, black_hole):
         t.join(30)
     assert [r.status for r in out] == [503] * 10
     st = status(nginx)
-    assert st["backoff"]["probes"] == 1
-    assert st["backoff"]["refused"] >= 10
+    assert st["backoff"]["probes"] - probes <= 1, st
+    assert st["backoff"]["refused"] - refused >= 9, st
     assert st["backoff"]["active"] == 1
 
     # each failed probe doubles the back-off
