@@ -468,6 +468,8 @@ char *ngx_http_tokengate_require_group(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tokengate_positive_msec(ngx_conf_t *cf, void *post,
     void *data);
+ngx_int_t ngx_http_tokengate_zone_arg(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *arg, ngx_str_t *name, ssize_t *size);
 
 /* ngx_http_tokengate_curl.c: transfers */
 ngx_int_t ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,

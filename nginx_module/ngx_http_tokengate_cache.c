@@ -1322,7 +1322,6 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tokengate_loc_conf_t *tlcf = conf;
 
-    u_char                      *p;
     ssize_t                      size;
     ngx_int_t                    ttls[3];
     ngx_str_t                   *value, name, s;
@@ -1352,38 +1351,10 @@ ngx_http_tokengate_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            name.data = value[i].data + 5;
-            name.len = value[i].len - 5;
-
-            p = ngx_strlchr(name.data, name.data + name.len, ':');
-
-            if (p != NULL) {
-                s.data = p + 1;
-                s.len = name.data + name.len - s.data;
-                name.len = p - name.data;
-
-                size = ngx_parse_size(&s);
-
-                if (size == NGX_ERROR) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "invalid zone size \"%V\" in "
-                                       "\"%V\" directive", &value[i],
-                                       &cmd->name);
-                    return NGX_CONF_ERROR;
-                }
-
-                if (size < (ssize_t) (8 * ngx_pagesize)) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "zone \"%V\" of \"%V\" is too small",
-                                       &name, &cmd->name);
-                    return NGX_CONF_ERROR;
-                }
-            }
-
-            if (name.len == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone name \"%V\" in \"%V\" "
-                                   "directive", &value[i], &cmd->name);
+            if (ngx_http_tokengate_zone_arg(cf, cmd, &value[i], &name,
+                                            &size)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 

@@ -566,3 +566,53 @@ ngx_http_tokengate_positive_msec(ngx_conf_t *cf, void *post, void *data)
 
     return NGX_CONF_OK;
 }
+
+
+/*
+ * A "zone=NAME[:SIZE]" argument of tokengate_cache or tokengate_fail_limit:
+ * NAME into name, SIZE (at least 8 pages) into size, which is left as it
+ * is without one.  Errors name the argument and the directive.
+ */
+ngx_int_t
+ngx_http_tokengate_zone_arg(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *arg, ngx_str_t *name, ssize_t *size)
+{
+    u_char     *p;
+    ngx_str_t   s;
+
+    name->data = arg->data + 5;
+    name->len = arg->len - 5;
+
+    p = ngx_strlchr(name->data, name->data + name->len, ':');
+
+    if (p != NULL) {
+        s.data = p + 1;
+        s.len = name->data + name->len - s.data;
+        name->len = p - name->data;
+
+        *size = ngx_parse_size(&s);
+
+        if (*size == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid zone size \"%V\" in \"%V\" "
+                               "directive", arg, &cmd->name);
+            return NGX_ERROR;
+        }
+
+        if (*size < (ssize_t) (8 * ngx_pagesize)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zone \"%V\" of \"%V\" is too small",
+                               arg, &cmd->name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (name->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone name \"%V\" in \"%V\" directive",
+                           arg, &cmd->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
