@@ -5,7 +5,8 @@
  * (internal; not installed): the types of a request's check, the limits
  * more than one file needs, and the functions one file offers the others.
  *
- * ngx_http_tokengate_module.c owns the access check and its answer,
+ * ngx_http_tokengate_module.c owns the access check,
+ * ngx_http_tokengate_answer.c the outcome and nginx's answer,
  * ngx_http_tokengate_token.c a request's credentials and identity,
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's curl multi handle and the transfers on it,
@@ -435,9 +436,11 @@ ngx_table_elt_t *ngx_http_tokengate_header(ngx_http_request_t *r, char *key,
  * definitions.
  */
 
-/* ngx_http_tokengate_module.c: the access check */
+/* ngx_http_tokengate_answer.c: the outcome and nginx's answer */
 void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
     ngx_uint_t outcome);
+void ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
+    tg_identity_t *id, tg_diag_t *diag, long retry_after);
 void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
     ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
 ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
