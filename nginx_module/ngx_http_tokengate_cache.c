@@ -5,22 +5,23 @@
  * ngx_http_tokengate_cache.c: the shared cache of ngx_http_tokengate_module:
  * the tokengate_cache directive and its zone, entries keyed by an
  * HMAC-SHA-256 of the token and of the location's fingerprint (everything
- * the answer depends on, hashed once at configuration time), lookups,
- * stores, the LRU and its bounded expiry and eviction, and the stale
- * entries that may answer an outage (tokengate_on_unavailable stale).
+ * the answer depends on, hashed once at configuration time; a worker
+ * keeps the HMAC's keyed states here, ngx_http_tokengate_hmac.c computes
+ * it), lookups, stores, the LRU and its bounded expiry and eviction, and
+ * the stale entries that may answer an outage (tokengate_on_unavailable
+ * stale).
  */
 
 
 #include "ngx_http_tokengate.h"
+#include "ngx_http_tokengate_hmac.h"
 
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 
 
-/* Keyed HMAC templates a worker keeps (one per cache zone key, plus the
- * coalescing key). */
+/* Keyed HMAC states a worker keeps (one per cache zone key, plus the
+ * coalescing key and the shared caches' keys). */
 #define NGX_HTTP_TOKENGATE_HMACS_MAX  16
 
 /* The first field of a fingerprint: changing what goes into one changes
@@ -43,17 +44,16 @@ typedef struct {
 } ngx_http_tokengate_ttl_t;
 
 
-/* A keyed HMAC template a worker keeps. */
+/* The keyed HMAC states a worker keeps for a key. */
 typedef struct {
-    u_char                     key[NGX_HTTP_TOKENGATE_MAC_LEN];
-    EVP_MAC_CTX               *ctx;
+    u_char                          key[NGX_HTTP_TOKENGATE_MAC_LEN];
+    ngx_http_tokengate_hmac_key_t   hk;
 } ngx_http_tokengate_hmac_t;
 
 
 static void ngx_http_tokengate_be64(u_char *p, uint64_t v);
-static EVP_MAC_CTX *ngx_http_tokengate_hmac_get(const u_char *key,
-    ngx_uint_t *once);
-static ngx_int_t ngx_http_tokengate_hmac_reinit_ok(void);
+static ngx_http_tokengate_hmac_key_t *ngx_http_tokengate_hmac_get(
+    const u_char *key, ngx_http_tokengate_hmac_key_t *once);
 static u_char *ngx_http_tokengate_cache_copy(ngx_http_tokengate_node_t *tn,
     ngx_pool_t *pool, tg_identity_t *id);
 static ngx_http_tokengate_node_t *ngx_http_tokengate_cache_find(
@@ -91,10 +91,8 @@ static ngx_http_tokengate_ttl_t  ngx_http_tokengate_cache_ttls[] = {
 };
 
 
-static EVP_MAC            *ngx_http_tokengate_hmac_alg;
-/* does EVP_MAC_init(ctx, NULL, 0, NULL) restart an HMAC with its key?
- * -1 not known yet, 1 yes, 0 no (see ngx_http_tokengate_hmac_reinit_ok) */
-static ngx_int_t          ngx_http_tokengate_hmac_reinit = -1;
+/* The digest context every MAC of the worker runs in, and the keys. */
+static EVP_MD_CTX         *ngx_http_tokengate_hmac_md;
 static ngx_http_tokengate_hmac_t
     ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
 static ngx_uint_t         ngx_http_tokengate_nhmacs;
@@ -113,11 +111,12 @@ ngx_int_t
 ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
     const u_char *fingerprint, u_char *out)
 {
-    u_char        head[8], tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
-    size_t        mac_len;
-    ngx_int_t     rc;
-    ngx_uint_t    once;
-    EVP_MAC_CTX  *hmac;
+    u_char                         head[8];
+    u_char                         tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
+    ngx_int_t                      rc;
+    EVP_MD_CTX                     *md;
+    ngx_http_tokengate_hmac_key_t   once;
+    ngx_http_tokengate_hmac_key_t  *hk;
 
     if (token->len > TG_TOKEN_MAX) {
         return NGX_ERROR;
@@ -128,24 +127,25 @@ ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
     tail[0] = (u_char) (basic != 0);
     ngx_memcpy(tail + 1, fingerprint, NGX_HTTP_TOKENGATE_MAC_LEN);
 
-    mac_len = 0;
+    hk = ngx_http_tokengate_hmac_get(key, &once);
+    if (hk == NULL) {
+        return NGX_ERROR;
+    }
+
+    md = ngx_http_tokengate_hmac_md;
     rc = NGX_ERROR;
 
-    hmac = ngx_http_tokengate_hmac_get(key, &once);
-
-    if (hmac != NULL
-        && EVP_MAC_update(hmac, head, sizeof(head)) == 1
-        && EVP_MAC_update(hmac, token->data, token->len) == 1
-        && EVP_MAC_update(hmac, tail, sizeof(tail)) == 1
-        && EVP_MAC_final(hmac, out, &mac_len, NGX_HTTP_TOKENGATE_MAC_LEN)
-           == 1
-        && mac_len == NGX_HTTP_TOKENGATE_MAC_LEN)
+    if (ngx_http_tokengate_hmac_start(md, hk) == 0
+        && EVP_DigestUpdate(md, head, sizeof(head)) == 1
+        && EVP_DigestUpdate(md, token->data, token->len) == 1
+        && EVP_DigestUpdate(md, tail, sizeof(tail)) == 1
+        && ngx_http_tokengate_hmac_final(md, hk, out) == 0)
     {
         rc = NGX_OK;
     }
 
-    if (once) {
-        EVP_MAC_CTX_free(hmac);
+    if (hk == &once) {
+        ngx_http_tokengate_hmac_key_free(&once);
     }
 
     return rc;
@@ -166,146 +166,65 @@ ngx_http_tokengate_be64(u_char *p, uint64_t v)
 
 
 /*
- * A keyed HMAC-SHA-256 context, ready for one MAC.  OpenSSL 3's one-shot
- * HMAC() fetches the MAC and the digest on every call (a provider lookup
- * under a lock), and duplicating a keyed context allocates and frees three
- * digest contexts; a worker instead keeps one keyed context per key (the
- * cache zones' keys and the coalescing key: a handful) and re-initialises
- * it with the same key, which copies the keyed digest states it already
- * holds.  The worker uses it to completion before anything else runs.
- * Where re-initialising does not restart the MAC (an HMAC provider older
- * than OpenSSL 3.0.3, openssl/openssl#17811: a successful no-op, so every
- * MAC after the first would depend on the ones before it and no cache
- * entry would ever be found again), the kept context stays a template that
- * is duplicated for each MAC, as before.  *once tells the caller to free
- * the context after its one use.
+ * The keyed states of key (ngx_http_tokengate_hmac.c).  OpenSSL 3's
+ * one-shot HMAC() fetches the MAC and the digest on every call (a
+ * provider lookup under a lock), and an EVP_MAC context re-initialised
+ * with its key adds parameter handling to the same copies of keyed
+ * digest states: a worker keeps the states of each key (the cache
+ * zones' keys, the coalescing key, the shared caches' keys: a handful)
+ * and starts every MAC from copies of them, in one digest context it
+ * reuses.  The worker uses it to completion before anything else runs.
+ * When the table is full, the states are made in *once for one MAC, and
+ * the caller frees them.
  */
-static EVP_MAC_CTX *
-ngx_http_tokengate_hmac_get(const u_char *key, ngx_uint_t *once)
+static ngx_http_tokengate_hmac_key_t *
+ngx_http_tokengate_hmac_get(const u_char *key,
+    ngx_http_tokengate_hmac_key_t *once)
 {
-    ngx_uint_t    i;
-    EVP_MAC_CTX  *ctx;
-    OSSL_PARAM    params[2];
+    ngx_uint_t                  i;
+    ngx_http_tokengate_hmac_t  *h;
 
-    *once = 0;
+    if (ngx_http_tokengate_hmac_md == NULL) {
+        ngx_http_tokengate_hmac_md = EVP_MD_CTX_new();
+        if (ngx_http_tokengate_hmac_md == NULL) {
+            return NULL;
+        }
+    }
 
     for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
         if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,
                        NGX_HTTP_TOKENGATE_MAC_LEN) == 0)
         {
-            ctx = ngx_http_tokengate_hmacs[i].ctx;
-
-            if (!ngx_http_tokengate_hmac_reinit) {
-                *once = 1;
-                return EVP_MAC_CTX_dup(ctx);
-            }
-
-            /* a NULL key: the same key again */
-            return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 ? ctx : NULL;
+            return &ngx_http_tokengate_hmacs[i].hk;
         }
-    }
-
-    if (ngx_http_tokengate_hmac_alg == NULL) {
-        ngx_http_tokengate_hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        if (ngx_http_tokengate_hmac_alg == NULL) {
-            return NULL;
-        }
-    }
-
-    if (ngx_http_tokengate_hmac_reinit == -1) {
-        ngx_http_tokengate_hmac_reinit = ngx_http_tokengate_hmac_reinit_ok();
-
-        if (!ngx_http_tokengate_hmac_reinit) {
-            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "tokengate: this OpenSSL's HMAC cannot be "
-                          "re-initialised with its key (OpenSSL < 3.0.3?), "
-                          "each MAC uses a copy of a keyed context");
-        }
-    }
-
-    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
-    if (ctx == NULL) {
-        return NULL;
-    }
-
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *) "SHA256",
-                                                 0);
-    params[1] = OSSL_PARAM_construct_end();
-
-    if (EVP_MAC_init(ctx, key, NGX_HTTP_TOKENGATE_MAC_LEN, params) != 1) {
-        EVP_MAC_CTX_free(ctx);
-        return NULL;
     }
 
     /* Keep it when there is room; else use it once. */
-    if (ngx_http_tokengate_nhmacs < NGX_HTTP_TOKENGATE_HMACS_MAX) {
-        i = ngx_http_tokengate_nhmacs++;
-        ngx_memcpy(ngx_http_tokengate_hmacs[i].key, key,
-                   NGX_HTTP_TOKENGATE_MAC_LEN);
-        ngx_http_tokengate_hmacs[i].ctx = ctx;
 
-        if (!ngx_http_tokengate_hmac_reinit) {
-            /* the template stays unused */
-            *once = 1;
-            return EVP_MAC_CTX_dup(ctx);
+    if (ngx_http_tokengate_nhmacs == NGX_HTTP_TOKENGATE_HMACS_MAX) {
+        if (ngx_http_tokengate_hmac_key_init(once, key,
+                                             NGX_HTTP_TOKENGATE_MAC_LEN)
+            != 0)
+        {
+            return NULL;
         }
 
-        return ctx;
+        return once;
     }
 
-    *once = 1;
+    h = &ngx_http_tokengate_hmacs[ngx_http_tokengate_nhmacs];
 
-    return ctx;
-}
-
-
-/*
- * Whether EVP_MAC_init() with a NULL key restarts an HMAC with the key it
- * has (providers from OpenSSL 3.0.3 on; a FIPS provider may be older than
- * the libcrypto that loads it, so the version number does not tell):
- * checked once per process on the provider actually fetched, the MAC of
- * the same input after a re-initialisation must equal the first one.
- */
-static ngx_int_t
-ngx_http_tokengate_hmac_reinit_ok(void)
-{
-    size_t         n1, n2;
-    ngx_int_t      ok;
-    EVP_MAC_CTX   *ctx;
-    OSSL_PARAM     params[2];
-    u_char         key[NGX_HTTP_TOKENGATE_MAC_LEN];
-    u_char         mac1[NGX_HTTP_TOKENGATE_MAC_LEN];
-    u_char         mac2[NGX_HTTP_TOKENGATE_MAC_LEN];
-    static u_char  text[] = "tokengate HMAC re-initialisation check";
-
-    ctx = EVP_MAC_CTX_new(ngx_http_tokengate_hmac_alg);
-    if (ctx == NULL) {
-        return 0;
+    if (ngx_http_tokengate_hmac_key_init(&h->hk, key,
+                                         NGX_HTTP_TOKENGATE_MAC_LEN)
+        != 0)
+    {
+        return NULL;
     }
 
-    ngx_memset(key, 0x5c, sizeof(key));
+    ngx_memcpy(h->key, key, NGX_HTTP_TOKENGATE_MAC_LEN);
+    ngx_http_tokengate_nhmacs++;
 
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *) "SHA256",
-                                                 0);
-    params[1] = OSSL_PARAM_construct_end();
-
-    n1 = 0;
-    n2 = 0;
-
-    ok = EVP_MAC_init(ctx, key, sizeof(key), params) == 1
-         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
-         && EVP_MAC_final(ctx, mac1, &n1, sizeof(mac1)) == 1
-         && EVP_MAC_init(ctx, NULL, 0, NULL) == 1
-         && EVP_MAC_update(ctx, text, sizeof(text) - 1) == 1
-         && EVP_MAC_final(ctx, mac2, &n2, sizeof(mac2)) == 1
-         && n1 == sizeof(mac1) && n2 == n1
-         && ngx_memcmp(mac1, mac2, n1) == 0;
-
-    EVP_MAC_CTX_free(ctx);
-
-    return ok;
+    return &h->hk;
 }
 
 
