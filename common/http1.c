@@ -41,6 +41,15 @@
 /* Longest decimal form of a size_t (20 digits for 64 bits) and a NUL. */
 #define TG_HTTP1_DIGITS_MAX 24
 
+/*
+ * What each byte is to the head parser: TG_H1_STOP ends a fast run of
+ * ordinary bytes (NUL, CR, LF and the control bytes before CR), TG_H1_COLON
+ * is ':', TG_H1_TCHAR a byte of an RFC 9110 token (a header name).
+ */
+#define TG_H1_STOP 1
+#define TG_H1_COLON 2
+#define TG_H1_TCHAR 4
+
 /* Where in the answer the parser is. */
 enum tg_http1_state {
     TG_H1_STATUS = 0, /* a status line (a zeroed parser starts here) */
@@ -91,8 +100,21 @@ static tg_err_t tg_http1_chunk_size_end(tg__http1_t *p, tg_diag_t *diag);
 static tg_err_t tg_http1_body(tg__http1_t *p, const char *data, size_t n,
                               tg_diag_t *diag);
 static int tg_http1_reusable(const tg__http1_t *p);
-static int tg_http1_is_tchar(unsigned char c);
 static int tg_http1_hex(unsigned char c);
+
+/* The byte classes above, by byte. */
+static const unsigned char tg_http1_class[256] = {
+    [0 ... '\r'] = TG_H1_STOP,   [':'] = TG_H1_COLON,
+    ['0' ... '9'] = TG_H1_TCHAR, ['A' ... 'Z'] = TG_H1_TCHAR,
+    ['a' ... 'z'] = TG_H1_TCHAR, ['!'] = TG_H1_TCHAR,
+    ['#'] = TG_H1_TCHAR,         ['$'] = TG_H1_TCHAR,
+    ['%'] = TG_H1_TCHAR,         ['&'] = TG_H1_TCHAR,
+    ['\''] = TG_H1_TCHAR,        ['*'] = TG_H1_TCHAR,
+    ['+'] = TG_H1_TCHAR,         ['-'] = TG_H1_TCHAR,
+    ['.'] = TG_H1_TCHAR,         ['^'] = TG_H1_TCHAR,
+    ['_'] = TG_H1_TCHAR,         ['`'] = TG_H1_TCHAR,
+    ['|'] = TG_H1_TCHAR,         ['~'] = TG_H1_TCHAR,
+};
 
 /* ---------------------------------------------------------------------- */
 /* The request                                                            */
@@ -679,59 +701,92 @@ tg_http1_line(tg__http1_t *p, const char *data, size_t len, size_t *i,
     /* The bytes this line may take with its LF. */
     size_t room = TG__HTTP1_HEADER_BYTES_MAX - p->header_bytes;
     int trailer = p->state == TG_H1_TRAILER;
-    size_t k = *i;
+    int full = p->header_lines >= TG__HTTP1_HEADER_LINES_MAX;
+    /* In locals while the loop runs: a store to p->line could alias
+     * p's other fields for the compiler, which would reload them for
+     * every byte. */
+    size_t line_len = p->line_len, text = p->line_text, colon = p->colon;
+    size_t k = *i, run, m;
+    char *keep = p->line;
+    unsigned char stop;
+    int cr = p->line_cr;
+    const char *why = NULL;
     unsigned char c;
+    tg_err_t err = TG_OK;
 
     while (k < len) {
+        /* A run of ordinary bytes (most of a head) in a tight loop: no
+         * line end, CR, NUL or first ':', and room left after them. */
+        if (!cr && (text != 0 || !full) && line_len + 1 < room) {
+            run = len - k < room - 1 - line_len ? len - k : room - 1 - line_len;
+            stop = colon == 0 ? TG_H1_STOP | TG_H1_COLON : TG_H1_STOP;
+            for (m = 0; m < run; m++) {
+                c = (unsigned char) data[k + m];
+                if ((tg_http1_class[c] & stop) != 0) {
+                    break;
+                }
+                if (text < TG__HTTP1_LINE_KEEP) {
+                    keep[text] = (char) c;
+                }
+                text++;
+            }
+            k += m;
+            line_len += m;
+            if (k == len) {
+                break;
+            }
+        }
         c = (unsigned char) data[k++];
         if (c == '\n') {
-            *i = k;
-            if (trailer && p->line_text == 0) {
+            if (trailer && text == 0) {
                 *complete = 1;
-                return TG_OK;
+            } else if (line_len + 1 > room || full) {
+                err = tg_http1_headers_too_large(diag);
+            } else {
+                p->header_bytes += line_len + 1;
+                p->header_lines++;
+                *complete = 1;
             }
-            if (p->line_len + 1 > room ||
-                p->header_lines >= TG__HTTP1_HEADER_LINES_MAX) {
-                return tg_http1_headers_too_large(diag);
-            }
-            p->header_bytes += p->line_len + 1;
-            p->header_lines++;
-            *complete = 1;
-            return TG_OK;
+            break;
         }
-        if (p->line_cr) {
-            *i = k;
-            return tg_http1_malformed(diag, "a CR without LF in the head");
+        if (cr) {
+            why = "a CR without LF in the head";
+            break;
         }
-        p->line_len++;
-        if (p->line_len >= room &&
-            !(c == '\r' && trailer && p->line_text == 0)) {
-            *i = k;
-            return tg_http1_headers_too_large(diag);
+        line_len++;
+        if (line_len >= room && !(c == '\r' && trailer && text == 0)) {
+            err = tg_http1_headers_too_large(diag);
+            break;
         }
         if (c == '\r') {
-            p->line_cr = 1;
+            cr = 1;
             continue;
         }
-        if (p->line_text == 0 &&
-            p->header_lines >= TG__HTTP1_HEADER_LINES_MAX) {
-            *i = k;
-            return tg_http1_headers_too_large(diag);
+        if (text == 0 && full) {
+            err = tg_http1_headers_too_large(diag);
+            break;
         }
         if (c == '\0') {
-            *i = k;
-            return tg_http1_malformed(diag, "a NUL byte in the head");
+            why = "a NUL byte in the head";
+            break;
         }
-        if (c == ':' && p->colon == 0) {
-            p->colon = p->line_text + 1;
+        if (c == ':' && colon == 0) {
+            colon = text + 1;
         }
-        if (p->line_text < TG__HTTP1_LINE_KEEP) {
-            p->line[p->line_text] = (char) c;
+        if (text < TG__HTTP1_LINE_KEEP) {
+            keep[text] = (char) c;
         }
-        p->line_text++;
+        text++;
     }
     *i = k;
-    return TG_OK;
+    p->line_len = line_len;
+    p->line_text = text;
+    p->colon = colon;
+    p->line_cr = cr;
+    if (why != NULL) {
+        err = tg_http1_malformed(diag, why);
+    }
+    return err;
 }
 
 static void
@@ -803,7 +858,7 @@ tg_http1_header_line(tg__http1_t *p, tg_diag_t *diag)
     }
     name_len = p->colon - 1;
     for (k = 0; k < name_len && k < n; k++) {
-        if (!tg_http1_is_tchar((unsigned char) s[k])) {
+        if ((tg_http1_class[(unsigned char) s[k]] & TG_H1_TCHAR) == 0) {
             return tg_http1_malformed(diag, "a header name with a bad byte");
         }
     }
@@ -1045,16 +1100,6 @@ tg_http1_reusable(const tg__http1_t *p)
         return 0;
     }
     return !p->head.http10 || p->head.conn_keepalive;
-}
-
-/* RFC 9110 token characters. */
-static int
-tg_http1_is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-           (c >= '0' && c <= '9') || c == '!' || c == '#' || c == '$' ||
-           c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' ||
-           c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
 }
 
 /* A hex digit's value, -1 for another byte (bit 5 set folds only A-F
