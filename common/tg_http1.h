@@ -11,12 +11,15 @@
  * error whichever transport met it (SECURITY.md section 6): the same
  * header caps, the same body cap and messages, the same "closed without
  * answering" before a status line.  Where libcurl is lenient about a
- * broken head (a Content-Length with junk, two lengths, a folded line) the
- * parser refuses it as a malformed answer.
+ * broken head (a Content-Length with junk, two lengths, a folded line, a
+ * head the close cuts before its blank line) the parser refuses it as a
+ * malformed or truncated answer (TG_PROTOCOL), and a status line that is
+ * not HTTP/1.x is TG_PROTOCOL where libcurl says HTTP/0.9 (TG_CONFIG).
  *
  * 1xx answers: 100, 102, 103 and the others are skipped, as libcurl and
  * RFC 9110 section 15.2 do, and the final answer after them is parsed; their
- * header lines count toward the caps.  A 101 is refused at once: we never
+ * header lines count toward the caps, and nothing else of them is kept
+ * (libcurl keeps their Content-Type).  A 101 is refused at once: we never
  * ask to switch protocols.
  */
 #ifndef TG_HTTP1_H
