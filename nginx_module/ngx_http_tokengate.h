@@ -209,6 +209,8 @@ typedef struct {
     ngx_atomic_t               logout[NGX_HTTP_TOKENGATE_LOGOUT_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
+    ngx_atomic_t               transfers[2];   /* nginx's, libcurl's */
+    ngx_atomic_t               connects;       /* nginx's new ones */
     ngx_atomic_t               backoff_refused;
     ngx_atomic_t               backoff_probes;
     ngx_atomic_t               shared[NGX_HTTP_TOKENGATE_SHARED_N];

@@ -94,6 +94,7 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
     CURLMcode                     mrc;
     tg_diag_t                     diag;
     ngx_uint_t                    http, native;
+    ngx_http_tokengate_stats_t   *st;
     ngx_http_tokengate_handle_t  *h;
 
     http = (req->url != NULL
@@ -102,10 +103,9 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
 
     native = (tlcf->peer != NULL);
 
-    h = ngx_http_tokengate_handle_get(tlcf, http, native,
-                                      ngx_http_tokengate_get_stats(
-                                          ctx->request),
-                                      log);
+    st = ngx_http_tokengate_get_stats(ctx->request);
+
+    h = ngx_http_tokengate_handle_get(tlcf, http, native, st, log);
     if (h == NULL) {
         tg_request_clear(req);
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -118,6 +118,10 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
 
     h->ctx = ctx;
     ctx->handle = h;
+
+    if (st != NULL) {
+        (void) ngx_atomic_fetch_add(&st->transfers[native ? 0 : 1], 1);
+    }
 
     if (native) {
         if (ngx_http_tokengate_peer_start(h) != NGX_OK) {

@@ -231,8 +231,8 @@ ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h)
         return NGX_ERROR;
     }
 
-    tg__http1_init(&h->in, h->cu.cfg->max_response_bytes > 0
-                           ? (size_t) h->cu.cfg->max_response_bytes : 0, 0);
+    tg__http1_init(&h->in, h->tg->max_response_bytes > 0
+                           ? (size_t) h->tg->max_response_bytes : 0, 0);
 
     h->out_sent = 0;
     h->started = ngx_current_msec;
@@ -295,11 +295,12 @@ ngx_http_tokengate_peer_next(ngx_http_tokengate_handle_t *h)
 static void
 ngx_http_tokengate_peer_connect(ngx_http_tokengate_handle_t *h)
 {
-    ngx_int_t               rc;
-    ngx_err_t               err;
-    ngx_addr_t             *addr;
-    ngx_connection_t       *c;
-    ngx_peer_connection_t   pc;
+    ngx_int_t                    rc;
+    ngx_err_t                    err;
+    ngx_addr_t                  *addr;
+    ngx_connection_t            *c;
+    ngx_peer_connection_t        pc;
+    ngx_http_tokengate_stats_t  *st;
 
     h->reused = 0;
 
@@ -344,6 +345,12 @@ ngx_http_tokengate_peer_connect(ngx_http_tokengate_handle_t *h)
 
     c = pc.connection;
     h->conn = c;
+
+    st = ngx_http_tokengate_get_stats(NULL);
+
+    if (st != NULL) {
+        (void) ngx_atomic_fetch_add(&st->connects, 1);
+    }
 
     c->data = h;
     c->read->handler = ngx_http_tokengate_peer_read;
@@ -578,8 +585,6 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
         return;
     }
 
-    tg_diag_clear(&diag);
-
     for ( ;; ) {
         ngx_set_socket_errno(0);
 
@@ -638,6 +643,8 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
                 return;
             }
 
+            tg_diag_clear(&diag);
+
             err = tg__http1_eof(&h->in, &diag);
 
             if (err != TG_OK) {
@@ -649,6 +656,8 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
             ngx_http_tokengate_peer_done(h);
             return;
         }
+
+        tg_diag_clear(&diag);
 
         err = tg__http1_parse(&h->in, (char *) ngx_http_tokengate_rbuf,
                               (size_t) n, &used, &diag);
@@ -722,13 +731,15 @@ ngx_http_tokengate_peer_deadline(ngx_event_t *ev)
 
     if (h->waiting || h->connecting) {
         ngx_http_tokengate_peer_fail(h, TG_TIMEOUT,
-                                     "could not connect within %.1f s",
+                                     "could not connect within %.1f s "
+                                     "(timed out)",
                                      (double) ngx_min(h->connect_timeout,
                                                       h->timeout) / 1000.0);
         return;
     }
 
-    ngx_http_tokengate_peer_fail(h, TG_TIMEOUT, "no answer within %.1f s",
+    ngx_http_tokengate_peer_fail(h, TG_TIMEOUT,
+                                 "no answer within %.1f s (timed out)",
                                  (double) h->timeout / 1000.0);
 }
 
@@ -790,7 +801,7 @@ ngx_http_tokengate_peer_done(ngx_http_tokengate_handle_t *h)
         ngx_http_tokengate_peer_leave();
     }
 
-    tg__http1_response(&h->in, &resp, h->cu.cfg->retry_after_max);
+    tg__http1_response(&h->in, &resp, h->tg->retry_after_max);
 
     tg_diag_clear(&diag);
 

@@ -10,8 +10,10 @@ each of tokengate.conf's trust settings, and, for every TLS fault, the same
 error name as the CLI gives for the same server.
 """
 import socket
+import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -27,7 +29,9 @@ def status_json(nginx):
     return json.loads(nginx.get("/status").body)
 
 
-def site(nginx, conf, extra=""):
+def site(nginx, conf, extra="", start=True):
+    """/p/ behind tokengate with conf (extra inside), and /status; nginx
+    started unless start is false."""
     nginx.server(f"""
         location = /status {{ tokengate_status; }}
         location /p/ {{
@@ -38,7 +42,7 @@ def site(nginx, conf, extra=""):
 {extra}
         }}
 """)
-    return nginx.start()
+    return nginx.start() if start else nginx
 
 
 def test_validations_share_one_kept_connection(tmp_path, devserver, nginx):
@@ -57,6 +61,36 @@ def test_validations_share_one_kept_connection(tmp_path, devserver, nginx):
     assert r.status == 401
     c = devserver.counters()
     assert c["validate"] == 31 and c["connections"] == 1, c
+    st = status_json(nginx)
+    assert st["transfers"] == {"nginx": 31, "libcurl": 0}, st
+    assert st["connections"] == 1, st
+
+
+def test_a_proxy_keeps_libcurl(tmp_path, devserver, nginx):
+    """A tokengate.conf naming a proxy: that location's calls go through
+    libcurl (the proxy here refuses, so 503), the others' through nginx."""
+    from conftest import free_port
+    conf = write_tg_conf(tmp_path, API, devserver.url)
+    proxied = write_tg_conf(tmp_path, API, devserver.url,
+                            proxy=f"http://127.0.0.1:{free_port()}")
+    nginx.server(f"""
+        location = /status {{ tokengate_status; }}
+        tokengate_backoff off;
+        location /p/ {{ alias {nginx.html}/; tokengate "api";
+                       tokengate_config {conf}; }}
+        location /proxied/ {{ alias {nginx.html}/; tokengate "api";
+                             tokengate_config {proxied}; }}
+""")
+    nginx.start()
+    tok = fetch_token(devserver, API)
+    assert nginx.get("/p/index.html", tok).status == 200
+    assert nginx.get("/proxied/index.html", tok).status == 503
+    assert "err=TG_UNAVAILABLE" in nginx.logs()
+    st = status_json(nginx)
+    assert st["transfers"] == {"nginx": 1, "libcurl": 1}, st
+    prom = nginx.get("/status?format=prometheus").body.decode()
+    assert 'tokengate_transfers_total{transport="libcurl"} 1' in prom
+    assert "tokengate_connections_total 1" in prom
 
 
 class OneShotRelay:
@@ -176,6 +210,62 @@ def test_a_name_is_resolved_when_nginx_starts(tmp_path, devserver, nginx):
             r.header("X-TG-Email") == "alice@example.com", r
 
 
+def no_dns(tmp_path):
+    """A command prefix that runs a process in a private mount namespace
+    whose /etc/resolv.conf is empty: the resolver then asks 127.0.0.1:53
+    only, where nothing listens, so no name outside /etc/hosts resolves and
+    nothing leaves the machine.  None when this host cannot do it."""
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c",
+                            f"mount --bind {empty} /etc/resolv.conf"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        return None
+    return ["unshare", "-m", "sh", "-c",
+            f'mount --bind {empty} /etc/resolv.conf && exec "$0" "$@"']
+
+
+def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
+        tmp_path, nginx):
+    """tokengate_url's host does not resolve when nginx starts: nginx -t
+    warns and starts, and that location's calls go through libcurl, which
+    tries to resolve it for each new connection (here it never does: 503,
+    TG_UNAVAILABLE)."""
+    from nginxlib import NGINX, nginx_env
+    prefix = no_dns(tmp_path)
+    if prefix is None:
+        pytest.skip("no private mount namespace here (unshare -m)")
+    # never started outside the namespace: its resolver must not be asked
+    site(nginx, write_tg_conf(tmp_path, API,
+                              "https://tokengate-test-host.invalid:8443"),
+         "            tokengate_backoff off;", start=False)
+    res = subprocess.run(prefix + [NGINX, "-t", "-p", str(nginx.dir), "-c",
+                                   str(nginx.conf)],
+                         capture_output=True, text=True, env=nginx_env(),
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "tokengate-test-host.invalid:8443\" cannot be resolved now" \
+        in res.stderr, res.stderr
+    assert "go through libcurl" in res.stderr
+    nginx.proc = subprocess.Popen(
+        prefix + [NGINX, "-p", str(nginx.dir), "-c", str(nginx.conf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(nginx.dir / "stderr.log", "wb"), env=nginx_env())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", nginx.port), 0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    r = nginx.get("/p/index.html", "some-token-0123456789abcdef")
+    assert r.status == 503, r
+    assert "err=TG_UNAVAILABLE" in nginx.logs()
+    assert "cannot resolve" in nginx.logs()
+    assert status_json(nginx)["transfers"] == {"nginx": 0, "libcurl": 1}
+
+
 def test_kept_connections_do_not_hold_a_quitting_worker(tmp_path,
                                                         devserver, nginx):
     """nginx -s quit with kept connections to the auth server: the worker
@@ -268,16 +358,14 @@ def test_tls_trust_and_faults_as_the_cli(row, tmp_path, devserver_factory,
     cert, keys, host, err = TLS[row]
     if cert is None:
         srv = devserver_factory()
-        with monkeypatch.context():
-            tok = fetch_token(srv, API)
+        tok = fetch_token(srv, API)
         url = srv.url.replace("http://", "https://")
     else:
         srv = devserver_factory("--tls-cert", pki / f"{cert}.pem",
                                 "--tls-key", pki / f"{cert}.key")
         with monkeypatch.context() as m:      # urllib in fetch_token only
-            m.setenv("SSL_CERT_FILE", str(pki / "ca.pem"))
-            if cert == "self":
-                m.setenv("SSL_CERT_FILE", str(pki / "self.pem"))
+            m.setattr(ssl, "_create_default_https_context",
+                      ssl._create_unverified_context)
             tok = fetch_token(srv, API)
         url = srv.url.replace("127.0.0.1", host)
     extra = keys(pki)
@@ -296,6 +384,7 @@ def test_tls_trust_and_faults_as_the_cli(row, tmp_path, devserver_factory,
     if err is None:
         assert "err=TG_" not in logs, logs[-2000:]
         assert c["validate"] == 2 and c["connections"] == 1, c
+        assert status_json(nginx)["transfers"]["libcurl"] == 0
         return
     assert f"err={err}" in logs, logs[-2000:]
     assert c["validate"] == 0, c
