@@ -125,41 +125,41 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
 
     if (native) {
         if (ngx_http_tokengate_peer_start(h) != NGX_OK) {
-            ctx->handle = NULL;
-            ngx_http_tokengate_handle_put(h, 1);
-            return NGX_ERROR;
+            goto failed;
         }
 
-        ctx->sent_at = ngx_time();
-        ctx->done = 0;
+    } else {
+        tg_diag_clear(&diag);
 
-        return NGX_OK;
-    }
+        if (tg__curl_request(&h->cu, &h->req, &diag) != TG_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tokengate: cannot set up the transfer");
+            goto failed;
+        }
 
-    tg_diag_clear(&diag);
-
-    if (tg__curl_request(&h->cu, &h->req, &diag) != TG_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: cannot set up the transfer");
-        ctx->handle = NULL;
-        ngx_http_tokengate_handle_put(h, 0);
-        return NGX_ERROR;
-    }
-
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->cu.easy);
-    if (mrc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(mrc));
-        ctx->handle = NULL;
-        ngx_http_tokengate_handle_put(h, 0);
-        return NGX_ERROR;
+        mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->cu.easy);
+        if (mrc != CURLM_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tokengate: curl_multi_add_handle() failed: %s",
+                          curl_multi_strerror(mrc));
+            goto failed;
+        }
     }
 
     ctx->sent_at = ngx_time();
     ctx->done = 0;
 
     return NGX_OK;
+
+failed:
+
+    /* the request is wiped with the handle; a handle curl may have seen
+     * is not kept */
+
+    ctx->handle = NULL;
+    ngx_http_tokengate_handle_put(h, native);
+
+    return NGX_ERROR;
 }
 
 
@@ -200,42 +200,9 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
         ngx_http_tokengate_handles_cycle = ngx_cycle;
     }
 
-    if (native) {
-        if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
-            q = ngx_queue_head(&ngx_http_tokengate_handles);
-            ngx_queue_remove(q);
-            ngx_http_tokengate_nhandles--;
-
-            h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
-
-            if (st != NULL) {
-                (void) ngx_atomic_fetch_add(&st->handles_reused, 1);
-            }
-
-        } else {
-            h = ngx_calloc(sizeof(ngx_http_tokengate_handle_t), log);
-            if (h == NULL) {
-                return NULL;
-            }
-
-            h->cycle = ngx_cycle;
-
-            if (st != NULL) {
-                (void) ngx_atomic_fetch_add(&st->handles_created, 1);
-            }
-        }
-
-        h->native = 1;
-        h->peer = tlcf->peer;
-        h->tg = tlcf->tg;
-        h->timeout = (ngx_msec_t) timeout;
-        h->connect_timeout = (ngx_msec_t) connect_timeout;
-
-        return h;
-    }
-
     for (q = ngx_queue_head(&ngx_http_tokengate_handles), i = 0;
-         q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
+         !native
+         && q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
          && i < NGX_HTTP_TOKENGATE_HANDLES_SCAN;
          q = ngx_queue_next(q), i++)
     {
@@ -257,28 +224,15 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
         }
     }
 
-    if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
-        /* none fits: the first one gets this location's options */
+    /* none fits (or its options do not matter): the first idle one, or a
+     * new one */
 
+    if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
         q = ngx_queue_head(&ngx_http_tokengate_handles);
         ngx_queue_remove(q);
         ngx_http_tokengate_nhandles--;
 
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
-
-        h->ready = 0;
-
-        if (h->cu.easy != NULL) {
-            curl_easy_reset(h->cu.easy);
-
-        } else {
-            /* it served nginx's own connections only */
-            h->cu.easy = curl_easy_init();
-            if (h->cu.easy == NULL) {
-                ngx_http_tokengate_handle_free(h);
-                return NULL;
-            }
-        }
 
         if (st != NULL) {
             (void) ngx_atomic_fetch_add(&st->handles_reused, 1);
@@ -290,14 +244,35 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
             return NULL;
         }
 
-        h->cu.easy = curl_easy_init();
-        if (h->cu.easy == NULL) {
-            ngx_free(h);
-            return NULL;
-        }
-
         if (st != NULL) {
             (void) ngx_atomic_fetch_add(&st->handles_created, 1);
+        }
+    }
+
+    h->cycle = ngx_cycle;
+
+    if (native) {
+        /* only its buffers serve: its curl options stay as they are */
+
+        h->native = 1;
+        h->peer = tlcf->peer;
+        h->tg = tlcf->tg;
+        h->timeout = (ngx_msec_t) timeout;
+        h->connect_timeout = (ngx_msec_t) connect_timeout;
+
+        return h;
+    }
+
+    h->ready = 0;
+
+    if (h->cu.easy != NULL) {
+        curl_easy_reset(h->cu.easy);
+
+    } else {
+        h->cu.easy = curl_easy_init();
+        if (h->cu.easy == NULL) {
+            ngx_http_tokengate_handle_free(h);
+            return NULL;
         }
     }
 

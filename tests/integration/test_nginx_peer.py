@@ -18,31 +18,10 @@ import time
 import pytest
 
 from conftest import Cli, fetch_token
-from nginxlib import protected, write_tg_conf
+from nginxlib import status_json, status_site as site, write_tg_conf
 from pamlib import make_pki
 
 API = "insight"
-
-
-def status_json(nginx):
-    import json
-    return json.loads(nginx.get("/status").body)
-
-
-def site(nginx, conf, extra="", start=True):
-    """/p/ behind tokengate with conf (extra inside), and /status; nginx
-    started unless start is false."""
-    nginx.server(f"""
-        location = /status {{ tokengate_status; }}
-        location /p/ {{
-            alias {nginx.html}/;
-            tokengate "api";
-            tokengate_config {conf};
-            add_header X-TG-Email $tokengate_email always;
-{extra}
-        }}
-""")
-    return nginx.start() if start else nginx
 
 
 def test_validations_share_one_kept_connection(tmp_path, devserver, nginx):
@@ -281,28 +260,16 @@ def test_kept_connections_do_not_hold_a_quitting_worker(tmp_path,
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = make_pki(tmp_path_factory.mktemp("pki"))
-
-    def ossl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True,
-                       capture_output=True)
-
-    for name, san in (("wrongname", "DNS:other.example"),
-                      ("localhost", "DNS:localhost")):
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout",
-             f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
-             "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-             "-extfile", f"{name}.ext")
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-         "self.key", "-out", "self.pem", "-days", "2", "-subj",
-         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
-    ossl("x509", "-in", "good.pem", "-pubkey", "-noout", "-out",
-         "good.pub")
+    d = make_pki(tmp_path_factory.mktemp("pki"),
+                 [("wrongname", "DNS:other.example"),
+                  ("localhost", "DNS:localhost")], self_signed=True)
+    subprocess.run(["openssl", "x509", "-in", "good.pem", "-pubkey",
+                    "-noout", "-out", "good.pub"], cwd=d, check=True,
+                   capture_output=True)
     (d / "capath").mkdir()
     (d / "capath" / "ca.pem").write_bytes((d / "ca.pem").read_bytes())
-    ossl("rehash", str(d / "capath"))
+    subprocess.run(["openssl", "rehash", str(d / "capath")], check=True,
+                   capture_output=True)
     return d
 
 
