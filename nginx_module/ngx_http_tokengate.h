@@ -503,7 +503,8 @@ void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
 void ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
     tg_identity_t *id, tg_diag_t *diag, long retry_after);
 void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id,
+    ngx_uint_t pooled);
 ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 
@@ -512,9 +513,13 @@ extern ngx_str_t          ngx_http_tokengate_results[];
 /* ngx_http_tokengate_token.c: credentials in, identity out */
 ngx_int_t ngx_http_tokengate_get_token(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+ngx_int_t ngx_http_tokengate_find_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+ngx_int_t ngx_http_tokengate_check_token(ngx_http_request_t *r,
+    ngx_str_t *token);
 char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
 ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id, ngx_uint_t pooled);
 ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_tokengate_conf.c: configuration */
