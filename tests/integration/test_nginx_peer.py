@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Cli, fetch_token
+from conftest import Cli, fetch_token, open_black_hole
 from nginxlib import status_json, status_site as site, write_tg_conf
 from pamlib import make_pki
 
@@ -269,19 +269,8 @@ def test_an_address_that_never_answers_leaves_time_for_the_next(
                            capture_output=True, text=True).stdout.split()
     first = order[0]
     second = "127.0.0.3" if first == "127.0.0.2" else "127.0.0.2"
-    hole = socket.socket()
-    hole.bind((first, 0))
-    hole.listen(0)
-    port = hole.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        f = socket.socket()
-        f.setblocking(False)
-        try:
-            f.connect((first, port))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
+    hole = open_black_hole(first)
+    port = hole[0].getsockname()[1]
     try:
         srv = devserver_factory("--listen", f"{second}:{port}")
         tok = fetch_token(srv, API)
@@ -296,9 +285,8 @@ def test_an_address_that_never_answers_leaves_time_for_the_next(
         assert r.status == 200, (r, nginx.logs()[-2000:])
         assert srv.counters()["validate"] == 1
     finally:
-        for f in fillers:
+        for f in hole:
             f.close()
-        hole.close()
 
 
 def test_kept_connections_do_not_hold_a_quitting_worker(tmp_path,
