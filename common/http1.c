@@ -614,6 +614,14 @@ tg__http1_reset(tg__http1_t *p, size_t keep)
 }
 
 void
+tg__http1_reuse(tg__http1_t *p, size_t body_max, int want_date)
+{
+    tg__http1_reset(p, (size_t) -1);
+    p->body_max = body_max;
+    p->want_date = want_date != 0;
+}
+
+void
 tg__http1_free(tg__http1_t *p)
 {
     tg_secret_free_len(p->body, p->body_cap);

@@ -166,6 +166,11 @@ void tg__http1_response(const tg__http1_t *p, tg_response_t *resp,
  * buffer kept when it is at most keep bytes, else freed. */
 void tg__http1_reset(tg__http1_t *p, size_t keep);
 
+/* Ready p (zeroed, or used: a kept connection's or a kept transfer's) for
+ * a first answer with these limits, as tg__http1_init, keeping the body
+ * buffer p holds (wiped): no allocation for the next answer. */
+void tg__http1_reuse(tg__http1_t *p, size_t body_max, int want_date);
+
 /* Wipe and free everything; p is left zeroed. */
 void tg__http1_free(tg__http1_t *p);
 

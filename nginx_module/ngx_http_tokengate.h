@@ -226,7 +226,15 @@ typedef struct {
     ngx_array_t               *shared_servers;  /* redis.c's, by URL */
     ngx_array_t               *shared_pairs;    /* redis.c's, see there */
     ngx_array_t               *shared_backoffs; /* redis.c's, see there */
+    ngx_array_t               *peers;           /* peer.c's, by tg */
 } ngx_http_tokengate_main_conf_t;
+
+/* A tokengate.conf and its server on nginx's own connections (NULL: the
+ * calls go through libcurl). */
+typedef struct {
+    tg_config_t                *tg;
+    ngx_http_tokengate_peer_t  *peer;
+} ngx_http_tokengate_tg_peer_t;
 
 
 struct ngx_http_tokengate_loc_conf_s {
@@ -348,7 +356,9 @@ typedef struct {
     tg__http1_t                in;
     ngx_event_t                deadline;
     ngx_queue_t                wait;
+    size_t                     read;           /* bytes of the answer */
     ngx_msec_t                 started;
+    ngx_msec_t                 connect_by;
     ngx_msec_t                 timeout;
     ngx_msec_t                 connect_timeout;
     ngx_uint_t                 addr;
@@ -557,7 +567,7 @@ extern CURLM             *ngx_http_tokengate_multi;
 
 /* ngx_http_tokengate_peer.c: transfers on nginx's own connections */
 char *ngx_http_tokengate_peer_conf(ngx_conf_t *cf,
-    ngx_http_tokengate_loc_conf_t *conf, ngx_http_tokengate_loc_conf_t *prev);
+    ngx_http_tokengate_loc_conf_t *conf);
 ngx_int_t ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h);
 void ngx_http_tokengate_peer_stop(ngx_http_tokengate_handle_t *h);
 ngx_int_t ngx_http_tokengate_peer_init_process(ngx_cycle_t *cycle);

@@ -41,6 +41,14 @@
 /* One read's buffer: a validation's answer is well under a kilobyte. */
 #define NGX_HTTP_TOKENGATE_PEER_READ       16384
 
+/* Bytes one read event takes before it lets other events run. */
+#define NGX_HTTP_TOKENGATE_PEER_SLICE      262144
+
+/* Bytes an answer may take on the wire: the head, the body, and as much
+ * again (and some) for chunk framing. */
+#define NGX_HTTP_TOKENGATE_PEER_WIRE(body_max)                               \
+    (TG__HTTP1_HEADER_BYTES_MAX + 2 * (body_max) + 65536)
+
 
 /* A kept connection: the record outlives nothing it points to but the
  * connection (peer and cycle are compared, never followed). */
@@ -56,8 +64,11 @@ static void ngx_http_tokengate_peer_next(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_peer_connect(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_peer_connected(ngx_event_t *wev);
 static void ngx_http_tokengate_peer_ready(ngx_http_tokengate_handle_t *h);
+static void ngx_http_tokengate_peer_arm(ngx_http_tokengate_handle_t *h,
+    ngx_uint_t connecting);
 static void ngx_http_tokengate_peer_write(ngx_event_t *wev);
 static void ngx_http_tokengate_peer_read(ngx_event_t *rev);
+static ngx_uint_t ngx_http_tokengate_peer_clean_end(ngx_connection_t *c);
 static void ngx_http_tokengate_peer_deadline(ngx_event_t *ev);
 static void ngx_http_tokengate_peer_fail(ngx_http_tokengate_handle_t *h,
     tg_err_t err, const char *fmt, ...);
@@ -70,11 +81,13 @@ static void ngx_http_tokengate_peer_keep(ngx_connection_t *c,
     ngx_http_tokengate_peer_t *peer);
 static ngx_connection_t *ngx_http_tokengate_peer_kept(
     ngx_http_tokengate_peer_t *peer);
+static ngx_uint_t ngx_http_tokengate_peer_usable(ngx_connection_t *c);
 static void ngx_http_tokengate_peer_idle(ngx_event_t *ev);
 static void ngx_http_tokengate_peer_dummy(ngx_event_t *ev);
 static void ngx_http_tokengate_peer_close(ngx_connection_t *c);
-static void ngx_http_tokengate_peer_leave(void);
+static void ngx_http_tokengate_peer_leave(ngx_http_tokengate_handle_t *h);
 static void ngx_http_tokengate_peer_wake(ngx_event_t *ev);
+static void ngx_http_tokengate_peer_drop(ngx_queue_t *queue);
 #if (NGX_SSL)
 static ngx_int_t ngx_http_tokengate_peer_ssl(ngx_conf_t *cf,
     ngx_http_tokengate_peer_t *peer, tg_config_t *tg);
@@ -87,11 +100,13 @@ static ngx_int_t ngx_http_tokengate_peer_pins(ngx_conf_t *cf,
 
 
 /* Per worker: kept connections (most recently used first), the transfers
- * waiting for a connection, and how many connections transfers hold. */
+ * waiting for a connection and those holding one, and how many connections
+ * transfers hold. */
 static ngx_queue_t   ngx_http_tokengate_kept;
 static ngx_queue_t   ngx_http_tokengate_kept_free;
 static ngx_uint_t    ngx_http_tokengate_nkept;
 static ngx_queue_t   ngx_http_tokengate_waiting;
+static ngx_queue_t   ngx_http_tokengate_running;
 static ngx_uint_t    ngx_http_tokengate_busy;
 static ngx_uint_t    ngx_http_tokengate_busy_max;
 static ngx_event_t   ngx_http_tokengate_wake_ev;
@@ -107,20 +122,47 @@ static u_char        ngx_http_tokengate_rbuf[NGX_HTTP_TOKENGATE_PEER_READ];
  */
 char *
 ngx_http_tokengate_peer_conf(ngx_conf_t *cf,
-    ngx_http_tokengate_loc_conf_t *conf, ngx_http_tokengate_loc_conf_t *prev)
+    ngx_http_tokengate_loc_conf_t *conf)
 {
-    u_char                     *p, *last, *host;
-    ngx_url_t                   u;
-    ngx_uint_t                  https;
-    tg_config_t                *tg;
-    ngx_http_tokengate_peer_t  *peer;
+    u_char                          *p, *last, *host;
+    ngx_url_t                        u;
+    ngx_uint_t                       i, https;
+    tg_config_t                     *tg;
+    ngx_http_tokengate_peer_t       *peer;
+    ngx_http_tokengate_tg_peer_t    *known;
+    ngx_http_tokengate_main_conf_t  *tmcf;
 
     tg = conf->tg;
 
-    if (tg == prev->tg && prev->peer != NGX_CONF_UNSET_PTR) {
-        conf->peer = prev->peer;
-        return NGX_CONF_OK;
+    /* one peer per tokengate.conf: resolved and given a TLS context
+     * once, its connections kept for every location using it */
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tokengate_module);
+
+    if (tmcf->peers == NULL) {
+        tmcf->peers = ngx_array_create(cf->pool, 4,
+                                       sizeof(ngx_http_tokengate_tg_peer_t));
+        if (tmcf->peers == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
+
+    known = tmcf->peers->elts;
+
+    for (i = 0; i < tmcf->peers->nelts; i++) {
+        if (known[i].tg == tg) {
+            conf->peer = known[i].peer;
+            return NGX_CONF_OK;
+        }
+    }
+
+    known = ngx_array_push(tmcf->peers);
+    if (known == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    known->tg = tg;
+    known->peer = NULL;
 
     conf->peer = NULL;
 
@@ -205,6 +247,7 @@ ngx_http_tokengate_peer_conf(ngx_conf_t *cf,
 #endif
 
     conf->peer = peer;
+    known->peer = peer;
 
     return NGX_CONF_OK;
 }
@@ -231,25 +274,28 @@ ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h)
         return NGX_ERROR;
     }
 
-    tg__http1_init(&h->in, h->tg->max_response_bytes > 0
-                           ? (size_t) h->tg->max_response_bytes : 0, 0);
+    /* the buffer a kept handle holds serves again */
+
+    tg__http1_reuse(&h->in, h->tg->max_response_bytes > 0
+                            ? (size_t) h->tg->max_response_bytes : 0, 0);
 
     h->out_sent = 0;
+    h->read = 0;
     h->started = ngx_current_msec;
     h->addr = 0;
     h->sent = 0;
     h->retried = 0;
     h->reused = 0;
     h->connecting = 0;
+    h->keep = 0;
+
+    /* debug logging reads a timer's data as a connection */
 
     h->deadline.handler = ngx_http_tokengate_peer_deadline;
-    h->deadline.data = h;
+    h->deadline.data = &ngx_http_tokengate_wake_conn;
     h->deadline.log = ngx_cycle->log;
 
-    /* until connected, the first of the two limits; then the whole
-     * transfer's */
-
-    ngx_add_timer(&h->deadline, ngx_min(h->connect_timeout, h->timeout));
+    ngx_http_tokengate_peer_arm(h, 1);
 
     /* it starts from a posted event, never inside its caller (which may
      * be another transfer's end): a connect that fails at once must not
@@ -298,6 +344,7 @@ ngx_http_tokengate_peer_connect(ngx_http_tokengate_handle_t *h)
     ngx_int_t                    rc;
     ngx_err_t                    err;
     ngx_addr_t                  *addr;
+    ngx_msec_int_t               share;
     ngx_connection_t            *c;
     ngx_peer_connection_t        pc;
     ngx_http_tokengate_stats_t  *st;
@@ -368,6 +415,15 @@ ngx_http_tokengate_peer_connect(ngx_http_tokengate_handle_t *h)
     h->connecting = 1;
 
     if (rc == NGX_AGAIN) {
+        if (h->addr < h->peer->naddrs) {
+            /* more addresses: this one gets its share of the time left
+             * to connect, as libcurl gives each address of a name */
+            share = (ngx_msec_int_t) (h->connect_by - ngx_current_msec)
+                    / (ngx_msec_int_t) (h->peer->naddrs - h->addr + 1);
+
+            ngx_add_timer(c->write, (ngx_msec_t) ngx_max(share, 1));
+        }
+
         return;
     }
 
@@ -391,8 +447,18 @@ ngx_http_tokengate_peer_connected(ngx_event_t *wev)
     err = 0;
     len = sizeof(int);
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+    if (wev->timedout) {
+        /* this address's share of the time is over */
+        err = NGX_ETIMEDOUT;
+
+    } else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+               == -1)
+    {
         err = ngx_socket_errno;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
     }
 
     if (err) {
@@ -412,14 +478,18 @@ ngx_http_tokengate_peer_connected(ngx_event_t *wev)
     if (h->peer->https) {
         ngx_int_t  rc;
 
-        if (ngx_ssl_create_connection(h->peer->ssl, c,
-                                      NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        if (ngx_ssl_create_connection(h->peer->ssl, c, NGX_SSL_CLIENT)
             != NGX_OK)
         {
             ngx_http_tokengate_peer_fail(h, TG_TLS, "TLS failure: cannot "
                                          "set up a TLS connection");
             return;
         }
+
+        /* the certificate is checked once, after the handshake: a server
+         * must not present another one later */
+
+        SSL_set_options(c->ssl->connection, SSL_OP_NO_RENEGOTIATION);
 
         if (!h->peer->ip
             && SSL_set_tlsext_host_name(c->ssl->connection,
@@ -489,17 +559,38 @@ ngx_http_tokengate_peer_handshaked(ngx_connection_t *c)
 static void
 ngx_http_tokengate_peer_ready(ngx_http_tokengate_handle_t *h)
 {
+    ngx_http_tokengate_peer_arm(h, 0);
+
+    ngx_http_tokengate_peer_write(h->conn->write);
+}
+
+
+/*
+ * The deadline: while (re)connecting, connect_timeout from the start of
+ * the connection, within the whole call's timeout; then what is left of
+ * the whole call's.  Re-armed from scratch (ngx_add_timer keeps a timer
+ * that moves by less than NGX_TIMER_LAZY_DELAY).
+ */
+static void
+ngx_http_tokengate_peer_arm(ngx_http_tokengate_handle_t *h,
+    ngx_uint_t connecting)
+{
     ngx_msec_int_t  left;
 
     left = (ngx_msec_int_t) (h->started + h->timeout - ngx_current_msec);
 
-    if (left <= 0) {
-        left = 1;
+    if (connecting) {
+        h->connect_by = ngx_current_msec
+                        + ngx_min((ngx_msec_int_t) h->connect_timeout,
+                                  ngx_max(left, 0));
+        left = (ngx_msec_int_t) (h->connect_by - ngx_current_msec);
     }
 
-    ngx_add_timer(&h->deadline, (ngx_msec_t) left);
+    if (h->deadline.timer_set) {
+        ngx_del_timer(&h->deadline);
+    }
 
-    ngx_http_tokengate_peer_write(h->conn->write);
+    ngx_add_timer(&h->deadline, (ngx_msec_t) ngx_max(left, 1));
 }
 
 
@@ -535,6 +626,16 @@ ngx_http_tokengate_peer_write(ngx_event_t *wev)
                 return;
             }
 
+            if (c->ssl) {
+                /* libcurl names TLS for any failure on a TLS connection
+                 * before an answer (curl_error.c) */
+                ngx_http_tokengate_peer_fail(h, TG_TLS, "TLS failure: "
+                                             "cannot send the request: %s",
+                                             e ? strerror(e)
+                                               : "connection closed");
+                return;
+            }
+
             ngx_http_tokengate_peer_fail(h, TG_UNAVAILABLE,
                                          "cannot send the request: %s",
                                          e ? strerror(e)
@@ -562,6 +663,12 @@ ngx_http_tokengate_peer_write(ngx_event_t *wev)
 
     wev->handler = ngx_http_tokengate_peer_dummy;
 
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_tokengate_peer_fail(h, TG_UNAVAILABLE,
+                                     "cannot wait for the answer");
+        return;
+    }
+
     ngx_http_tokengate_peer_read(c->read);
 }
 
@@ -569,7 +676,7 @@ ngx_http_tokengate_peer_write(ngx_event_t *wev)
 static void
 ngx_http_tokengate_peer_read(ngx_event_t *rev)
 {
-    size_t                        used;
+    size_t                        used, slice;
     ssize_t                       n;
     tg_err_t                      err;
     ngx_err_t                     e;
@@ -580,12 +687,27 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
     c = rev->data;
     h = c->data;
 
+    if (c->close) {
+        /* nginx is shutting down and its time for that is over */
+        ngx_http_tokengate_peer_fail(h, TG_UNAVAILABLE,
+                                     "nginx is shutting down");
+        return;
+    }
+
     if (!h->sent) {
         /* an early answer is read once the request is out */
         return;
     }
 
-    for ( ;; ) {
+    for (slice = 0; /* void */; slice += n) {
+
+        if (slice >= NGX_HTTP_TOKENGATE_PEER_SLICE) {
+            /* a fast server does not keep the worker from its other
+             * events: the rest is read on the next turn of the loop */
+            ngx_post_event(rev, &ngx_posted_next_events);
+            return;
+        }
+
         ngx_set_socket_errno(0);
 
         n = c->recv(c, ngx_http_tokengate_rbuf,
@@ -600,6 +722,11 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
             return;
         }
 
+        if (n == 0 && !ngx_http_tokengate_peer_clean_end(c)) {
+            /* a TLS connection reset: broken, not ended */
+            n = NGX_ERROR;
+        }
+
         if (n == NGX_ERROR) {
             e = ngx_socket_errno;
 
@@ -609,18 +736,18 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
                 return;
             }
 
-#if (NGX_SSL)
-            if (c->ssl && e == 0 && !tg__http1_status_seen(&h->in)) {
-                /* no system error: TLS itself (an unclean shutdown, an
-                 * alert), as libcurl's errors say it */
-                ngx_http_tokengate_peer_fail(h, TG_TLS, "TLS failure: the "
-                                             "connection broke before an "
-                                             "answer");
-                return;
-            }
-#endif
-
             if (!tg__http1_status_seen(&h->in)) {
+                if (c->ssl) {
+                    /* libcurl names TLS for any failure on a TLS
+                     * connection before an answer (curl_error.c) */
+                    ngx_http_tokengate_peer_fail(h, TG_TLS, "TLS failure: "
+                                                 "the connection broke "
+                                                 "before an answer: %s",
+                                                 e ? strerror(e)
+                                                   : "no close_notify");
+                    return;
+                }
+
                 ngx_http_tokengate_peer_fail(h, TG_UNAVAILABLE,
                                              "connection broken before an "
                                              "answer: %s",
@@ -632,7 +759,9 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
             ngx_http_tokengate_peer_fail(h, TG_PROTOCOL,
                                          "connection broken while reading "
                                          "the answer: %s",
-                                         e ? strerror(e) : "receive error");
+                                         e ? strerror(e)
+                                           : c->ssl ? "no close_notify"
+                                                    : "receive error");
             return;
         }
 
@@ -657,6 +786,21 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
             return;
         }
 
+        /* what the chunk framing can add to a body is bounded too */
+
+        h->read += n;
+
+        if (h->read > NGX_HTTP_TOKENGATE_PEER_WIRE(
+                          (size_t) h->tg->max_response_bytes))
+        {
+            explicit_bzero(ngx_http_tokengate_rbuf, (size_t) n);
+            ngx_http_tokengate_peer_fail(h, TG_PROTOCOL,
+                                         "response larger than "
+                                         "max_response_bytes (%ld)",
+                                         h->tg->max_response_bytes);
+            return;
+        }
+
         tg_diag_clear(&diag);
 
         err = tg__http1_parse(&h->in, (char *) ngx_http_tokengate_rbuf,
@@ -676,6 +820,27 @@ ngx_http_tokengate_peer_read(ngx_event_t *rev)
             return;
         }
     }
+}
+
+
+/*
+ * A read of 0 bytes ended the connection, rather than broke it.  nginx's
+ * TLS layer reads 0 for a close_notify, a close without one, and a reset
+ * alike; libcurl takes the first two for the end of the connection (an
+ * answer delimited by it is whole: a JSON body cut short does not parse)
+ * and a reset for a TLS failure, and so does this, by the system error
+ * the read left.
+ */
+static ngx_uint_t
+ngx_http_tokengate_peer_clean_end(ngx_connection_t *c)
+{
+#if (NGX_SSL)
+    if (c->ssl) {
+        return ngx_socket_errno == 0;
+    }
+#endif
+
+    return 1;
 }
 
 
@@ -711,10 +876,15 @@ ngx_http_tokengate_peer_retry(ngx_http_tokengate_handle_t *h)
     }
 
     h->out_sent = 0;
+    h->read = 0;
     h->sent = 0;
     h->addr = 0;
 
     tg__http1_reset(&h->in, NGX_HTTP_TOKENGATE_BODY_KEEP);
+
+    /* a new connection gets connect_timeout, within what is left */
+
+    ngx_http_tokengate_peer_arm(h, 1);
 
     ngx_http_tokengate_peer_connect(h);
 
@@ -727,7 +897,8 @@ ngx_http_tokengate_peer_deadline(ngx_event_t *ev)
 {
     ngx_http_tokengate_handle_t  *h;
 
-    h = ev->data;
+    h = (ngx_http_tokengate_handle_t *)
+            ((u_char *) ev - offsetof(ngx_http_tokengate_handle_t, deadline));
 
     if (h->waiting || h->connecting) {
         ngx_http_tokengate_peer_fail(h, TG_TIMEOUT,
@@ -796,10 +967,7 @@ ngx_http_tokengate_peer_done(ngx_http_tokengate_handle_t *h)
         ngx_http_tokengate_peer_close(c);
     }
 
-    if (h->holds) {
-        h->holds = 0;
-        ngx_http_tokengate_peer_leave();
-    }
+    ngx_http_tokengate_peer_leave(h);
 
     tg__http1_response(&h->in, &resp, h->tg->retry_after_max);
 
@@ -830,18 +998,21 @@ ngx_http_tokengate_peer_stop(ngx_http_tokengate_handle_t *h)
 
     h->connecting = 0;
 
-    if (h->holds) {
-        h->holds = 0;
-        ngx_http_tokengate_peer_leave();
-    }
+    ngx_http_tokengate_peer_leave(h);
 }
 
 
-/* A transfer gave its connection up: a waiting one may start (from a
- * posted event: never inside another transfer's end). */
+/* h gives its connection up (if it held one): a waiting transfer may
+ * start (from a posted event: never inside another transfer's end). */
 static void
-ngx_http_tokengate_peer_leave(void)
+ngx_http_tokengate_peer_leave(ngx_http_tokengate_handle_t *h)
 {
+    if (!h->holds) {
+        return;
+    }
+
+    h->holds = 0;
+    ngx_queue_remove(&h->wait);
     ngx_http_tokengate_busy--;
 
     if (!ngx_queue_empty(&ngx_http_tokengate_waiting)
@@ -867,6 +1038,7 @@ ngx_http_tokengate_peer_wake(ngx_event_t *ev)
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, wait);
         h->waiting = 0;
 
+        ngx_queue_insert_tail(&ngx_http_tokengate_running, q);
         ngx_http_tokengate_busy++;
         h->holds = 1;
 
@@ -886,10 +1058,7 @@ ngx_http_tokengate_peer_keep(ngx_connection_t *c,
     ngx_http_tokengate_kept_t  *k;
 
     if (ngx_exiting || ngx_terminate || ngx_quit
-        || c->read->eof || c->read->error || c->read->timedout
-        || c->write->error || c->write->timedout
-        || ngx_current_msec - c->start_time
-           >= NGX_HTTP_TOKENGATE_PEER_LIFETIME)
+        || !ngx_http_tokengate_peer_usable(c))
     {
         ngx_http_tokengate_peer_close(c);
         return;
@@ -938,28 +1107,64 @@ ngx_http_tokengate_peer_keep(ngx_connection_t *c,
     ngx_add_timer(c->read, NGX_HTTP_TOKENGATE_PEER_IDLE);
     c->read->cancelable = 1;
 
-    if (ngx_handle_read_event(c->read, 0) != NGX_OK || c->read->ready) {
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK
+        || ngx_handle_read_event(c->read, 0) != NGX_OK
+        || c->read->ready)
+    {
         ngx_http_tokengate_peer_idle(c->read);
     }
 }
 
 
-/* The most recently kept connection to peer, of this configuration and
- * not too old; NULL when none. */
+/*
+ * Whether c may carry another call: no error or timeout on it, younger
+ * than NGX_HTTP_TOKENGATE_PEER_LIFETIME, and for TLS, no bytes OpenSSL
+ * read ahead (they would be taken for the next call's answer), no
+ * close_notify, no sticky error.
+ */
+static ngx_uint_t
+ngx_http_tokengate_peer_usable(ngx_connection_t *c)
+{
+    if (c->read->eof || c->read->error || c->read->timedout
+        || c->write->error || c->write->timedout
+        || ngx_current_msec - c->start_time
+           >= NGX_HTTP_TOKENGATE_PEER_LIFETIME)
+    {
+        return 0;
+    }
+
+#if (NGX_SSL)
+    if (c->ssl
+        && (SSL_has_pending(c->ssl->connection)
+            || SSL_get_shutdown(c->ssl->connection) != 0
+            || (c->ssl->last != NGX_OK && c->ssl->last != NGX_AGAIN)))
+    {
+        return 0;
+    }
+#endif
+
+    return 1;
+}
+
+
+/* The most recently kept connection to peer that may carry a call; NULL
+ * when none.  Connections kept for an earlier configuration (a reload
+ * without a master process) are closed on the way. */
 static ngx_connection_t *
 ngx_http_tokengate_peer_kept(ngx_http_tokengate_peer_t *peer)
 {
-    ngx_queue_t                *q;
+    ngx_queue_t                *q, *next;
     ngx_connection_t           *c;
     ngx_http_tokengate_kept_t  *k;
 
     for (q = ngx_queue_head(&ngx_http_tokengate_kept);
          q != ngx_queue_sentinel(&ngx_http_tokengate_kept);
-         q = ngx_queue_next(q))
+         q = next)
     {
+        next = ngx_queue_next(q);
         k = ngx_queue_data(q, ngx_http_tokengate_kept_t, queue);
 
-        if (k->peer != peer || k->cycle != ngx_cycle) {
+        if (k->cycle == ngx_cycle && k->peer != peer) {
             continue;
         }
 
@@ -969,18 +1174,19 @@ ngx_http_tokengate_peer_kept(ngx_http_tokengate_peer_t *peer)
         ngx_queue_insert_head(&ngx_http_tokengate_kept_free, q);
         ngx_http_tokengate_nkept--;
 
+        if (k->cycle != ngx_cycle || !ngx_http_tokengate_peer_usable(c)) {
+            c->log = ngx_cycle->log;
+            c->read->log = ngx_cycle->log;
+            c->write->log = ngx_cycle->log;
+            ngx_http_tokengate_peer_close(c);
+            continue;
+        }
+
         if (c->read->timer_set) {
             ngx_del_timer(c->read);
         }
 
         c->read->cancelable = 0;
-
-        if (ngx_current_msec - c->start_time
-            >= NGX_HTTP_TOKENGATE_PEER_LIFETIME)
-        {
-            ngx_http_tokengate_peer_close(c);
-            return NULL;
-        }
 
         return c;
     }
@@ -1065,6 +1271,7 @@ ngx_http_tokengate_peer_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_tokengate_kept);
     ngx_queue_init(&ngx_http_tokengate_kept_free);
     ngx_queue_init(&ngx_http_tokengate_waiting);
+    ngx_queue_init(&ngx_http_tokengate_running);
     ngx_http_tokengate_nkept = 0;
     ngx_http_tokengate_busy = 0;
     ngx_http_tokengate_busy_max = ngx_max(cycle->connection_n / 4, 8);
@@ -1104,8 +1311,35 @@ ngx_http_tokengate_peer_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_tokengate_nkept = 0;
 
+    /* transfers cut short by the exit: closed, their secrets wiped */
+
+    ngx_http_tokengate_peer_drop(&ngx_http_tokengate_waiting);
+    ngx_http_tokengate_peer_drop(&ngx_http_tokengate_running);
+
     if (ngx_http_tokengate_wake_ev.posted) {
         ngx_delete_posted_event(&ngx_http_tokengate_wake_ev);
+    }
+}
+
+
+static void
+ngx_http_tokengate_peer_drop(ngx_queue_t *queue)
+{
+    ngx_queue_t                  *q;
+    ngx_http_tokengate_handle_t  *h;
+
+    while (!ngx_queue_empty(queue)) {
+        q = ngx_queue_head(queue);
+        h = ngx_queue_data(q, ngx_http_tokengate_handle_t, wait);
+
+        ngx_http_tokengate_peer_stop(h);
+
+        tg_request_clear(&h->req);
+        tg_secret_free_len(h->out, h->out_cap);
+        h->out = NULL;
+        h->out_len = 0;
+        h->out_cap = 0;
+        tg__http1_free(&h->in);
     }
 }
 
@@ -1349,8 +1583,11 @@ ngx_http_tokengate_peer_verify(ngx_connection_t *c,
         ok = (X509_check_ip_asc(cert, (char *) peer->host_z, 0) == 1);
 
     } else {
+        /* as libcurl: a wildcard only as a whole left-most label */
         ok = (X509_check_host(cert, (char *) peer->host_z,
-                              ngx_strlen(peer->host_z), 0, NULL) == 1);
+                              ngx_strlen(peer->host_z),
+                              X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL)
+              == 1);
     }
 
     if (!ok) {

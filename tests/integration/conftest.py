@@ -244,23 +244,29 @@ def nginx(nginx_factory):
 def black_hole():
     """A listener whose accept queue is full and never drained: new SYNs are
     dropped, so connecting hangs until the client's connect timeout."""
+    socks = open_black_hole("127.0.0.1")
+    yield socks[0].getsockname()[1]
+    for s in socks:
+        s.close()
+
+
+def open_black_hole(host):
+    """The sockets of a black hole on host (a free port): the listener
+    first, then what fills its accept queue.  The caller closes them."""
     lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
+    lsock.bind((host, 0))
     lsock.listen(0)
     port = lsock.getsockname()[1]
-    fillers = []
+    socks = [lsock]
     for _ in range(8):
         s = socket.socket()
         s.setblocking(False)
         try:
-            s.connect(("127.0.0.1", port))
+            s.connect((host, port))
         except BlockingIOError:
             pass
-        fillers.append(s)
-    yield port
-    for s in fillers:
-        s.close()
-    lsock.close()
+        socks.append(s)
+    return socks
 
 
 class Result:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Cli, fetch_token
+from conftest import Cli, fetch_token, open_black_hole
 from nginxlib import status_json, status_site as site, write_tg_conf
 from pamlib import make_pki
 
@@ -189,20 +189,40 @@ def test_a_name_is_resolved_when_nginx_starts(tmp_path, devserver, nginx):
             r.header("X-TG-Email") == "alice@example.com", r
 
 
-def no_dns(tmp_path):
+def private_names(tmp_path, hosts=""):
     """A command prefix that runs a process in a private mount namespace
-    whose /etc/resolv.conf is empty: the resolver then asks 127.0.0.1:53
-    only, where nothing listens, so no name outside /etc/hosts resolves and
-    nothing leaves the machine.  None when this host cannot do it."""
-    empty = tmp_path / "resolv.conf"
-    empty.write_text("")
-    probe = subprocess.run(["unshare", "-m", "sh", "-c",
-                            f"mount --bind {empty} /etc/resolv.conf"],
+    with its own /etc/hosts (the text hosts) and an empty /etc/resolv.conf:
+    the resolver then asks 127.0.0.1:53 only, where nothing listens, so no
+    name outside hosts resolves and nothing leaves the machine.  None when
+    this host cannot do it."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("")
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text(hosts)
+    mounts = (f"mount --bind {resolv} /etc/resolv.conf && "
+              f"mount --bind {hosts_file} /etc/hosts")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", mounts],
                            capture_output=True)
     if probe.returncode != 0:
         return None
-    return ["unshare", "-m", "sh", "-c",
-            f'mount --bind {empty} /etc/resolv.conf && exec "$0" "$@"']
+    return ["unshare", "-m", "sh", "-c", mounts + ' && exec "$0" "$@"']
+
+
+def start_with(nginx, prefix):
+    """Start nginx (configured already) under a command prefix."""
+    from nginxlib import NGINX, nginx_env
+    nginx.proc = subprocess.Popen(
+        prefix + [NGINX, "-p", str(nginx.dir), "-c", str(nginx.conf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(nginx.dir / "stderr.log", "wb"), env=nginx_env())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", nginx.port), 0.2):
+                return nginx
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("nginx did not listen: " + nginx.logs())
 
 
 def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
@@ -212,7 +232,7 @@ def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
     tries to resolve it for each new connection (here it never does: 503,
     TG_UNAVAILABLE)."""
     from nginxlib import NGINX, nginx_env
-    prefix = no_dns(tmp_path)
+    prefix = private_names(tmp_path)
     if prefix is None:
         pytest.skip("no private mount namespace here (unshare -m)")
     # never started outside the namespace: its resolver must not be asked
@@ -227,22 +247,46 @@ def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
     assert "tokengate-test-host.invalid:8443\" cannot be resolved now" \
         in res.stderr, res.stderr
     assert "go through libcurl" in res.stderr
-    nginx.proc = subprocess.Popen(
-        prefix + [NGINX, "-p", str(nginx.dir), "-c", str(nginx.conf)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(nginx.dir / "stderr.log", "wb"), env=nginx_env())
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", nginx.port), 0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
+    start_with(nginx, prefix)
     r = nginx.get("/p/index.html", "some-token-0123456789abcdef")
     assert r.status == 503, r
     assert "err=TG_UNAVAILABLE" in nginx.logs()
     assert "cannot resolve" in nginx.logs()
     assert status_json(nginx)["transfers"] == {"nginx": 0, "libcurl": 1}
+
+
+def test_an_address_that_never_answers_leaves_time_for_the_next(
+        tmp_path, devserver_factory, nginx):
+    """A name with two addresses, the first a black hole (SYNs dropped):
+    it gets its share of connect_timeout, then the second answers, as
+    libcurl tries the addresses of a name."""
+    name = "tg-two-addresses.test"
+    prefix = private_names(tmp_path, f"127.0.0.2 {name}\n"
+                                     f"127.0.0.3 {name}\n")
+    if prefix is None:
+        pytest.skip("no private mount namespace here (unshare -m)")
+    order = subprocess.run(prefix + ["getent", "ahostsv4", name],
+                           capture_output=True, text=True).stdout.split()
+    first = order[0]
+    second = "127.0.0.3" if first == "127.0.0.2" else "127.0.0.2"
+    hole = open_black_hole(first)
+    port = hole[0].getsockname()[1]
+    try:
+        srv = devserver_factory("--listen", f"{second}:{port}")
+        tok = fetch_token(srv, API)
+        site(nginx, write_tg_conf(tmp_path, API, f"http://{name}:{port}",
+                                  allow_insecure_http="yes",
+                                  connect_timeout="4", timeout="10"),
+             "            tokengate_backoff off;", start=False)
+        start_with(nginx, prefix)
+        # had the black hole taken all of connect_timeout, this would be
+        # 503 (TG_TIMEOUT)
+        r = nginx.get("/p/index.html", tok)
+        assert r.status == 200, (r, nginx.logs()[-2000:])
+        assert srv.counters()["validate"] == 1
+    finally:
+        for f in hole:
+            f.close()
 
 
 def test_kept_connections_do_not_hold_a_quitting_worker(tmp_path,
@@ -361,3 +405,153 @@ def test_tls_trust_and_faults_as_the_cli(row, tmp_path, devserver_factory,
     cli.tokens.add(tok)
     res = cli("whoami", env={"TOKENGATE_TOKEN": tok}, timeout=30)
     assert f"err={err}" in res.err, res.err
+
+
+class TlsEnding:
+    """A TLS server (the pki's good certificate) in front of a plain
+    devserver: it relays one request, sends the answer without its
+    Content-Length (so the body ends with the connection) and ends the
+    connection cleanly (close_notify) or not (a bare close), or sends
+    nothing at all before closing."""
+
+    def __init__(self, pki, target_port, mode):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki / "good.pem", pki / "good.key")
+        self.target = target_port
+        self.mode = mode
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, raw):
+        try:
+            c = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        req = OneShotRelay.read_request(c)
+        if req is None or self.mode == "nothing":
+            c.close()                     # no close_notify
+            return
+        with socket.create_connection(("127.0.0.1", self.target)) as up:
+            up.sendall(req.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+            resp = b""
+            while True:
+                chunk = up.recv(65536)
+                if not chunk:
+                    break
+                resp += chunk
+        head, _, body = resp.partition(b"\r\n\r\n")
+        lines = [h for h in head.split(b"\r\n")
+                 if not h.lower().startswith((b"content-length:",
+                                              b"connection:"))]
+        c.sendall(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n"
+                  + body)
+        if self.mode == "clean":
+            try:
+                c.unwrap().close()        # close_notify, then close
+            except (OSError, ssl.SSLError):
+                c.close()
+        else:
+            c.close()                     # no close_notify
+
+    def stop(self):
+        self.lsock.close()
+
+
+# mode: (nginx's answer, error name for nginx and the CLI, or None)
+ENDINGS = {
+    "clean": (200, None),
+    "unclean": (200, None),
+    "nothing": (503, "TG_UNAVAILABLE"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(ENDINGS))
+def test_tls_connection_endings_as_the_cli(mode, tmp_path, devserver, nginx,
+                                           pki):
+    """An answer whose body ends with its TLS connection, with close_notify
+    or without (F13, unclean TLS shutdown), and a TLS connection closed
+    before any answer: nginx decides as the CLI does (libcurl) for the same
+    server.  libcurl takes an end without close_notify for the end of the
+    body (a JSON body cut short would not parse), so nginx does too."""
+    want, err = ENDINGS[mode]
+    port = int(devserver.url.rsplit(":", 1)[1])
+    tls = TlsEnding(pki, port, mode)
+    try:
+        tok = fetch_token(devserver, API)
+        url = f"https://127.0.0.1:{tls.port}"
+        conf = write_tg_conf(tmp_path, API, url, ca_file=pki / "ca.pem")
+        site(nginx, conf, "            tokengate_backoff off;")
+        r = nginx.get("/p/index.html", tok)
+        assert r.status == want, (r, nginx.logs()[-2000:])
+        cli = Cli(tmp_path, url, API)
+        cli.write_config(url=url, api=API, ca_file=pki / "ca.pem")
+        cli.tokens.add(tok)
+        res = cli("whoami", env={"TOKENGATE_TOKEN": tok}, timeout=30)
+        if err is None:
+            assert r.header("X-TG-Email") == "alice@example.com"
+            assert "err=TG_" not in nginx.logs()
+            assert res.rc == 0 and "alice@example.com" in res.out, res
+            return
+        assert f"err={err}" in nginx.logs(), nginx.logs()[-2000:]
+        assert f"err={err}" in res.err, res.err
+    finally:
+        tls.stop()
+
+
+def test_chunk_framing_cannot_stretch_an_answer(tmp_path, nginx):
+    """A server that wraps a tiny body in endless chunk framing (one byte
+    per chunk, 4 KB of extension each) is cut off once the answer's bytes
+    pass twice max_response_bytes and the head: 503, TG_PROTOCOL, and the
+    worker keeps serving."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    sent = []
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+        except OSError:
+            return
+        with c:
+            OneShotRelay.read_request(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                      b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+            frame = b"1;" + b"x" * 4000 + b"\r\n \r\n"
+            total = 0
+            try:
+                while total < 8 << 20:
+                    c.sendall(frame)
+                    total += len(frame)
+            except OSError:
+                pass
+            sent.append(total)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        site(nginx, write_tg_conf(tmp_path, API, f"http://127.0.0.1:{port}",
+                                  max_response_bytes="65536"),
+             "            tokengate_backoff off;")
+        r = nginx.get("/p/index.html", "some-token-0123456789abcdef")
+        assert r.status == 503, r
+        assert "err=TG_PROTOCOL" in nginx.logs()
+        assert "larger than max_response_bytes" in nginx.logs()
+        t.join(timeout=30)
+        assert sent and sent[0] < 8 << 20, sent
+        assert nginx.get("/index.html").status in (200, 404)
+    finally:
+        lsock.close()

@@ -784,6 +784,38 @@ reset_wipes_the_body_and_keeps_a_small_buffer(void **state)
     tg__http1_free(&p);
 }
 
+/* A handle kept between transfers is reset, then readied again with the
+ * next location's limits: the buffer it kept serves again, wiped (an init
+ * here instead lost it: 4 KiB leaked per transfer). */
+static void
+reuse_keeps_the_buffer_with_new_limits(void **state)
+{
+    static const char raw[] = "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n"
+                              "\r\nsecret-token-value-2";
+    static const char zeros[20];
+    tg__http1_t p;
+    char *buf;
+    size_t used, cap;
+
+    (void) state;
+    memset(&p, 0, sizeof(p));
+    tg__http1_init(&p, 65536, 0);
+    assert_int_equal(tg__http1_parse(&p, raw, strlen(raw), &used, NULL), TG_OK);
+    buf = p.body;
+    cap = p.body_cap;
+    tg__http1_reset(&p, cap);
+    tg__http1_reuse(&p, 100, 1);
+    assert_ptr_equal(p.body, buf);
+    assert_int_equal(p.body_cap, cap);
+    assert_memory_equal(buf, zeros, sizeof(zeros));
+    assert_int_equal(p.body_max, 100);
+    assert_int_equal(p.want_date, 1);
+    assert_int_equal(tg__http1_parse(&p, raw, strlen(raw), &used, NULL), TG_OK);
+    assert_true(tg__http1_done(&p));
+    assert_memory_equal(p.body, "secret-token-value-2", 20);
+    tg__http1_free(&p);
+}
+
 /* The body buffer grows by copy (4 KiB, doubling, up to the cap), never
  * past the cap, and what it held stays. */
 static void
@@ -1021,6 +1053,7 @@ main(void)
         cmocka_unit_test(
             received_and_status_seen_tell_the_transport_how_far_it_came),
         cmocka_unit_test(reset_wipes_the_body_and_keeps_a_small_buffer),
+        cmocka_unit_test(reuse_keeps_the_buffer_with_new_limits),
         cmocka_unit_test(body_buffer_grows_by_copy_up_to_the_cap),
         cmocka_unit_test(requests_are_exactly_the_bytes_curl_sends),
         cmocka_unit_test(request_refuses_bad_urls_and_methods),
