@@ -91,6 +91,9 @@ static int scan_string(tg_json_parser_t *ps, const unsigned char *s,
                        tg_json_str_t *str);
 static char *unescape(tg_json_parser_t *ps, tg_json_scratch_t *sc,
                       const tg_json_str_t *str, size_t *len);
+static int take_string(tg_json_parser_t *ps, tg_json_scratch_t *sc,
+                       enum json_error_code nul_code, const char **text,
+                       size_t *len);
 static int scan_number(tg_json_parser_t *ps, const unsigned char *at,
                        json_t **out);
 static json_t *real_value(tg_json_parser_t *ps, const unsigned char *at,
@@ -103,6 +106,8 @@ static int parse_value(tg_json_parser_t *ps, json_t *parent, const char *key,
                        size_t key_len, int depth, json_t **top);
 static int parse_object(tg_json_parser_t *ps, json_t *obj, int depth);
 static int parse_array(tg_json_parser_t *ps, json_t *arr, int depth);
+static int next_item(tg_json_parser_t *ps, unsigned char close);
+static int take(tg_json_parser_t *ps, unsigned char c);
 static void scratch_init(tg_json_scratch_t *sc);
 static char *scratch_get(tg_json_scratch_t *sc, size_t n);
 static void scratch_wipe(tg_json_scratch_t *sc);
@@ -396,8 +401,8 @@ scan_string(tg_json_parser_t *ps, const unsigned char *s, tg_json_str_t *str)
             if (*p == '\n') {
                 fail(ps, p, json_error_invalid_syntax, "unexpected newline");
             } else {
-                fail(ps, p, json_error_invalid_syntax,
-                     "control character 0x%x", *p);
+                fail(ps, p, json_error_invalid_syntax, "control character 0x%x",
+                     *p);
             }
             return -1;
         }
@@ -498,6 +503,37 @@ unescape(tg_json_parser_t *ps, tg_json_scratch_t *sc, const tg_json_str_t *str,
     }
     *len = (size_t) (o - out);
     return out;
+}
+
+/*
+ * The string at ps->cur, stepped over: its text, in the input or unescaped
+ * into sc, and its length.  -1 (recorded) when it is bad, or holds a
+ * \\u0000 (refused with nul_code: jansson's for a value or for a key).
+ */
+static int
+take_string(tg_json_parser_t *ps, tg_json_scratch_t *sc,
+            enum json_error_code nul_code, const char **text, size_t *len)
+{
+    tg_json_str_t str;
+
+    if (scan_string(ps, ps->cur, &str) != 0) {
+        return -1;
+    }
+    ps->cur = str.close + 1;
+    if (str.nul) {
+        fail(ps, str.close, nul_code, "%s",
+             nul_code == json_error_null_byte_in_key
+                 ? "NUL byte in object key not supported"
+                 : "\\u0000 is not allowed without JSON_ALLOW_NUL");
+        return -1;
+    }
+    if (!str.escaped) {
+        *text = (const char *) str.text;
+        *len = (size_t) (str.close - str.text);
+        return 0;
+    }
+    *text = unescape(ps, sc, &str, len);
+    return *text != NULL ? 0 : -1;
 }
 
 /*
@@ -724,7 +760,6 @@ parse_value(tg_json_parser_t *ps, json_t *parent, const char *key,
             size_t key_len, int depth, json_t **top)
 {
     const unsigned char *at = ps->cur;
-    tg_json_str_t str;
     json_t *v = NULL;
     const char *text;
     size_t len;
@@ -759,23 +794,9 @@ parse_value(tg_json_parser_t *ps, json_t *parent, const char *key,
         return *at == '{' ? parse_object(ps, v, depth + 1)
                           : parse_array(ps, v, depth + 1);
     case '"':
-        if (scan_string(ps, at, &str) != 0) {
+        if (take_string(ps, &ps->val, json_error_null_character, &text, &len) !=
+            0) {
             return -1;
-        }
-        ps->cur = str.close + 1;
-        if (str.nul) {
-            fail(ps, str.close, json_error_null_character,
-                 "\\u0000 is not allowed without JSON_ALLOW_NUL");
-            return -1;
-        }
-        if (str.escaped) {
-            text = unescape(ps, &ps->val, &str, &len);
-            if (text == NULL) {
-                return -1;
-            }
-        } else {
-            text = (const char *) str.text;
-            len = (size_t) (str.close - str.text);
         }
         v = json_stringn_nocheck(text, len);
         break;
@@ -804,13 +825,12 @@ parse_value(tg_json_parser_t *ps, json_t *parent, const char *key,
 static int
 parse_object(tg_json_parser_t *ps, json_t *obj, int depth)
 {
-    tg_json_str_t str;
     const char *key;
     size_t key_len;
+    int rc;
 
     skip_space(ps);
-    if (ps->cur < ps->end && *ps->cur == '}') {
-        ps->cur++;
+    if (take(ps, '}')) {
         return 0;
     }
     for (;;) {
@@ -818,52 +838,29 @@ parse_object(tg_json_parser_t *ps, json_t *obj, int depth)
             fail_token(ps, ps->cur, "string or '}' expected");
             return -1;
         }
-        if (scan_string(ps, ps->cur, &str) != 0) {
+        if (take_string(ps, &ps->key, json_error_null_byte_in_key, &key,
+                        &key_len) != 0) {
             return -1;
-        }
-        ps->cur = str.close + 1;
-        if (str.nul) {
-            fail(ps, str.close, json_error_null_byte_in_key,
-                 "NUL byte in object key not supported");
-            return -1;
-        }
-        if (str.escaped) {
-            key = unescape(ps, &ps->key, &str, &key_len);
-            if (key == NULL) {
-                return -1;
-            }
-        } else {
-            key = (const char *) str.text;
-            key_len = (size_t) (str.close - str.text);
         }
         if (json_object_size(obj) > 0 &&
             json_object_getn(obj, key, key_len) != NULL) {
-            fail(ps, str.close, json_error_duplicate_key,
+            fail(ps, ps->cur - 1, json_error_duplicate_key,
                  "duplicate object key");
             return -1;
         }
         skip_space(ps);
-        if (ps->cur == ps->end || *ps->cur != ':') {
+        if (!take(ps, ':')) {
             fail_token(ps, ps->cur, "':' expected");
             return -1;
         }
-        ps->cur++;
         skip_space(ps);
         if (parse_value(ps, obj, key, key_len, depth, NULL) != 0) {
             return -1;
         }
-        skip_space(ps);
-        if (ps->cur < ps->end && *ps->cur == ',') {
-            ps->cur++;
-            skip_space(ps);
-            continue;
+        rc = next_item(ps, '}');
+        if (rc <= 0) {
+            return rc;
         }
-        if (ps->cur < ps->end && *ps->cur == '}') {
-            ps->cur++;
-            return 0;
-        }
-        fail_token(ps, ps->cur, "'}' expected");
-        return -1;
     }
 }
 
@@ -871,9 +868,10 @@ parse_object(tg_json_parser_t *ps, json_t *obj, int depth)
 static int
 parse_array(tg_json_parser_t *ps, json_t *arr, int depth)
 {
+    int rc;
+
     skip_space(ps);
-    if (ps->cur < ps->end && *ps->cur == ']') {
-        ps->cur++;
+    if (take(ps, ']')) {
         return 0;
     }
     for (;;) {
@@ -886,19 +884,39 @@ parse_array(tg_json_parser_t *ps, json_t *arr, int depth)
         if (parse_value(ps, arr, NULL, 0, depth, NULL) != 0) {
             return -1;
         }
-        skip_space(ps);
-        if (ps->cur < ps->end && *ps->cur == ',') {
-            ps->cur++;
-            skip_space(ps);
-            continue;
+        rc = next_item(ps, ']');
+        if (rc <= 0) {
+            return rc;
         }
-        if (ps->cur < ps->end && *ps->cur == ']') {
-            ps->cur++;
-            return 0;
-        }
-        fail_token(ps, ps->cur, "']' expected");
-        return -1;
     }
+}
+
+/* After a member or an element: 1 when a ',' says another follows, 0 when
+ * close ends the container, -1 (recorded) on anything else. */
+static int
+next_item(tg_json_parser_t *ps, unsigned char close)
+{
+    skip_space(ps);
+    if (take(ps, ',')) {
+        skip_space(ps);
+        return 1;
+    }
+    if (take(ps, close)) {
+        return 0;
+    }
+    fail_token(ps, ps->cur, close == '}' ? "'}' expected" : "']' expected");
+    return -1;
+}
+
+/* Step over the byte c if it comes next. */
+static int
+take(tg_json_parser_t *ps, unsigned char c)
+{
+    if (ps->cur < ps->end && *ps->cur == c) {
+        ps->cur++;
+        return 1;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -47,8 +47,14 @@ typedef struct json_case {
 } json_case_t;
 
 /* A case from a string literal (NULs inside are kept). */
-#define C(t, f, o) {t, sizeof(t) - 1, f, o, NULL}
-#define V(t, f, v) {t, sizeof(t) - 1, f, OK, v}
+#define C(t, f, o)                                                             \
+    {                                                                          \
+        t, sizeof(t) - 1, f, o, NULL                                           \
+    }
+#define V(t, f, v)                                                             \
+    {                                                                          \
+        t, sizeof(t) - 1, f, OK, v                                             \
+    }
 
 static json_t *decode(const char *text, size_t len, size_t flags, int depth,
                       json_error_t *err);
@@ -57,10 +63,11 @@ static void check_case(const char *text, size_t len, size_t flags, int depth,
 static void check_cases(const json_case_t *cases, size_t n);
 static char *nested(int n, const char *open, const char *inner,
                     const char *close, size_t *len);
+static void check_nested(int n, const char *open, const char *inner,
+                         const char *close, int depth, int outcome);
 
 static json_t *
-decode(const char *text, size_t len, size_t flags, int depth,
-       json_error_t *err)
+decode(const char *text, size_t len, size_t flags, int depth, json_error_t *err)
 {
     char *copy = malloc(len > 0 ? len : 1);
     json_t *v;
@@ -330,22 +337,22 @@ utf8_is_checked_like_jansson(void **state)
         {"\xf0\x90\x80\x80", 1},
         {"\xf3\xbf\xbf\xbf", 1},
         {"\xf4\x8f\xbf\xbf", 1},
-        {"\x80", 0},             /* a lone continuation byte */
+        {"\x80", 0}, /* a lone continuation byte */
         {"\xbf", 0},
-        {"\xc0\x80", 0},         /* overlong */
+        {"\xc0\x80", 0}, /* overlong */
         {"\xc1\xbf", 0},
         {"\xe0\x80\x80", 0},
         {"\xe0\x9f\xbf", 0},
         {"\xf0\x80\x80\x80", 0},
         {"\xf0\x8f\xbf\xbf", 0},
-        {"\xed\xa0\x80", 0},     /* UTF-16 surrogates */
+        {"\xed\xa0\x80", 0}, /* UTF-16 surrogates */
         {"\xed\xbf\xbf", 0},
         {"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
         {"\xf5\x80\x80\x80", 0},
         {"\xf8\x88\x80\x80\x80", 0},
         {"\xfe", 0},
         {"\xff", 0},
-        {"\xc2", 0},             /* cut short */
+        {"\xc2", 0}, /* cut short */
         {"\xe0\xa0", 0},
         {"\xf0\x90\x80", 0},
         {"\xc2\x41", 0},
@@ -356,14 +363,12 @@ utf8_is_checked_like_jansson(void **state)
 
     (void) state;
     for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        n = (size_t) snprintf(text, sizeof(text), "[\"a%sz\"]",
-                              table[i].bytes);
+        n = (size_t) snprintf(text, sizeof(text), "[\"a%sz\"]", table[i].bytes);
         snprintf(value, sizeof(value), "[\"a%sz\"]", table[i].bytes);
         check_case(text, n, 0, 0, table[i].valid ? OK : UTF8,
                    table[i].valid ? value : NULL);
         /* As a key too. */
-        n = (size_t) snprintf(text, sizeof(text), "{\"%s\":1}",
-                              table[i].bytes);
+        n = (size_t) snprintf(text, sizeof(text), "{\"%s\":1}", table[i].bytes);
         check_case(text, n, 0, 0, table[i].valid ? OK : UTF8, NULL);
         /* Cut by the end of the input. */
         n = (size_t) snprintf(text, sizeof(text), "[\"%s", table[i].bytes);
@@ -496,60 +501,47 @@ duplicate_keys_are_refused_like_jansson(void **state)
 /* Nesting                                                                */
 /* ---------------------------------------------------------------------- */
 
+/* check_case() of open x n, inner, close x n. */
+static void
+check_nested(int n, const char *open, const char *inner, const char *close,
+             int depth, int outcome)
+{
+    size_t len;
+    char *s = nested(n, open, inner, close, &len);
+
+    check_case(s, len, 0, depth, outcome, NULL);
+    free(s);
+}
+
 static void
 depth_limit_holds_at_the_limit_and_refuses_one_more(void **state)
 {
-    size_t len;
-    char *s;
+    const int jansson = TG__JSON_DEPTH_JANSSON;
 
     (void) state;
     /* protocol.c's 32: containers only, as its old pre-scan counted. */
-    s = nested(DEPTH, "[", "1", "]", &len);
-    check_case(s, len, 0, DEPTH, OK, NULL);
-    free(s);
-    s = nested(DEPTH + 1, "[", "", "]", &len);
-    check_case(s, len, 0, DEPTH, STACK, NULL);
-    free(s);
-    s = nested(DEPTH, "{\"a\":", "{}", "}", &len);
-    check_case(s, len, 0, DEPTH, STACK, NULL);
-    free(s);
-    s = nested(DEPTH - 1, "{\"a\":", "{}", "}", &len);
-    check_case(s, len, 0, DEPTH, OK, NULL);
-    free(s);
+    check_nested(DEPTH, "[", "1", "]", DEPTH, OK);
+    check_nested(DEPTH + 1, "[", "", "]", DEPTH, STACK);
+    check_nested(DEPTH, "{\"a\":", "{}", "}", DEPTH, STACK);
+    check_nested(DEPTH - 1, "{\"a\":", "{}", "}", DEPTH, OK);
     /* Refused as soon as the one too many opens, whatever follows. */
-    s = nested(DEPTH + 1, "[", "", "", &len);
-    check_case(s, len, 0, DEPTH, STACK, NULL);
-    free(s);
+    check_nested(DEPTH + 1, "[", "", "", DEPTH, STACK);
     /* jansson's 2048 counts scalars too: an empty array at 2048 is fine,
      * one holding a value is not. */
-    s = nested(TG__JSON_DEPTH_JANSSON, "[", "", "]", &len);
-    check_case(s, len, 0, 0, OK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON, "[", "1", "]", &len);
-    check_case(s, len, 0, 0, STACK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON - 1, "[", "1", "]", &len);
-    check_case(s, len, 0, 0, OK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON + 1, "[", "", "]", &len);
-    check_case(s, len, 0, 0, STACK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON, "[", "\"abc", "", &len);
-    check_case(s, len, 0, 0, PREMATURE, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON, "[", "1,", "", &len);
-    check_case(s, len, 0, 0, STACK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON - 1, "[", "[1,", "", &len);
-    check_case(s, len, 0, 0, STACK, NULL);
-    free(s);
-    s = nested(TG__JSON_DEPTH_JANSSON - 1, "[", "{\"a\":", "", &len);
-    check_case(s, len, 0, 0, STACK, NULL);
-    free(s);
+    check_nested(jansson, "[", "", "]", 0, OK);
+    check_nested(jansson, "[", "1", "]", 0, STACK);
+    check_nested(jansson - 1, "[", "1", "]", 0, OK);
+    check_nested(jansson + 1, "[", "", "]", 0, STACK);
+    /* ... once its lexer has read the token, and not at the end of an
+     * array. */
+    check_nested(jansson, "[", "\"abc", "", 0, PREMATURE);
+    check_nested(jansson, "[", "1,", "", 0, STACK);
+    check_nested(jansson - 1, "[", "[1,", "", 0, STACK);
+    check_nested(jansson, "[", "", "", 0, PREMATURE);
+    check_nested(jansson, "[", "[", "", 0, STACK);
+    check_nested(jansson - 1, "[", "{\"a\":", "", 0, STACK);
     /* A depth above jansson's is jansson's. */
-    s = nested(TG__JSON_DEPTH_JANSSON + 1, "[", "", "]", &len);
-    check_case(s, len, 0, 100000, STACK, NULL);
-    free(s);
+    check_nested(jansson + 1, "[", "", "]", 100000, STACK);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -602,8 +594,8 @@ errors_are_reported_like_jansson_without_quoting_the_input(void **state)
     assert_int_equal(merr.column, jerr.column);
     assert_string_equal(merr.source, "<buffer>");
     /* A token in the input never shows up in the text. */
-    assert_null(decode("{\"access_token\":\"SECRETTOKEN1234\" x}", 36, 0, 0,
-                       &merr));
+    assert_null(
+        decode("{\"access_token\":\"SECRETTOKEN1234\" x}", 36, 0, 0, &merr));
     assert_null(strstr(merr.text, "SECRET"));
     assert_null(decode("[\"SECRETTOKEN1234\\ud800\"]", 25, 0, 0, &merr));
     assert_null(strstr(merr.text, "SECRET"));
