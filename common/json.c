@@ -91,9 +91,9 @@ static int scan_string(tg_json_parser_t *ps, const unsigned char *s,
                        tg_json_str_t *str);
 static char *unescape(tg_json_parser_t *ps, tg_json_scratch_t *sc,
                       const tg_json_str_t *str, size_t *len);
-static int take_string(tg_json_parser_t *ps, tg_json_scratch_t *sc,
-                       enum json_error_code nul_code, const char **text,
-                       size_t *len);
+static inline int take_string(tg_json_parser_t *ps, tg_json_scratch_t *sc,
+                              enum json_error_code nul_code, const char **text,
+                              size_t *len);
 static int scan_number(tg_json_parser_t *ps, const unsigned char *at,
                        json_t **out);
 static json_t *real_value(tg_json_parser_t *ps, const unsigned char *at,
@@ -106,8 +106,8 @@ static int parse_value(tg_json_parser_t *ps, json_t *parent, const char *key,
                        size_t key_len, int depth, json_t **top);
 static int parse_object(tg_json_parser_t *ps, json_t *obj, int depth);
 static int parse_array(tg_json_parser_t *ps, json_t *arr, int depth);
-static int next_item(tg_json_parser_t *ps, unsigned char close);
-static int take(tg_json_parser_t *ps, unsigned char c);
+static inline int next_item(tg_json_parser_t *ps, unsigned char close);
+static inline int take(tg_json_parser_t *ps, unsigned char c);
 static void scratch_init(tg_json_scratch_t *sc);
 static char *scratch_get(tg_json_scratch_t *sc, size_t n);
 static void scratch_wipe(tg_json_scratch_t *sc);
@@ -510,7 +510,7 @@ unescape(tg_json_parser_t *ps, tg_json_scratch_t *sc, const tg_json_str_t *str,
  * into sc, and its length.  -1 (recorded) when it is bad, or holds a
  * \\u0000 (refused with nul_code: jansson's for a value or for a key).
  */
-static int
+static inline int
 take_string(tg_json_parser_t *ps, tg_json_scratch_t *sc,
             enum json_error_code nul_code, const char **text, size_t *len)
 {
@@ -893,7 +893,7 @@ parse_array(tg_json_parser_t *ps, json_t *arr, int depth)
 
 /* After a member or an element: 1 when a ',' says another follows, 0 when
  * close ends the container, -1 (recorded) on anything else. */
-static int
+static inline int
 next_item(tg_json_parser_t *ps, unsigned char close)
 {
     skip_space(ps);
@@ -909,7 +909,7 @@ next_item(tg_json_parser_t *ps, unsigned char close)
 }
 
 /* Step over the byte c if it comes next. */
-static int
+static inline int
 take(tg_json_parser_t *ps, unsigned char c)
 {
     if (ps->cur < ps->end && *ps->cur == c) {
