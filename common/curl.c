@@ -13,6 +13,7 @@
  * never undone.
  */
 #include "tg_curl.h"
+#include "tg_http1.h"
 #include "tg_internal.h"
 
 #include <pthread.h>
@@ -22,8 +23,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* The first allocation for a response body; it doubles up to the cap. */
-#define TG_CURL_BODY_INITIAL 4096
 /* A Date header value is ~29 bytes; longer values are not parsed. */
 #define TG_CURL_DATE_MAX 128
 
@@ -379,48 +378,27 @@ tg__curl_free(tg__curl_t *c)
 /* Callbacks                                                              */
 /* ---------------------------------------------------------------------- */
 
-/* Append body bytes, refusing anything past max_response_bytes.  The
- * buffer never moves by realloc: a grown copy is made and the old one
- * wiped, because bodies carry tokens and secrets. */
+/* Append body bytes, refusing anything past max_response_bytes, in the
+ * capped buffer the native transport's parser uses too (it never moves by
+ * realloc: bodies carry tokens and secrets). */
 static size_t
 tg_curl_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
 {
     tg__curl_t *c = data;
-    size_t n, cap;
-    char *grown;
+    size_t n;
+    tg_err_t err;
 
     if (size != 0 && nmemb > SIZE_MAX / size) {
         c->body_overflow = 1;
         return 0;
     }
     n = size * nmemb;
-    /* body_len <= body_max always holds, so this cannot wrap. */
-    if (n > c->body_max - c->body_len) {
+    err = tg__http1_body_append(&c->body, &c->body_len, &c->body_cap,
+                                c->body_max, ptr, n);
+    if (err == TG_PROTOCOL) {
         c->body_overflow = 1;
-        return 0;
     }
-    if (n > c->body_cap - c->body_len) {
-        cap = c->body_cap != 0 ? c->body_cap : TG_CURL_BODY_INITIAL;
-        while (cap < c->body_len + n && cap < c->body_max) {
-            cap = cap > c->body_max / 2 ? c->body_max : cap * 2;
-        }
-        if (cap < c->body_len + n) {
-            cap = c->body_len + n;
-        }
-        grown = malloc(cap);
-        if (grown == NULL) {
-            return 0;
-        }
-        if (c->body_len != 0) {
-            memcpy(grown, c->body, c->body_len);
-        }
-        tg_secret_free_len(c->body, c->body_cap);
-        c->body = grown;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, ptr, n);
-    c->body_len += n;
-    return n;
+    return err == TG_OK ? n : 0;
 }
 
 /* Count and cap the header bytes and lines; remember the Date when

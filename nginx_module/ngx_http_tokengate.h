@@ -9,7 +9,8 @@
  * ngx_http_tokengate_answer.c the outcome and nginx's answer,
  * ngx_http_tokengate_token.c a request's credentials and identity,
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
- * the worker's curl multi handle and the transfers on it,
+ * the worker's transfers (through libcurl's multi handle, or on nginx's
+ * own connections: ngx_http_tokengate_peer.c),
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
  * the shared counters, ngx_http_tokengate_limit.c tokengate_fail_limit,
  * ngx_http_tokengate_backoff.c the node-wide back-off from an auth server.
@@ -35,6 +36,7 @@
 
 #include <tokengate.h>
 #include <tg_curl.h>
+#include <tg_http1.h>
 
 
 /* The counters of tokengate_status for tokengate_embed. */
@@ -55,6 +57,9 @@
 #define NGX_HTTP_TOKENGATE_PURGE_ENTRIES   6    /* entries they removed */
 #define NGX_HTTP_TOKENGATE_LOGOUT_N        7
 
+
+/* The largest response buffer an idle transfer handle keeps. */
+#define NGX_HTTP_TOKENGATE_BODY_KEEP       16384
 
 /* SHA-256 sizes: the HMAC keys, the token MACs and the fingerprints of
  * the locations' settings. */
@@ -82,6 +87,7 @@
 
 
 typedef struct ngx_http_tokengate_loc_conf_s  ngx_http_tokengate_loc_conf_t;
+typedef struct ngx_http_tokengate_peer_s      ngx_http_tokengate_peer_t;
 
 /* tokengate_shared_cache: the fleet's Redis (a worker's connection to it,
  * ngx_http_tokengate_redis.c's) and the keys of its entries
@@ -203,6 +209,8 @@ typedef struct {
     ngx_atomic_t               logout[NGX_HTTP_TOKENGATE_LOGOUT_N];
     ngx_atomic_t               handles_created;
     ngx_atomic_t               handles_reused;
+    ngx_atomic_t               transfers[2];   /* nginx's, libcurl's */
+    ngx_atomic_t               connects;       /* nginx's new ones */
     ngx_atomic_t               backoff_refused;
     ngx_atomic_t               backoff_probes;
     ngx_atomic_t               shared[NGX_HTTP_TOKENGATE_SHARED_N];
@@ -253,6 +261,9 @@ struct ngx_http_tokengate_loc_conf_s {
     tg_config_t               *tg;
     tg_insight_validate_t      which;
 
+    /* tg's server on nginx's own connections; NULL: through libcurl */
+    ngx_http_tokengate_peer_t  *peer;
+
     /* what a validation's answer depends on, see
      * ngx_http_tokengate_fingerprint, and the longest life of a token
      * (token_lifetime_max, resolved) */
@@ -267,6 +278,28 @@ struct ngx_http_tokengate_loc_conf_s {
 
 
 typedef struct ngx_http_tokengate_ctx_s  ngx_http_tokengate_ctx_t;
+
+
+/*
+ * An auth server reached over nginx's own connections
+ * (ngx_http_tokengate_peer.c): its addresses, resolved when the
+ * configuration is read, and for https its TLS context and pins.
+ */
+struct ngx_http_tokengate_peer_s {
+    ngx_addr_t                *addrs;
+    ngx_uint_t                 naddrs;
+    ngx_str_t                  name;           /* host:port, for logs */
+    u_char                    *name_z;
+    ngx_str_t                  host;           /* the certificate's name */
+    unsigned                   https:1;
+    unsigned                   ip:1;           /* host is an address */
+#if (NGX_SSL)
+    ngx_ssl_t                 *ssl;
+    u_char                    *host_z;         /* host, NUL-terminated */
+    ngx_array_t               *pins;           /* SHA-256 of SPKIs */
+    ngx_str_t                  pin_der;        /* a pinned key's DER */
+#endif
+};
 
 
 /* An fd libcurl uses, and its nginx connection. */
@@ -300,6 +333,34 @@ typedef struct {
     tg_request_t               req;
 
     tg__curl_t                 cu;
+
+    /* a transfer on nginx's own connections (ngx_http_tokengate_peer.c):
+     * the server, the connection, the request's bytes (wiped once sent),
+     * the answer being parsed, the deadline, and a place in the queue of
+     * transfers waiting for a connection */
+    ngx_http_tokengate_peer_t  *peer;
+    tg_config_t               *tg;
+    ngx_connection_t          *conn;
+    char                      *out;
+    size_t                     out_len;
+    size_t                     out_cap;
+    size_t                     out_sent;
+    tg__http1_t                in;
+    ngx_event_t                deadline;
+    ngx_queue_t                wait;
+    ngx_msec_t                 started;
+    ngx_msec_t                 timeout;
+    ngx_msec_t                 connect_timeout;
+    ngx_uint_t                 addr;
+    ngx_err_t                  connect_errno;
+    unsigned                   native:1;
+    unsigned                   sent:1;
+    unsigned                   reused:1;
+    unsigned                   retried:1;
+    unsigned                   connecting:1;
+    unsigned                   waiting:1;
+    unsigned                   holds:1;
+    unsigned                   keep:1;
 } ngx_http_tokengate_handle_t;
 
 struct ngx_http_tokengate_ctx_s {
@@ -442,7 +503,8 @@ void ngx_http_tokengate_outcome(ngx_http_tokengate_ctx_t *ctx,
 void ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
     tg_identity_t *id, tg_diag_t *diag, long retry_after);
 void ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id);
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id,
+    ngx_uint_t pooled);
 ngx_int_t ngx_http_tokengate_answer(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx);
 
@@ -451,9 +513,13 @@ extern ngx_str_t          ngx_http_tokengate_results[];
 /* ngx_http_tokengate_token.c: credentials in, identity out */
 ngx_int_t ngx_http_tokengate_get_token(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+ngx_int_t ngx_http_tokengate_find_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token);
+ngx_int_t ngx_http_tokengate_check_token(ngx_http_request_t *r,
+    ngx_str_t *token);
 char *ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx);
 ngx_int_t ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id, ngx_uint_t pooled);
 ngx_int_t ngx_http_tokengate_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_tokengate_conf.c: configuration */
@@ -484,7 +550,18 @@ ngx_int_t ngx_http_tokengate_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_exit_process(ngx_cycle_t *cycle);
 
+void ngx_http_tokengate_ended(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
+    tg_response_t *answer, tg_diag_t *diag);
+
 extern CURLM             *ngx_http_tokengate_multi;
+
+/* ngx_http_tokengate_peer.c: transfers on nginx's own connections */
+char *ngx_http_tokengate_peer_conf(ngx_conf_t *cf,
+    ngx_http_tokengate_loc_conf_t *conf, ngx_http_tokengate_loc_conf_t *prev);
+ngx_int_t ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h);
+void ngx_http_tokengate_peer_stop(ngx_http_tokengate_handle_t *h);
+ngx_int_t ngx_http_tokengate_peer_init_process(ngx_cycle_t *cycle);
+void ngx_http_tokengate_peer_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_tokengate_cache.c: the shared cache */
 ngx_int_t ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token,

@@ -66,7 +66,7 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
     switch (err) {
 
     case TG_OK:
-        ngx_http_tokengate_verdict(ctx, tlcf, id);
+        ngx_http_tokengate_verdict(ctx, tlcf, id, 0);
         break;
 
     case TG_TOKEN_INVALID:
@@ -111,10 +111,11 @@ ngx_http_tokengate_decide(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
 }
 
 
-/* The server accepted the token: apply the rules, keep the identity. */
+/* The server accepted the token: apply the rules, keep the identity
+ * (pooled: see ngx_http_tokengate_keep_identity). */
 void
 ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
-    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id)
+    ngx_http_tokengate_loc_conf_t *tlcf, tg_identity_t *id, ngx_uint_t pooled)
 {
     tg_diag_t            diag;
     ngx_http_request_t  *r;
@@ -156,7 +157,7 @@ ngx_http_tokengate_verdict(ngx_http_tokengate_ctx_t *ctx,
         return;
     }
 
-    if (ngx_http_tokengate_keep_identity(r, ctx, id) != NGX_OK) {
+    if (ngx_http_tokengate_keep_identity(r, ctx, id, pooled) != NGX_OK) {
         ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_UNAVAILABLE);
         return;
     }

@@ -104,6 +104,7 @@ ngx_http_tokengate_create_loc_conf(ngx_conf_t *cf)
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->fail_limit = NGX_CONF_UNSET_PTR;
     conf->backoff = NGX_CONF_UNSET;
+    conf->peer = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -221,10 +222,15 @@ ngx_http_tokengate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->tg == NULL) {
+        conf->peer = NULL;
         return NGX_CONF_OK;
     }
 
     conf->lifetime_max = (time_t) tg_config_token_lifetime_max(conf->tg);
+
+    if (ngx_http_tokengate_peer_conf(cf, conf, prev) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_http_tokengate_backoff_conf(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;

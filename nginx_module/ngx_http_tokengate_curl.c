@@ -29,17 +29,15 @@
 /* Kept-alive connections to the auth server per worker. */
 #define NGX_HTTP_TOKENGATE_MAXCONNECTS     64
 
-/* Idle curl easy handles a worker keeps for the next transfers, and the
- * largest response buffer one keeps. */
+/* Idle handles a worker keeps for the next transfers. */
 #define NGX_HTTP_TOKENGATE_HANDLES_MAX     64
-#define NGX_HTTP_TOKENGATE_BODY_KEEP       16384
 
 /* How many idle handles are looked at for one whose options match. */
 #define NGX_HTTP_TOKENGATE_HANDLES_SCAN    8
 
 
 static ngx_http_tokengate_handle_t *ngx_http_tokengate_handle_get(
-    ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t http,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_uint_t http, ngx_uint_t native,
     ngx_http_tokengate_stats_t *st, ngx_log_t *log);
 static ngx_int_t ngx_http_tokengate_handle_setup(
     ngx_http_tokengate_handle_t *h);
@@ -95,17 +93,19 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
 {
     CURLMcode                     mrc;
     tg_diag_t                     diag;
-    ngx_uint_t                    http;
+    ngx_uint_t                    http, native;
+    ngx_http_tokengate_stats_t   *st;
     ngx_http_tokengate_handle_t  *h;
 
     http = (req->url != NULL
             && ngx_strncasecmp((u_char *) req->url, (u_char *) "http://", 7)
                == 0);
 
-    h = ngx_http_tokengate_handle_get(tlcf, http,
-                                      ngx_http_tokengate_get_stats(
-                                          ctx->request),
-                                      log);
+    native = (tlcf->peer != NULL);
+
+    st = ngx_http_tokengate_get_stats(ctx->request);
+
+    h = ngx_http_tokengate_handle_get(tlcf, http, native, st, log);
     if (h == NULL) {
         tg_request_clear(req);
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -119,38 +119,58 @@ ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
     h->ctx = ctx;
     ctx->handle = h;
 
-    tg_diag_clear(&diag);
-
-    if (tg__curl_request(&h->cu, &h->req, &diag) != TG_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: cannot set up the transfer");
-        ctx->handle = NULL;
-        ngx_http_tokengate_handle_put(h, 0);
-        return NGX_ERROR;
+    if (st != NULL) {
+        (void) ngx_atomic_fetch_add(&st->transfers[native ? 0 : 1], 1);
     }
 
-    mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->cu.easy);
-    if (mrc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tokengate: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(mrc));
-        ctx->handle = NULL;
-        ngx_http_tokengate_handle_put(h, 0);
-        return NGX_ERROR;
+    if (native) {
+        if (ngx_http_tokengate_peer_start(h) != NGX_OK) {
+            goto failed;
+        }
+
+    } else {
+        tg_diag_clear(&diag);
+
+        if (tg__curl_request(&h->cu, &h->req, &diag) != TG_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tokengate: cannot set up the transfer");
+            goto failed;
+        }
+
+        mrc = curl_multi_add_handle(ngx_http_tokengate_multi, h->cu.easy);
+        if (mrc != CURLM_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tokengate: curl_multi_add_handle() failed: %s",
+                          curl_multi_strerror(mrc));
+            goto failed;
+        }
     }
 
     ctx->sent_at = ngx_time();
     ctx->done = 0;
 
     return NGX_OK;
+
+failed:
+
+    /* the request is wiped with the handle; a handle curl may have seen
+     * is not kept */
+
+    ctx->handle = NULL;
+    ngx_http_tokengate_handle_put(h, native);
+
+    return NGX_ERROR;
 }
 
 
-/* An idle handle whose constant options fit this location, else one set
- * up again (curl_easy_reset), else a new one. */
+/* For a transfer on nginx's own connections, the first idle handle (only
+ * its buffers serve); for libcurl, an idle handle whose constant options
+ * fit this location, else one set up again (curl_easy_reset), else a new
+ * one. */
 static ngx_http_tokengate_handle_t *
 ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
-    ngx_uint_t http, ngx_http_tokengate_stats_t *st, ngx_log_t *log)
+    ngx_uint_t http, ngx_uint_t native, ngx_http_tokengate_stats_t *st,
+    ngx_log_t *log)
 {
     long                          timeout, connect_timeout;
     ngx_uint_t                    i;
@@ -181,13 +201,15 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     for (q = ngx_queue_head(&ngx_http_tokengate_handles), i = 0;
-         q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
+         !native
+         && q != ngx_queue_sentinel(&ngx_http_tokengate_handles)
          && i < NGX_HTTP_TOKENGATE_HANDLES_SCAN;
          q = ngx_queue_next(q), i++)
     {
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
 
-        if (h->cu.cfg == tlcf->tg && h->cu.timeout_ms == timeout
+        if (h->ready
+            && h->cu.cfg == tlcf->tg && h->cu.timeout_ms == timeout
             && h->cu.connect_timeout_ms == connect_timeout
             && h->cu.http == (int) http)
         {
@@ -202,17 +224,15 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
         }
     }
 
-    if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
-        /* none fits: the first one gets this location's options */
+    /* none fits (or its options do not matter): the first idle one, or a
+     * new one */
 
+    if (!ngx_queue_empty(&ngx_http_tokengate_handles)) {
         q = ngx_queue_head(&ngx_http_tokengate_handles);
         ngx_queue_remove(q);
         ngx_http_tokengate_nhandles--;
 
         h = ngx_queue_data(q, ngx_http_tokengate_handle_t, queue);
-
-        curl_easy_reset(h->cu.easy);
-        h->ready = 0;
 
         if (st != NULL) {
             (void) ngx_atomic_fetch_add(&st->handles_reused, 1);
@@ -224,14 +244,35 @@ ngx_http_tokengate_handle_get(ngx_http_tokengate_loc_conf_t *tlcf,
             return NULL;
         }
 
-        h->cu.easy = curl_easy_init();
-        if (h->cu.easy == NULL) {
-            ngx_free(h);
-            return NULL;
-        }
-
         if (st != NULL) {
             (void) ngx_atomic_fetch_add(&st->handles_created, 1);
+        }
+    }
+
+    h->cycle = ngx_cycle;
+
+    if (native) {
+        /* only its buffers serve: its curl options stay as they are */
+
+        h->native = 1;
+        h->peer = tlcf->peer;
+        h->tg = tlcf->tg;
+        h->timeout = (ngx_msec_t) timeout;
+        h->connect_timeout = (ngx_msec_t) connect_timeout;
+
+        return h;
+    }
+
+    h->ready = 0;
+
+    if (h->cu.easy != NULL) {
+        curl_easy_reset(h->cu.easy);
+
+    } else {
+        h->cu.easy = curl_easy_init();
+        if (h->cu.easy == NULL) {
+            ngx_http_tokengate_handle_free(h);
+            return NULL;
         }
     }
 
@@ -299,13 +340,23 @@ ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
 {
     h->ctx = NULL;
 
-    if (tg__curl_end(&h->cu, NGX_HTTP_TOKENGATE_BODY_KEEP) != 0) {
+    if (h->native) {
+        h->native = 0;
+        tg_secret_free_len(h->out, h->out_cap);
+        h->out = NULL;
+        h->out_len = 0;
+        h->out_cap = 0;
+        tg__http1_reset(&h->in, NGX_HTTP_TOKENGATE_BODY_KEEP);
+
+    } else if (tg__curl_end(&h->cu, NGX_HTTP_TOKENGATE_BODY_KEEP) != 0
+               || !h->ready)
+    {
         reusable = 0;
     }
 
     tg_request_clear(&h->req);
 
-    if (!reusable || !h->ready || ngx_http_tokengate_exiting
+    if (!reusable || ngx_http_tokengate_exiting
         || h->cycle != ngx_cycle
         || ngx_http_tokengate_nhandles >= NGX_HTTP_TOKENGATE_HANDLES_MAX)
     {
@@ -322,6 +373,8 @@ static void
 ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h)
 {
     tg__curl_free(&h->cu);
+    tg__http1_free(&h->in);
+    tg_secret_free_len(h->out, h->out_cap);
     tg_request_clear(&h->req);
 
     ngx_free(h);
@@ -353,6 +406,13 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
         ctx->backoff_probe = 0;
     }
 
+    if (ctx->handle->native) {
+        /* its connection is closed, its deadline gone */
+        ngx_http_tokengate_peer_stop(ctx->handle);
+        ngx_http_tokengate_release(ctx);
+        return;
+    }
+
     /* Out of the multi first: curl drops its references to the handle (and
      * closes the connection of the unfinished transfer), so the handle can
      * serve another transfer once its state is wiped. */
@@ -371,19 +431,11 @@ ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx)
 }
 
 
-/*
- * The one way the end of a transfer (out of the multi already) reaches its
- * owner, an access check or a call of another part of the module: the
- * answer, or the error through common/curl.c's map, goes to the owner's
- * handler.  Runs from drain once libcurl's callbacks have returned (never
- * from libcurl's stack), so the handler may start transfers (it may start
- * the next one on this ctx: a token exchange's validation) and finalize
- * requests.  Then the handle goes back; a call is freed.
- */
+/* A libcurl transfer's end (out of the multi already): its answer, or its
+ * error through common/curl.c's map, to ngx_http_tokengate_ended. */
 static void
 ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
 {
-    time_t                        until;
     tg_err_t                      err;
     tg_diag_t                     diag;
     tg_response_t                 resp, *answer;
@@ -405,6 +457,26 @@ ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
         answer = &resp;
     }
 
+    ngx_http_tokengate_ended(ctx, err, answer, &diag);
+}
+
+
+/*
+ * The one way the end of a transfer reaches its owner, an access check or
+ * a call of another part of the module, whichever transport ran it: the
+ * answer (err TG_OK), or the error with the one map's reason, goes to the
+ * owner's handler.  Runs from nginx's event loop, never from libcurl's
+ * stack (drain runs once libcurl's callbacks have returned), so the
+ * handler may start transfers (it may start the next one on this ctx: a
+ * token exchange's validation) and finalize requests.  Then the handle
+ * goes back; a call is freed.
+ */
+void
+ngx_http_tokengate_ended(ngx_http_tokengate_ctx_t *ctx, tg_err_t err,
+    tg_response_t *answer, tg_diag_t *diag)
+{
+    time_t  until;
+
     ctx->done = 1;
 
     if (ctx->backoff_key != NULL) {
@@ -422,7 +494,7 @@ ngx_http_tokengate_complete(ngx_http_tokengate_ctx_t *ctx, CURLcode rc)
         }
     }
 
-    ctx->handler(ctx->data, err, answer, ctx->sent_at, diag.message);
+    ctx->handler(ctx->data, err, answer, ctx->sent_at, diag->message);
 
     if (!ctx->done) {
         /* the handler sent the next request on ctx */
@@ -993,7 +1065,7 @@ ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle)
     ngx_http_tokengate_nhandles = 0;
     ngx_http_tokengate_handles_cycle = ngx_cycle;
 
-    return NGX_OK;
+    return ngx_http_tokengate_peer_init_process(cycle);
 }
 
 
@@ -1022,6 +1094,8 @@ ngx_http_tokengate_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_tokengate_nhandles = 0;
+
+    ngx_http_tokengate_peer_exit_process(cycle);
 
     /* closes the kept connections through close_socket */
     curl_multi_cleanup(ngx_http_tokengate_multi);

@@ -40,6 +40,9 @@
 
 
 static ngx_int_t ngx_http_tokengate_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tokengate_cached(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token);
 static ngx_int_t ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token);
@@ -317,7 +320,7 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_tokengate_get_token(r, tlcf, &token);
+    rc = ngx_http_tokengate_find_token(r, tlcf, &token);
 
     if (rc == NGX_HTTP_UNAUTHORIZED) {
         ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_MISSING);
@@ -336,8 +339,56 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /*
+     * A bearer token is still the request's own bytes: a hit needs no
+     * copy to wipe and no syntax check (the entry was made from the same
+     * bytes, checked then).  Basic credentials are a decoded copy.
+     */
+
+    ctx->token = token;
+
+    rc = ngx_http_tokengate_cached(r, ctx, tlcf, &token);
+
+    if (rc == NGX_OK) {
+        /* A request that may still log (denied, or with tokengate_require
+         * to check) needs the fingerprint before the token goes; an
+         * allowed hit never computes it. */
+        if (!ctx->allowed || tlcf->require != NULL) {
+            (void) ngx_http_tokengate_fp(ctx);
+        }
+
+        ngx_str_null(&ctx->token);
+
+        if (ctx->basic) {
+            ngx_explicit_memzero(token.data, token.len);
+        }
+
+        ctx->done = 1;
+        ctx->woken = 1;
+        return ngx_http_tokengate_answer(r, ctx);
+    }
+
+    if (!ctx->basic) {
+        rc = ngx_http_tokengate_check_token(r, &token);
+
+        if (rc != NGX_OK) {
+            ngx_str_null(&ctx->token);
+            ngx_str_null(&ctx->cache_status);
+
+            if (rc != NGX_HTTP_BAD_REQUEST) {
+                return NGX_ERROR;
+            }
+
+            ngx_http_tokengate_outcome(ctx, NGX_HTTP_TOKENGATE_MALFORMED);
+            return ngx_http_tokengate_answer(r, ctx);
+        }
+
+        ctx->token = token;
+    }
+
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
+        ngx_str_null(&ctx->token);
         ngx_explicit_memzero(token.data, token.len);
         return NGX_ERROR;
     }
@@ -345,13 +396,11 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_tokengate_cleanup;
     cln->data = ctx;
 
-    ctx->token = token;
-
     rc = ngx_http_tokengate_validate(r, ctx, tlcf, &token);
 
     /* A request that may still log (denied, waiting, or with
      * tokengate_require to check) needs the fingerprint before the token
-     * goes; an allowed cache hit never computes it. */
+     * goes. */
     if (rc != NGX_OK || !ctx->allowed || tlcf->require != NULL) {
         (void) ngx_http_tokengate_fp(ctx);
     }
@@ -360,7 +409,7 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
     ngx_explicit_memzero(token.data, token.len);
 
     if (rc == NGX_OK) {
-        /* decided from the cache */
+        /* decided without a call (backing off) */
         ctx->done = 1;
         ctx->woken = 1;
         return ngx_http_tokengate_answer(r, ctx);
@@ -375,43 +424,60 @@ ngx_http_tokengate_handler(ngx_http_request_t *r)
 }
 
 
-/* Decide from the cache (NGX_OK), or wait (NGX_AGAIN) on an identical
- * in-flight validation of this worker or on a new one. */
+/* Decide from the zone (NGX_OK) with the token as it came (its bytes are
+ * only MACed), or NGX_DECLINED. */
+static ngx_int_t
+ngx_http_tokengate_cached(ngx_http_request_t *r,
+    ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
+    ngx_str_t *token)
+{
+    ngx_http_tokengate_cache_t  *cache;
+
+    ctx->tg = tlcf->tg;
+    ctx->cache = tlcf->cache;
+
+    if (tlcf->cache == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cache = tlcf->cache->data;
+
+    if (cache->sh != NULL
+        && ngx_http_tokengate_mac(cache->sh->key, token, ctx->basic,
+                                  tlcf->fingerprint, ctx->mac)
+           == NGX_OK)
+    {
+        ctx->has_mac = 1;
+
+        if (ngx_http_tokengate_cache_lookup(r, ctx, tlcf) == NGX_OK) {
+            ngx_str_set(&ctx->cache_status, "HIT");
+            return NGX_OK;
+        }
+    }
+
+    ngx_str_set(&ctx->cache_status, "MISS");
+
+    return NGX_DECLINED;
+}
+
+
+/* After a miss in the zone: decide now (NGX_OK, backing off), or wait
+ * (NGX_AGAIN) on an identical in-flight validation of this worker or on a
+ * new one. */
 static ngx_int_t
 ngx_http_tokengate_validate(ngx_http_request_t *r,
     ngx_http_tokengate_ctx_t *ctx, ngx_http_tokengate_loc_conf_t *tlcf,
     ngx_str_t *token)
 {
-    time_t                       wait;
-    tg_diag_t                    diag;
-    ngx_uint_t                   probe;
-    ngx_http_tokengate_cache_t  *cache;
-
-    ctx->tg = tlcf->tg;
-    ctx->cache = tlcf->cache;
+    time_t       wait;
+    tg_diag_t    diag;
+    ngx_uint_t   probe;
 
     ctx->wake.handler = ngx_http_tokengate_wake_handler;
     ctx->wake.data = ctx;
     ctx->wake.log = r->connection->log;
 
     if (tlcf->cache != NULL) {
-        cache = tlcf->cache->data;
-
-        if (cache->sh != NULL
-            && ngx_http_tokengate_mac(cache->sh->key, token, ctx->basic,
-                                      tlcf->fingerprint, ctx->mac)
-               == NGX_OK)
-        {
-            ctx->has_mac = 1;
-
-            if (ngx_http_tokengate_cache_lookup(r, ctx, tlcf) == NGX_OK) {
-                ngx_str_set(&ctx->cache_status, "HIT");
-                return NGX_OK;
-            }
-        }
-
-        ngx_str_set(&ctx->cache_status, "MISS");
-
         /* the store indexes the entry by token for logout and purge */
         if (ngx_http_tokengate_cache_token_mac(tlcf->cache, token,
                                                ctx->basic, ctx->tmac)

@@ -237,6 +237,22 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
                         "tokengate_curl_handles_total{handle=\"reused\"} "
                         "%uA\n", st->handles_created, st->handles_reused);
 
+        p = ngx_sprintf(p, "# HELP tokengate_transfers_total Calls to the "
+                        "auth server by transport: nginx's own connections, "
+                        "or libcurl (a proxy, a host not resolved at "
+                        "load).\n"
+                        "# TYPE tokengate_transfers_total counter\n"
+                        "tokengate_transfers_total{transport=\"nginx\"} "
+                        "%uA\n"
+                        "tokengate_transfers_total{transport=\"libcurl\"} "
+                        "%uA\n"
+                        "# HELP tokengate_connections_total Connections to "
+                        "the auth server nginx opened (the others were "
+                        "kept alive).\n"
+                        "# TYPE tokengate_connections_total counter\n"
+                        "tokengate_connections_total %uA\n",
+                        st->transfers[0], st->transfers[1], st->connects);
+
         p = ngx_sprintf(p, "# HELP tokengate_fail_limit_entries Clients "
                         "with refusals in a tokengate_fail_limit zone.\n"
                         "# TYPE tokengate_fail_limit_entries gauge\n"
@@ -309,10 +325,13 @@ ngx_http_tokengate_status_handler(ngx_http_request_t *r)
         }
 
         p = ngx_sprintf(p, "},\"curl_handles\":{\"created\":%uA,"
-                        "\"reused\":%uA},\"backoff\":{\"active\":%ui,"
+                        "\"reused\":%uA},\"transfers\":{\"nginx\":%uA,"
+                        "\"libcurl\":%uA},\"connections\":%uA,"
+                        "\"backoff\":{\"active\":%ui,"
                         "\"refused\":%uA,\"probes\":%uA},"
                         "\"fail_limit_entries\":%ui,\"shared\":{",
                         st->handles_created, st->handles_reused,
+                        st->transfers[0], st->transfers[1], st->connects,
                         ngx_http_tokengate_backoff_active(),
                         st->backoff_refused, st->backoff_probes,
                         limit_entries);

@@ -19,6 +19,9 @@ static ngx_int_t ngx_http_tokengate_get_basic(ngx_http_request_t *r,
     ngx_table_elt_t *h, ngx_str_t *creds);
 static ngx_int_t ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
     const char *src);
+static void ngx_http_tokengate_borrow(ngx_str_t *dst, const char *src);
+static ngx_int_t ngx_http_tokengate_join_in_place(
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id);
 static ngx_int_t ngx_http_tokengate_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -70,17 +73,43 @@ ngx_http_tokengate_fp(ngx_http_tokengate_ctx_t *ctx)
 
 
 /*
- * The token, NUL-terminated in r->pool (the caller wipes it): NGX_OK,
- * NGX_HTTP_UNAUTHORIZED when there are no credentials, NGX_HTTP_BAD_REQUEST
- * when they are malformed.
+ * The token, NUL-terminated in r->pool and checked (the caller wipes it):
+ * NGX_OK; NGX_DONE with Basic credentials; NGX_HTTP_UNAUTHORIZED when
+ * there are no credentials, NGX_HTTP_BAD_REQUEST when they are malformed.
  */
 ngx_int_t
 ngx_http_tokengate_get_token(ngx_http_request_t *r,
     ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_http_tokengate_find_token(r, tlcf, token);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_tokengate_check_token(r, token);
+}
+
+
+/*
+ * The credentials as the access check first takes them: NGX_OK with token
+ * pointing at the request's own bytes (the header, or the value of
+ * tokengate_token), not copied, not NUL-terminated and not checked yet: a
+ * cache lookup needs only their MAC, and a hit means that the same bytes
+ * were checked and validated before.  ngx_http_tokengate_check_token
+ * copies and checks them for a validation.  NGX_DONE with Basic
+ * credentials (decoded and checked, in r->pool: the caller wipes them);
+ * NGX_HTTP_UNAUTHORIZED when there are no credentials,
+ * NGX_HTTP_BAD_REQUEST when they are malformed.
+ */
+ngx_int_t
+ngx_http_tokengate_find_token(ngx_http_request_t *r,
+    ngx_http_tokengate_loc_conf_t *tlcf, ngx_str_t *token)
+{
     u_char           *p, *last;
     ngx_str_t         value;
-    tg_diag_t         diag;
     ngx_table_elt_t  *h;
 
     if (tlcf->token != NULL) {
@@ -110,9 +139,13 @@ ngx_http_tokengate_get_token(ngx_http_request_t *r,
             return ngx_http_tokengate_get_basic(r, h, token);
         }
 
+        /* "Bearer " as clients send it first: ngx_strncasecmp folds the
+         * case of each byte */
         if (h->value.len < sizeof("Bearer ") - 1
-            || ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
-               != 0)
+            || (ngx_strncmp(p, "Bearer ", sizeof("Bearer ") - 1) != 0
+                && ngx_strncasecmp(p, (u_char *) "Bearer ",
+                                   sizeof("Bearer ") - 1)
+                   != 0))
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "tokengate: the Authorization header is not "
@@ -143,26 +176,45 @@ ngx_http_tokengate_get_token(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    token->data = ngx_pnalloc(r->pool, value.len + 1);
-    if (token->data == NULL) {
+    *token = value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The bearer token from ngx_http_tokengate_find_token, before it is sent:
+ * copied NUL-terminated into r->pool (the caller wipes the copy) and
+ * checked.  NGX_OK with token the copy, NGX_HTTP_BAD_REQUEST when it is
+ * malformed (nothing is left to wipe then), NGX_ERROR.
+ */
+ngx_int_t
+ngx_http_tokengate_check_token(ngx_http_request_t *r, ngx_str_t *token)
+{
+    u_char     *copy;
+    tg_diag_t   diag;
+
+    copy = ngx_pnalloc(r->pool, token->len + 1);
+    if (copy == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(token->data, value.data, value.len);
-    token->data[value.len] = '\0';
-    token->len = value.len;
+    ngx_memcpy(copy, token->data, token->len);
+    copy[token->len] = '\0';
 
     /* without a diagnostic first (clearing one costs more than the check),
      * then again with one to say why */
 
-    if (tg_token_check((char *) token->data, NULL) != TG_OK) {
+    if (tg_token_check((char *) copy, NULL) != TG_OK) {
         tg_diag_clear(&diag);
-        (void) tg_token_check((char *) token->data, &diag);
-        ngx_explicit_memzero(token->data, token->len);
+        (void) tg_token_check((char *) copy, &diag);
+        ngx_explicit_memzero(copy, token->len);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tokengate: malformed bearer token: %s", diag.message);
         return NGX_HTTP_BAD_REQUEST;
     }
+
+    token->data = copy;
 
     return NGX_OK;
 }
@@ -261,12 +313,17 @@ ngx_http_tokengate_copy(ngx_http_request_t *r, ngx_str_t *dst,
 }
 
 
-/* $tokengate_user is libtokengate's choice (tg_identity_user), the same
+/*
+ * $tokengate_user is libtokengate's choice (tg_identity_user), the same
  * for one token at a location with group rules (auth/currentuser) and one
- * without (auth/user). */
+ * without (auth/user).  pooled: id is a cache entry decoded into r->pool
+ * (ngx_http_tokengate_decode), so its strings already live as long as the
+ * request and are kept as they are, and its groups, one after the other
+ * with a NUL after each, are joined in place; else everything is copied.
+ */
 ngx_int_t
 ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
-    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id)
+    ngx_http_tokengate_ctx_t *ctx, tg_identity_t *id, ngx_uint_t pooled)
 {
     u_char                         *p;
     size_t                          i, len;
@@ -274,11 +331,21 @@ ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tokengate_module);
 
-    if (ngx_http_tokengate_copy(r, &ctx->user,
-                                tg_identity_user(tlcf->tg, id))
-        != NGX_OK
-        || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
-        || ngx_http_tokengate_copy(r, &ctx->email, id->email) != NGX_OK)
+    if (pooled) {
+        ngx_http_tokengate_borrow(&ctx->user, tg_identity_user(tlcf->tg, id));
+        ngx_http_tokengate_borrow(&ctx->user_id, id->id);
+        ngx_http_tokengate_borrow(&ctx->email, id->email);
+
+        if (ngx_http_tokengate_join_in_place(ctx, id) == NGX_OK) {
+            return NGX_OK;
+        }
+
+    } else if (ngx_http_tokengate_copy(r, &ctx->user,
+                                       tg_identity_user(tlcf->tg, id))
+               != NGX_OK
+               || ngx_http_tokengate_copy(r, &ctx->user_id, id->id) != NGX_OK
+               || ngx_http_tokengate_copy(r, &ctx->email, id->email)
+                  != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -305,6 +372,60 @@ ngx_http_tokengate_keep_identity(ngx_http_request_t *r,
     }
 
     ctx->groups.len = p - ctx->groups.data;
+
+    return NGX_OK;
+}
+
+
+/* A string of a pooled identity, kept where it is ("" for NULL). */
+static void
+ngx_http_tokengate_borrow(ngx_str_t *dst, const char *src)
+{
+    if (src == NULL) {
+        ngx_str_set(dst, "");
+        return;
+    }
+
+    dst->data = (u_char *) src;
+    dst->len = ngx_strlen(src);
+}
+
+
+/*
+ * $tokengate_groups of a pooled identity: the NULs between its groups
+ * become commas when the groups lie one after the other, as decoded from
+ * an entry (then id's group strings run into each other: the identity is
+ * not read again).  NGX_DECLINED when they do not: the caller copies.
+ */
+static ngx_int_t
+ngx_http_tokengate_join_in_place(ngx_http_tokengate_ctx_t *ctx,
+    tg_identity_t *id)
+{
+    u_char  *first, *p;
+    size_t   i;
+
+    if (id->n_groups == 0) {
+        ngx_str_set(&ctx->groups, "");
+        return NGX_OK;
+    }
+
+    first = (u_char *) id->groups[0];
+    p = first + ngx_strlen(first);
+
+    for (i = 1; i < id->n_groups; i++) {
+        if ((u_char *) id->groups[i] != p + 1) {
+            return NGX_DECLINED;
+        }
+
+        p += 1 + ngx_strlen(p + 1);
+    }
+
+    for (i = 1; i < id->n_groups; i++) {
+        *((u_char *) id->groups[i] - 1) = ',';
+    }
+
+    ctx->groups.data = first;
+    ctx->groups.len = p - first;
 
     return NGX_OK;
 }

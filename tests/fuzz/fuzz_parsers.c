@@ -2,10 +2,11 @@
 /*
  * fuzz_parsers.c - libFuzzer targets for everything libtokengate reads from
  * outside: the response parsers of common/protocol.c and the config text
- * parser, and the local signer of Looker embed URLs.  One source, built
- * once per target with -DFUZZ_TARGET=FUZZ_TOKEN, FUZZ_VALIDATE,
- * FUZZ_PROFILE, FUZZ_CREDENTIALS, FUZZ_SESSION, FUZZ_CONFIG, FUZZ_EMBED or
- * FUZZ_JSON (Makefile.am).
+ * parser, the local signer of Looker embed URLs, the HTTP/1.1 answer
+ * parser of common/http1.c and the JSON decoder of common/json.c.  One
+ * source, built once per target with -DFUZZ_TARGET=FUZZ_TOKEN,
+ * FUZZ_VALIDATE, FUZZ_PROFILE, FUZZ_CREDENTIALS, FUZZ_SESSION, FUZZ_CONFIG,
+ * FUZZ_EMBED, FUZZ_HTTP1 or FUZZ_JSON (Makefile.am).
  *
  * Parser input: byte 0 picks the status (high nibble, from tg_statuses) and
  * the variant (low nibble: flavor, which, op); byte 1 picks the content type
@@ -29,8 +30,18 @@
  * When tg_embed_sign succeeds the URL must have the exact shape of a
  * signed URL: every byte unreserved or %XX (upper-case hex), and ':', '/',
  * '?', '=', '&' only where the shape puts them.
+ *
+ * HTTP/1.1 input: byte 0 is where the bytes are split in two reads (n *
+ * length / 255), byte 1 holds flags (bits 0-1: max_response_bytes 16, 256,
+ * 4096 or 65536; bit 2: parse Date; bit 3: the server closes after the
+ * bytes); the rest is what the server sends.  Fed whole and split, the
+ * outcome must be the same; an answer must keep its promises (a final
+ * status, the body within the cap, a clean Content-Type, Retry-After
+ * clamped); the parser is then reset and fed again, as on a kept
+ * connection.
  */
 #include "tokengate.h"
+#include "tg_http1.h"
 #include "tg_internal.h"
 #include "tg_json.h"
 
@@ -46,7 +57,8 @@
 #define FUZZ_SESSION 5
 #define FUZZ_CONFIG 6
 #define FUZZ_EMBED 7
-#define FUZZ_JSON 8
+#define FUZZ_HTTP1 8
+#define FUZZ_JSON 9
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=FUZZ_TOKEN (or another FUZZ_* target)"
@@ -74,8 +86,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                \
-    FUZZ_TARGET != FUZZ_JSON
+#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                 \
+    FUZZ_TARGET != FUZZ_HTTP1 && FUZZ_TARGET != FUZZ_JSON
 static int printable(const char *s);
 static void check_diag(const tg_config_t *cfg, const tg_diag_t *diag,
                        tg_err_t err, long status);
@@ -109,8 +121,8 @@ static void check_string_to_sign(const tg_embed_params_t *p, const char *sts);
 static size_t split(char *buf, size_t len, char sep, char **parts, size_t max);
 #endif
 
-#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                \
-    FUZZ_TARGET != FUZZ_JSON
+#if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                 \
+    FUZZ_TARGET != FUZZ_HTTP1 && FUZZ_TARGET != FUZZ_JSON
 
 static const long tg_statuses[16] = {200, 200, 200, 204, 401, 404, 422, 429,
                                      500, 503, 302, 400, 403, 201, 100, 0};
@@ -285,7 +297,7 @@ body_copy(const uint8_t *data, size_t len)
     return p;
 }
 
-#endif /* not FUZZ_CONFIG, FUZZ_EMBED or FUZZ_JSON */
+#endif /* not FUZZ_CONFIG, FUZZ_EMBED, FUZZ_HTTP1 or FUZZ_JSON */
 
 #if FUZZ_TARGET == FUZZ_TOKEN || FUZZ_TARGET == FUZZ_CREDENTIALS
 
@@ -741,6 +753,125 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tg_secret_free(url);
     tg_secret_free(sts);
     free(buf);
+    return 0;
+}
+
+#elif FUZZ_TARGET == FUZZ_HTTP1
+
+/* What one parse gave, to compare the ways of feeding it. */
+struct fuzz_h1 {
+    tg_err_t err;
+    char message[sizeof(((tg_diag_t *) 0)->message)];
+    int done, keepalive;
+    size_t used;
+    tg_response_t resp;
+};
+
+static const size_t fuzz_h1_body_max[4] = {16, 256, 4096, 65536};
+
+/* Feed data[0..len) in two reads, cut at cut, then the close if asked. */
+static void
+fuzz_h1_feed(tg__http1_t *p, const char *data, size_t len, size_t cut, int eof,
+             struct fuzz_h1 *o)
+{
+    tg_diag_t diag;
+    size_t used, i;
+
+    memset(o, 0, sizeof(*o));
+    tg_diag_clear(&diag);
+    o->err = tg__http1_parse(p, data, cut, &used, &diag);
+    FUZZ_CHECK(used <= cut && (o->err == TG_OK || used == cut));
+    o->used = used;
+    if (o->err == TG_OK && used == cut && cut < len) {
+        o->err = tg__http1_parse(p, data + cut, len - cut, &used, &diag);
+        FUZZ_CHECK(used <= len - cut);
+        o->used += used;
+    }
+    if (o->err == TG_OK && !tg__http1_done(p)) {
+        FUZZ_CHECK(o->used == len);
+        if (eof) {
+            o->err = tg__http1_eof(p, &diag);
+        }
+    }
+    FUZZ_CHECK(o->err == TG_OK || o->err == TG_PROTOCOL ||
+               o->err == TG_UNAVAILABLE || o->err == TG_NOMEM);
+    FUZZ_CHECK((o->err == TG_OK) == (diag.message[0] == '\0'));
+    for (i = 0; diag.message[i] != '\0'; i++) {
+        FUZZ_CHECK(diag.message[i] >= 0x20 && diag.message[i] < 0x7f);
+    }
+    memcpy(o->message, diag.message, sizeof(o->message));
+    o->done = tg__http1_done(p);
+    o->keepalive = tg__http1_keepalive(p);
+    FUZZ_CHECK(!o->keepalive || o->done);
+    if (o->err != TG_OK || !o->done) {
+        return;
+    }
+    /* The promises of an answer. */
+    tg__http1_response(p, &o->resp, 300);
+    FUZZ_CHECK(o->resp.status >= 200 && o->resp.status <= 999);
+    FUZZ_CHECK(o->resp.body_len <= p->body_max);
+    FUZZ_CHECK((o->resp.body == NULL) == (o->resp.body_len == 0));
+    FUZZ_CHECK(o->resp.retry_after == -1 ||
+               (o->resp.retry_after >= 1 && o->resp.retry_after <= 300));
+    FUZZ_CHECK(o->resp.server_date >= 0);
+    if (o->resp.content_type != NULL) {
+        FUZZ_CHECK(strlen(o->resp.content_type) <= TG__HTTP1_CONTENT_TYPE_MAX);
+        FUZZ_CHECK(strpbrk(o->resp.content_type, "\r\n") == NULL);
+    }
+    FUZZ_CHECK(o->used <= len);
+    FUZZ_CHECK(o->used == len || !o->keepalive);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_h1 whole, split;
+    tg__http1_t a, b;
+    size_t len, cut, body_max;
+    char *bytes;
+    int eof, want_date;
+
+    if (size < 2) {
+        return 0;
+    }
+    len = size - 2;
+    cut = (size_t) data[0] * len / 255;
+    body_max = fuzz_h1_body_max[data[1] & 3];
+    want_date = (data[1] & 4) != 0;
+    eof = (data[1] & 8) != 0;
+    /* A buffer of exactly the bytes: a read past them is caught. */
+    bytes = malloc(len != 0 ? len : 1);
+    FUZZ_CHECK(bytes != NULL);
+    memcpy(bytes, data + 2, len);
+
+    tg__http1_init(&a, body_max, want_date);
+    tg__http1_init(&b, body_max, want_date);
+    fuzz_h1_feed(&a, bytes, len, len, eof, &whole);
+    fuzz_h1_feed(&b, bytes, len, cut, eof, &split);
+    FUZZ_CHECK(whole.err == split.err);
+    FUZZ_CHECK(strcmp(whole.message, split.message) == 0);
+    FUZZ_CHECK(whole.done == split.done && whole.keepalive == split.keepalive);
+    FUZZ_CHECK(whole.err != TG_OK || whole.used == split.used);
+    FUZZ_CHECK(whole.resp.status == split.resp.status);
+    FUZZ_CHECK(whole.resp.body_len == split.resp.body_len);
+    FUZZ_CHECK(whole.resp.body_len == 0 ||
+               memcmp(whole.resp.body, split.resp.body, whole.resp.body_len) ==
+                   0);
+    FUZZ_CHECK((whole.resp.content_type == NULL) ==
+               (split.resp.content_type == NULL));
+    FUZZ_CHECK(whole.resp.content_type == NULL ||
+               strcmp(whole.resp.content_type, split.resp.content_type) == 0);
+
+    /* The next answer on the same connection starts afresh. */
+    tg__http1_reset(&a, 4096);
+    FUZZ_CHECK(!tg__http1_done(&a) && !tg__http1_received(&a));
+    FUZZ_CHECK(a.body_len == 0);
+    fuzz_h1_feed(&a, bytes, len, cut, eof, &split);
+    FUZZ_CHECK(whole.err == split.err &&
+               (whole.err != TG_OK || whole.used == split.used));
+    tg__http1_free(&a);
+    tg__http1_free(&b);
+    free(bytes);
     return 0;
 }
 

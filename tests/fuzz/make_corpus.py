@@ -17,6 +17,11 @@ Config seeds are plain config text.  Embed seeds follow fuzz_embed's format:
           first_name, last_name, user_timezone, external_group_id, nonce,
           permissions, models, group_ids, user_attributes (key=value),
           the lists split at 0x1e
+HTTP/1.1 seeds follow fuzz_http1's format:
+  byte 0: where the bytes are split in two reads (n * length / 255)
+  byte 1: flags (bits 0-1: max_response_bytes 16, 256, 4096, 65536;
+          4 parse Date; 8 the server closes after the bytes)
+  rest:   what the server sends
 Run from anywhere:
   python3 tests/fuzz/make_corpus.py
 """
@@ -228,6 +233,33 @@ SEEDS_EMBED = {
                                  "", "admin", "m", "", ""),
 }
 SEEDS["embed"] = SEEDS_EMBED
+
+
+def http1_seed(split, flags, raw):
+    return bytes([split, flags]) + raw.encode()
+
+
+H1_VALIDATE = ("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+               "Content-Type: application/json\r\nConnection: keep-alive\r\n"
+               "Content-Length: 28\r\n\r\n"
+               '{"uid":"alice","cn":"Alice"}')
+SEEDS["http1"] = {
+    "validate": http1_seed(128, 3 | 4, H1_VALIDATE),
+    "chunked": http1_seed(90, 3, "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                          "chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia"
+                          "\r\n0\r\nX-T: 1\r\n\r\n"),
+    "continue": http1_seed(20, 2, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 "
+                           "103 Early Hints\r\nLink: </a>\r\n\r\n"
+                           "HTTP/1.1 204 No Content\r\n\r\n"),
+    "close_delimited": http1_seed(200, 1 | 8, "HTTP/1.0 200 OK\r\n"
+                                  "Content-Type: text/plain\r\n\r\nabc"),
+    "rate_limited": http1_seed(60, 2, "HTTP/1.1 429 Too Many Requests\r\n"
+                               "Retry-After: 7\r\nContent-Length: 0\r\n\r\n"),
+    "truncated": http1_seed(100, 3 | 8, "HTTP/1.1 200 OK\r\nContent-Length: "
+                            "100\r\n\r\n{\"uid\""),
+    "bare_lf": http1_seed(5, 0, "HTTP/1.1 503\nConnection: close\n"
+                          "Content-Length: 2\n\n{}"),
+}
 
 
 def main():

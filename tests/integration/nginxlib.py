@@ -7,6 +7,7 @@ missing, scripts/build-nginx-module builds it.  stop() checks the error log:
 no [alert], no [emerg], no sanitizer report, no secret and no token.
 """
 import http.client
+import json
 import os
 import signal
 import socket
@@ -250,6 +251,28 @@ def protected(nginx, conf, extra="", realm="api", http_extra=""):
         }}
 """, http_extra=http_extra)
     return nginx.start()
+
+
+def status_site(nginx, conf, extra="", start=True):
+    """/p/ behind tokengate with conf (extra inside), its email in
+    X-TG-Email, and tokengate_status at /status; nginx started unless start
+    is false."""
+    nginx.server(f"""
+        location = /status {{ tokengate_status; }}
+        location /p/ {{
+            alias {nginx.html}/;
+            tokengate "api";
+            tokengate_config {conf};
+            add_header X-TG-Email $tokengate_email always;
+{extra}
+        }}
+""")
+    return nginx.start() if start else nginx
+
+
+def status_json(nginx):
+    """tokengate_status's counters, as JSON."""
+    return json.loads(nginx.get("/status").body)
 
 
 def doc_blocks():

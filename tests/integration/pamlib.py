@@ -217,21 +217,28 @@ class ConnCounter:
         self.sock.close()
 
 
-def make_pki(d):
-    """A test CA, a good server certificate for 127.0.0.1 signed by it, and
-    a self-signed one; returns the directory."""
+def make_pki(d, more=(), self_signed=False):
+    """A test CA and a good server certificate for 127.0.0.1 signed by it,
+    then one NAME.pem/NAME.key signed by it per (NAME, subjectAltName) of
+    more, and with self_signed a self-signed self.pem for 127.0.0.1;
+    returns the directory."""
     def ossl(*args):
         subprocess.run(["openssl", *args], cwd=d, check=True,
                        capture_output=True)
 
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-         "-out", "ca.pem", "-days", "2", "-subj", "/CN=tokengate PAM test CA")
-    (d / "good.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "good.key",
-         "-out", "good.csr", "-subj", "/CN=good")
-    ossl("x509", "-req", "-in", "good.csr", "-CA", "ca.pem", "-CAkey",
-         "ca.key", "-CAcreateserial", "-out", "good.pem", "-days", "2",
-         "-extfile", "good.ext")
+         "-out", "ca.pem", "-days", "2", "-subj", "/CN=tokengate test CA")
+    for name, san in (("good", "IP:127.0.0.1"),) + tuple(more):
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
+             "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+             "-extfile", f"{name}.ext")
+    if self_signed:
+        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+             "self.key", "-out", "self.pem", "-days", "2", "-subj",
+             "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
     return d
 
 

@@ -7,12 +7,12 @@ code, no secret in any output, and no hang past the configured timeout
 """
 import json
 import socket
-import subprocess
 import threading
 
 import pytest
 
 from conftest import DEMO, EXIT, Cli, free_port
+from pamlib import make_pki
 
 
 def logged_in(cli, user="alice"):
@@ -283,26 +283,8 @@ def test_f12_redirect_to_file(cli, devserver):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-
-    def ossl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True,
-                       capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-         "-out", "ca.pem", "-days", "2", "-subj", "/CN=tokengate test CA")
-    for name, san in (("good", "IP:127.0.0.1"),
-                      ("wrongname", "DNS:other.example")):
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-             "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
-             "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-             "-extfile", f"{name}.ext")
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-         "self.key", "-out", "self.pem", "-days", "2", "-subj",
-         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"),
+                    [("wrongname", "DNS:other.example")], self_signed=True)
 
 
 def tls_cli(tmp_path, devserver_factory, pki, cert, ca=None):

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import DEMO, fetch_token, free_port
 from nginxlib import (ADMIN_GROUP, CACHE_HEADERS, IDENTITY_HEADERS, doc_blocks,
-                      protected, statements, write_tg_conf)
+                      protected, statements, status_json, status_site,
+                      write_tg_conf)
 
 
 # ------------------------------------------------------------------ helpers
@@ -435,22 +436,8 @@ def test_keepalive_to_auth_server(tmp_path, devserver, nginx):
 
 # ------------------------------------------------------------ curl handles
 
-def handles_location(nginx, conf, extra=""):
-    nginx.server(f"""
-        location = /status {{ tokengate_status; }}
-        location /p/ {{
-            alias {nginx.html}/;
-            tokengate "api";
-            tokengate_config {conf};
-            add_header X-TG-Email $tokengate_email always;
-{extra}
-        }}
-""")
-    return nginx.start()
-
-
 def curl_handles(nginx):
-    st = json.loads(nginx.get("/status").body)
+    st = status_json(nginx)
     return st["curl_handles"], st["auth_calls"]
 
 
@@ -458,7 +445,7 @@ def test_validations_reuse_one_curl_handle(tmp_path, devserver, nginx):
     """Sequential validations, accepted and rejected, Bearer and a Basic
     exchange (a POST, then the GET), all run on the one easy handle the
     worker keeps, each with its own token and answer."""
-    handles_location(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
+    status_site(nginx, write_tg_conf(tmp_path, "insight", devserver.url),
                      "            tokengate_basic on;")
     users = ["alice", "bob", "carol"]
     toks = {u: fetch_token(devserver, "insight", u) for u in users}
@@ -492,7 +479,7 @@ def test_handle_of_a_cancelled_transfer_serves_the_next(tmp_path, devserver,
     """A client leaves mid-auth: its transfer is removed from curl's multi
     and its handle wiped and kept; the next requests, with other tokens,
     run on it and get their own answers."""
-    handles_location(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
+    status_site(nginx, write_tg_conf(tmp_path, "insight", devserver.url))
     alice = fetch_token(devserver, "insight", "alice")
     bob = fetch_token(devserver, "insight", "bob")
     nginx.tokens.add(alice)
