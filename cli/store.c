@@ -7,6 +7,7 @@
  * serves sudo --output.
  */
 #include "cli.h"
+#include "tg_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -308,7 +309,7 @@ cli_token_load(tg_cli_t *cli, tg_cli_token_t *tok, int allow_expired)
         }
         len += (size_t) r;
     }
-    doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    doc = tg__json_decode(buf, len, 0, 0, &jerr);
     api = json_string_value(json_object_get(doc, "api"));
     url = json_string_value(json_object_get(doc, "url"));
     value = json_string_value(json_object_get(doc, "token"));

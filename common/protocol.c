@@ -6,12 +6,14 @@
  * client, the nginx module, the unit tests and the fuzzers share it.
  *
  * Parsers check, in this order: the status, the content type, the size, the
- * JSON syntax (nesting first, then jansson with duplicate keys rejected),
- * then the types of the fields (api-spec.md A, B; SECURITY.md 3.5, 3.14).
+ * JSON syntax (json.c: jansson's grammar, nesting capped, duplicate keys
+ * rejected), then the types of the fields (api-spec.md A, B; SECURITY.md
+ * 3.5, 3.14).
  * Messages never quote a token or a secret; server text is sanitized.
  */
 #include "tokengate.h"
 #include "tg_internal.h"
+#include "tg_json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +30,8 @@
 #define TG_LOOKER_LIFETIME 3600
 /* Longest lifetime we believe; bounds caches and keeps sums from overflow. */
 #define TG_LIFETIME_MAX (366L * 24 * 3600)
-/* JSON nesting we accept; our answers nest 3 deep and jansson recurses. */
+/* JSON nesting we accept; our answers nest 3 deep and the decoder
+ * recurses (json.c stops at the first container too many). */
 #define TG_JSON_DEPTH_MAX 32
 /* Longest identity or session string we take from a server (F15). */
 #define TG_IDENTITY_STRING_MAX 1024
@@ -72,7 +75,7 @@ typedef enum tg_call {
 } tg_call_t;
 
 /* What a call accepts as success, and whether its answer holds a secret
- * (then jansson's error text, which quotes the input, is not used). */
+ * (then the decoder's error text is not used, only fixed words). */
 typedef struct tg_call_info {
     const char *name;
     long ok_status;
@@ -110,7 +113,6 @@ static tg_err_t parse_begin(const tg_config_t *cfg, const tg_response_t *resp,
 static int media_type_is(const char *ct, const char *want);
 static int is_space(char c);
 static void trim(const char **p, size_t *len);
-static int json_too_deep(const char *p, size_t len, int max);
 static json_t *load_object(const char *p, size_t len);
 static int is_json_scalar_or_array(const char *p, size_t len);
 static void server_message(const tg_config_t *cfg, const tg_response_t *resp,
@@ -815,46 +817,16 @@ trim(const char **p, size_t *len)
     }
 }
 
-/* Pre-scan the nesting of brackets outside strings, so that a hostile body
- * never reaches jansson's recursion (SECURITY.md 3.5). */
-static int
-json_too_deep(const char *p, size_t len, int max)
-{
-    int depth = 0, in_string = 0;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        char c = p[i];
-        if (in_string) {
-            if (c == '\\') {
-                i++;
-            } else if (c == '"') {
-                in_string = 0;
-            }
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '[' || c == '{') {
-            depth++;
-            if (depth > max) {
-                return 1;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return 0;
-}
-
 /* Best effort decode of an error body; NULL when it is not a JSON object. */
 static json_t *
 load_object(const char *p, size_t len)
 {
     json_t *root;
 
-    if (len == 0 || p[0] != '{' || json_too_deep(p, len, TG_JSON_DEPTH_MAX)) {
+    if (len == 0 || p[0] != '{') {
         return NULL;
     }
-    root = json_loadb(p, len, JSON_REJECT_DUPLICATES, NULL);
+    root = tg__json_decode(p, len, 0, TG_JSON_DEPTH_MAX, NULL);
     if (root != NULL && !json_is_object(root)) {
         json_decref(root);
         root = NULL;
@@ -1103,8 +1075,9 @@ check_size(const tg_config_t *cfg, const tg_response_t *resp, tg_diag_t *diag)
     return TG_OK;
 }
 
-/* Why jansson refused a body.  For answers that hold a secret we use our
- * own words: jansson's text quotes the input near the error. */
+/* Why the decoder refused a body.  For answers that hold a secret we use
+ * these fixed words whatever the decoder's text says (json.c quotes no
+ * input, but a secret answer's message must not depend on that). */
 static const char *
 json_error_text(const json_error_t *jerr, int secret)
 {
@@ -1139,18 +1112,17 @@ decode_json(const char *p, size_t len, size_t flags, int secret, json_t **out,
     char why[sizeof(jerr.text)];
     const char *text;
 
-    *out = NULL;
-    if (json_too_deep(p, len, TG_JSON_DEPTH_MAX)) {
-        return tg__fail(diag, TG_PROTOCOL,
-                        "the answer's JSON is nested deeper than %d levels",
-                        TG_JSON_DEPTH_MAX);
-    }
-    *out = json_loadb(p, len, JSON_REJECT_DUPLICATES | flags, &jerr);
+    *out = tg__json_decode(p, len, flags, TG_JSON_DEPTH_MAX, &jerr);
     if (*out != NULL) {
         return TG_OK;
     }
     if (json_error_code(&jerr) == json_error_out_of_memory) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
+    }
+    if (json_error_code(&jerr) == json_error_stack_overflow) {
+        return tg__fail(diag, TG_PROTOCOL,
+                        "the answer's JSON is nested deeper than %d levels",
+                        TG_JSON_DEPTH_MAX);
     }
     text = json_error_text(&jerr, secret);
     tg__sanitize(why, sizeof(why), text, strlen(text));

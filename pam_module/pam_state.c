@@ -17,6 +17,7 @@
  * never half of one.
  */
 #include "pam_tokengate.h"
+#include "tg_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -692,7 +693,7 @@ json_load(int dirfd, const char *name, const char *shown, const char *kind,
         return res;
     }
     res = TG_PAM_FILE_BAD;
-    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    root = tg__json_decode(text, len, 0, 0, &jerr);
     if (root == NULL) {
         set_why(why, why_size, "%s: not valid JSON (line %d)", shown,
                 jerr.line);

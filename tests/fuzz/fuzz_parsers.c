@@ -2,10 +2,11 @@
 /*
  * fuzz_parsers.c - libFuzzer targets for everything libtokengate reads from
  * outside: the response parsers of common/protocol.c and the config text
- * parser, the local signer of Looker embed URLs, and the HTTP/1.1 answer
- * parser of common/http1.c.  One source, built once per target with
- * -DFUZZ_TARGET=FUZZ_TOKEN, FUZZ_VALIDATE, FUZZ_PROFILE, FUZZ_CREDENTIALS,
- * FUZZ_SESSION, FUZZ_CONFIG, FUZZ_EMBED or FUZZ_HTTP1 (Makefile.am).
+ * parser, the local signer of Looker embed URLs, the HTTP/1.1 answer
+ * parser of common/http1.c and the JSON decoder of common/json.c.  One
+ * source, built once per target with -DFUZZ_TARGET=FUZZ_TOKEN,
+ * FUZZ_VALIDATE, FUZZ_PROFILE, FUZZ_CREDENTIALS, FUZZ_SESSION, FUZZ_CONFIG,
+ * FUZZ_EMBED, FUZZ_HTTP1 or FUZZ_JSON (Makefile.am).
  *
  * Parser input: byte 0 picks the status (high nibble, from tg_statuses) and
  * the variant (low nibble: flavor, which, op); byte 1 picks the content type
@@ -42,6 +43,7 @@
 #include "tokengate.h"
 #include "tg_http1.h"
 #include "tg_internal.h"
+#include "tg_json.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +58,7 @@
 #define FUZZ_CONFIG 6
 #define FUZZ_EMBED 7
 #define FUZZ_HTTP1 8
+#define FUZZ_JSON 9
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=FUZZ_TOKEN (or another FUZZ_* target)"
@@ -84,7 +87,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                 \
-    FUZZ_TARGET != FUZZ_HTTP1
+    FUZZ_TARGET != FUZZ_HTTP1 && FUZZ_TARGET != FUZZ_JSON
 static int printable(const char *s);
 static void check_diag(const tg_config_t *cfg, const tg_diag_t *diag,
                        tg_err_t err, long status);
@@ -119,7 +122,7 @@ static size_t split(char *buf, size_t len, char sep, char **parts, size_t max);
 #endif
 
 #if FUZZ_TARGET != FUZZ_CONFIG && FUZZ_TARGET != FUZZ_EMBED &&                 \
-    FUZZ_TARGET != FUZZ_HTTP1
+    FUZZ_TARGET != FUZZ_HTTP1 && FUZZ_TARGET != FUZZ_JSON
 
 static const long tg_statuses[16] = {200, 200, 200, 204, 401, 404, 422, 429,
                                      500, 503, 302, 400, 403, 201, 100, 0};
@@ -294,7 +297,7 @@ body_copy(const uint8_t *data, size_t len)
     return p;
 }
 
-#endif /* not FUZZ_CONFIG, FUZZ_EMBED or FUZZ_HTTP1 */
+#endif /* not FUZZ_CONFIG, FUZZ_EMBED, FUZZ_HTTP1 or FUZZ_JSON */
 
 #if FUZZ_TARGET == FUZZ_TOKEN || FUZZ_TARGET == FUZZ_CREDENTIALS
 
@@ -408,6 +411,101 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(memchr(diag.message, '\0', sizeof(diag.message)) != NULL);
     FUZZ_CHECK((err == TG_OK) == (diag.message[0] == '\0'));
     tg_config_free(cfg);
+    return 0;
+}
+
+#elif FUZZ_TARGET == FUZZ_JSON
+
+/*
+ * JSON input: byte 0 bit 0 asks for JSON_DECODE_ANY; the rest is the text,
+ * in a buffer of exactly its size.  tg__json_decode must agree with
+ * jansson's json_loadb (with JSON_REJECT_DUPLICATES): accept and refuse
+ * alike, give json_equal values and the same json_error_code.  Decoded
+ * with our limit at jansson's (depth_max 0), then with protocol.c's 32,
+ * which may only refuse more, and then as a stack overflow.  The one
+ * difference we chose (tg_json.h): jansson skips a raw NUL right after a
+ * number or a word.  Where we refuse such a NUL, jansson must give the same
+ * answer with a space in its place, and the comparison goes on so.
+ */
+static int fuzz_json_code(const json_error_t *e);
+static int fuzz_json_same(json_t *a, const json_error_t *ea, json_t *b,
+                          const json_error_t *eb);
+
+static int
+fuzz_json_code(const json_error_t *e)
+{
+    return (int) json_error_code(e);
+}
+
+/* Both accepted alike, or both refused with the same code. */
+static int
+fuzz_json_same(json_t *a, const json_error_t *ea, json_t *b,
+               const json_error_t *eb)
+{
+    if (a != NULL || b != NULL) {
+        return a != NULL && b != NULL && json_equal(a, b);
+    }
+    if (fuzz_json_code(ea) != fuzz_json_code(eb)) {
+        fprintf(stderr, "jansson: %d %s / ours: %d %s\n", fuzz_json_code(ea),
+                ea->text, fuzz_json_code(eb), eb->text);
+        return 0;
+    }
+    return 1;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_error_t jerr, merr, serr;
+    json_t *j, *m, *s, *j2;
+    size_t flags, len, at;
+    char *buf;
+    unsigned char prev;
+
+    if (size < 1) {
+        return 0;
+    }
+    flags = (data[0] & 1) != 0 ? JSON_DECODE_ANY : 0;
+    len = size - 1;
+    buf = malloc(len > 0 ? len : 1);
+    FUZZ_CHECK(buf != NULL);
+    memcpy(buf, data + 1, len);
+
+    j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | flags, &jerr);
+    for (;;) {
+        m = tg__json_decode(buf, len, flags, 0, &merr);
+        if (m != NULL ||
+            (fuzz_json_code(&merr) != json_error_premature_end_of_input &&
+             fuzz_json_code(&merr) != json_error_end_of_input_expected) ||
+            merr.position < 2 || (size_t) merr.position > len ||
+            buf[merr.position - 1] != '\0') {
+            break;
+        }
+        at = (size_t) merr.position - 1;
+        prev = (unsigned char) buf[at - 1];
+        if (!((prev >= '0' && prev <= '9') || (prev >= 'a' && prev <= 'z') ||
+              (prev >= 'A' && prev <= 'Z'))) {
+            break;
+        }
+        /* Our refusal of a NUL after a token: jansson must not care. */
+        buf[at] = ' ';
+        j2 = json_loadb(buf, len, JSON_REJECT_DUPLICATES | flags, &serr);
+        FUZZ_CHECK(fuzz_json_same(j, &jerr, j2, &serr));
+        json_decref(j2);
+    }
+    FUZZ_CHECK(fuzz_json_same(j, &jerr, m, &merr));
+    /* protocol.c's limit refuses more, and only as too deep. */
+    s = tg__json_decode(buf, len, flags, 32, &serr);
+    if (s != NULL) {
+        FUZZ_CHECK(m != NULL && json_equal(s, m));
+    } else if (fuzz_json_code(&serr) != json_error_stack_overflow) {
+        FUZZ_CHECK(m == NULL &&
+                   fuzz_json_code(&serr) == fuzz_json_code(&merr));
+    }
+    json_decref(s);
+    json_decref(j);
+    json_decref(m);
+    free(buf);
     return 0;
 }
 

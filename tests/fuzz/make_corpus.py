@@ -7,6 +7,7 @@ Parser seeds follow the input format of fuzz_parsers.c:
   byte 1: Retry-After nibble (high, seconds = n * 100 - 100) | content type
           index (low 3 bits, into tg_content_types)
   rest:   the body
+JSON seeds (fuzz_json) are byte 0 (bit 0: JSON_DECODE_ANY) and the text.
 Config seeds are plain config text.  Embed seeds follow fuzz_embed's format:
   byte 0: flags (1 http, 2 force_logout_login, 4 first_name, 8 last_name,
           16 user_timezone, 32 external_group_id, 64 fixed nonce,
@@ -166,6 +167,34 @@ SEEDS = {
         "bad_key.conf": "url = https://x.example.com\nno_such_key = 1\n",
         "crlf_comments.conf": "# comment\r\n\r\n  api=looker  \r\nurl=https://l.example.com\r\n",
     },
+}
+
+
+def json_seed(text, any_value=False):
+    if not isinstance(text, (bytes, str)):
+        text = json.dumps(text, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(text, str):
+        text = text.encode()
+    return bytes([1 if any_value else 0]) + text
+
+
+SEEDS["json"] = {
+    "insight_user": json_seed(INSIGHT_USER),
+    "looker_user": json_seed(LOOKER_USER),
+    "profile": json_seed(PROFILE),
+    "looker_422": json_seed(LOOKER_422),
+    "spaced": json_seed('{ "a" : [ 1 , 2.5e-3 , -0 , true , false , null ] ,\r\n'
+                        '\t"b" : { } }\n'),
+    "escapes": json_seed('["\\"\\\\\\/\\b\\f\\n\\r\\t",'
+                         '"\\u00e9\\u20ac\\ud83d\\ude00"]'),
+    "utf8": json_seed('{"k\u00e9y":"Jos\u00e9 \u20ac \U0001f600"}'),
+    "numbers": json_seed("[0,-0,9223372036854775807,-9223372036854775808,"
+                         "1e308,1e-400,0.1,12345678901234567890.5]"),
+    "string_any": json_seed('"abc.def-123"', True),
+    "number_any": json_seed("-12.5E+3", True),
+    "nested": json_seed("[" * 33 + "]" * 33),
+    "duplicate": json_seed('{"uid":"alice","uid":"root"}'),
+    "nul_after_number": json_seed(b"[1\0]"),
 }
 
 
