@@ -39,11 +39,23 @@ tg_err_name(tg_err_t err)
 void
 tg_diag_clear(tg_diag_t *diag)
 {
+    size_t i;
+
     if (diag == NULL) {
         return;
     }
-    memset(diag, 0, sizeof(*diag));
+    /* Every string emptied and every number reset, but not the whole
+     * 2.8 KB: the strings count only up to their NUL, and none ever holds
+     * a secret.  (nginx clears diags on every validation.) */
+    diag->message[0] = '\0';
+    diag->http_status = 0;
     diag->retry_after = -1;
+    diag->n_fields = 0;
+    for (i = 0; i < TG_FIELD_ERRORS_MAX; i++) {
+        diag->fields[i].field[0] = '\0';
+        diag->fields[i].code[0] = '\0';
+        diag->fields[i].message[0] = '\0';
+    }
 }
 
 tg_err_t

@@ -320,13 +320,26 @@ make_url(const tg_config_t *cfg, const char *path, const char *tail, char **out,
         tail = "";
     }
 
-    len = base_len + strlen(prefix) + mid_len + strlen(path) + strlen(tail);
-    url = malloc(len + 1);
-    if (url == NULL) {
-        return tg__fail(diag, TG_NOMEM, "out of memory");
+    {
+        /* base, prefix, mid, path, tail: copied, not printed (this runs
+         * for every validation nginx makes) */
+        const char *part[] = {base, prefix, mid, path, tail};
+        size_t n[] = {base_len, strlen(prefix), mid_len, strlen(path),
+                      strlen(tail)};
+        size_t i;
+        char *p;
+
+        len = n[0] + n[1] + n[2] + n[3] + n[4];
+        url = malloc(len + 1);
+        if (url == NULL) {
+            return tg__fail(diag, TG_NOMEM, "out of memory");
+        }
+        for (p = url, i = 0; i < sizeof(n) / sizeof(n[0]); i++) {
+            memcpy(p, part[i], n[i]);
+            p += n[i];
+        }
+        *p = '\0';
     }
-    snprintf(url, len + 1, "%.*s%s%.*s%s%s", (int) base_len, base, prefix,
-             (int) mid_len, mid, path, tail);
     *out = url;
     return TG_OK;
 }
@@ -337,7 +350,7 @@ set_authorization(const tg_config_t *cfg, const char *token, tg_request_t *req,
                   tg_diag_t *diag)
 {
     const char *scheme;
-    size_t len;
+    size_t scheme_len, token_len;
     tg_err_t err;
 
     err = tg_token_check(token, diag);
@@ -349,12 +362,14 @@ set_authorization(const tg_config_t *cfg, const char *token, tg_request_t *req,
         cfg->looker_auth_scheme == TG_LOOKER_SCHEME_TOKEN) {
         scheme = "token ";
     }
-    len = strlen(scheme) + strlen(token);
-    req->authorization = malloc(len + 1);
+    scheme_len = strlen(scheme);
+    token_len = strlen(token);
+    req->authorization = malloc(scheme_len + token_len + 1);
     if (req->authorization == NULL) {
         return tg__fail(diag, TG_NOMEM, "out of memory");
     }
-    snprintf(req->authorization, len + 1, "%s%s", scheme, token);
+    memcpy(req->authorization, scheme, scheme_len);
+    memcpy(req->authorization + scheme_len, token, token_len + 1);
     return TG_OK;
 }
 

@@ -57,6 +57,10 @@ typedef struct {
 
 typedef struct {
     ngx_http_tokengate_backoff_slot_t  slots[NGX_HTTP_TOKENGATE_BACKOFF_SLOTS];
+
+    /* slots in use, changed under the lock: while it is 0 (no server has
+     * failed), a call neither locks nor scans the slots */
+    ngx_atomic_t                       used;
 } ngx_http_tokengate_backoff_sh_t;
 
 
@@ -167,6 +171,7 @@ ngx_http_tokengate_backoff_slot(ngx_http_tokengate_backoff_sh_t *sh,
     ngx_memzero(free, sizeof(ngx_http_tokengate_backoff_slot_t));
     ngx_memcpy(free->key, key, NGX_HTTP_TOKENGATE_MAC_LEN);
     free->used = 1;
+    sh->used++;
 
     return free;
 }
@@ -198,7 +203,8 @@ ngx_http_tokengate_backoff_check(ngx_http_tokengate_loc_conf_t *tlcf,
     }
 
     shpool = ngx_http_tokengate_backoff_pool(&sh);
-    if (shpool == NULL) {
+    if (shpool == NULL || sh->used == 0) {
+        /* no server has failed: nothing to wait for */
         return NGX_OK;
     }
 
@@ -275,6 +281,14 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
         return 0;
     }
 
+    if (sh->used == 0 && resp != NULL
+        && !((resp->status == 429 || resp->status == 503)
+             && resp->retry_after > 0))
+    {
+        /* an answer, and no back-off to end */
+        return 0;
+    }
+
     now = ngx_time();
     delay = 0;
     until = 0;
@@ -308,6 +322,7 @@ ngx_http_tokengate_backoff_record(const u_char *key, const char *url,
             if (s != NULL && (s->failures > 0 || s->until <= now)) {
                 failures = s->failures;
                 s->used = 0;
+                sh->used--;
             }
         }
 
