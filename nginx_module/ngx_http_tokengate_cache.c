@@ -48,7 +48,7 @@ typedef struct {
 typedef struct {
     u_char                          key[NGX_HTTP_TOKENGATE_MAC_LEN];
     ngx_http_tokengate_hmac_key_t   hk;
-} ngx_http_tokengate_hmac_t;
+} ngx_http_tokengate_hmac_slot_t;
 
 
 static void ngx_http_tokengate_be64(u_char *p, uint64_t v);
@@ -91,9 +91,8 @@ static ngx_http_tokengate_ttl_t  ngx_http_tokengate_cache_ttls[] = {
 };
 
 
-/* The digest context every MAC of the worker runs in, and the keys. */
-static EVP_MD_CTX         *ngx_http_tokengate_hmac_md;
-static ngx_http_tokengate_hmac_t
+/* The keyed states of the worker's keys. */
+static ngx_http_tokengate_hmac_slot_t
     ngx_http_tokengate_hmacs[NGX_HTTP_TOKENGATE_HMACS_MAX];
 static ngx_uint_t         ngx_http_tokengate_nhmacs;
 
@@ -111,10 +110,10 @@ ngx_int_t
 ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
     const u_char *fingerprint, u_char *out)
 {
-    u_char                         head[8];
-    u_char                         tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
-    ngx_int_t                      rc;
-    EVP_MD_CTX                     *md;
+    u_char                          head[8];
+    u_char                          tail[1 + NGX_HTTP_TOKENGATE_MAC_LEN];
+    ngx_int_t                       rc;
+    ngx_http_tokengate_hmac_t       hmac;
     ngx_http_tokengate_hmac_key_t   once;
     ngx_http_tokengate_hmac_key_t  *hk;
 
@@ -132,16 +131,21 @@ ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token, ngx_uint_t basic,
         return NGX_ERROR;
     }
 
-    md = ngx_http_tokengate_hmac_md;
     rc = NGX_ERROR;
 
-    if (ngx_http_tokengate_hmac_start(md, hk) == 0
-        && EVP_DigestUpdate(md, head, sizeof(head)) == 1
-        && EVP_DigestUpdate(md, token->data, token->len) == 1
-        && EVP_DigestUpdate(md, tail, sizeof(tail)) == 1
-        && ngx_http_tokengate_hmac_final(md, hk, out) == 0)
+    ngx_http_tokengate_hmac_start(&hmac, hk);
+
+    if (ngx_http_tokengate_hmac_update(&hmac, head, sizeof(head)) == 0
+        && ngx_http_tokengate_hmac_update(&hmac, token->data, token->len)
+           == 0
+        && ngx_http_tokengate_hmac_update(&hmac, tail, sizeof(tail)) == 0
+        && ngx_http_tokengate_hmac_final(&hmac, hk, out) == 0)
     {
         rc = NGX_OK;
+
+    } else {
+        /* A MAC cut short holds the keyed state and the token's bytes. */
+        ngx_explicit_memzero(&hmac, sizeof(hmac));
     }
 
     if (hk == &once) {
@@ -169,27 +173,19 @@ ngx_http_tokengate_be64(u_char *p, uint64_t v)
  * The keyed states of key (ngx_http_tokengate_hmac.c).  OpenSSL 3's
  * one-shot HMAC() fetches the MAC and the digest on every call (a
  * provider lookup under a lock), and an EVP_MAC context re-initialised
- * with its key adds parameter handling to the same copies of keyed
+ * with its key adds parameter handling and allocations to copies of keyed
  * digest states: a worker keeps the states of each key (the cache
  * zones' keys, the coalescing key, the shared caches' keys: a handful)
- * and starts every MAC from copies of them, in one digest context it
- * reuses.  The worker uses it to completion before anything else runs.
+ * and starts every MAC from copies of them, made by assignment.
  * When the table is full, the states are made in *once for one MAC, and
- * the caller frees them.
+ * the caller wipes them.
  */
 static ngx_http_tokengate_hmac_key_t *
 ngx_http_tokengate_hmac_get(const u_char *key,
     ngx_http_tokengate_hmac_key_t *once)
 {
-    ngx_uint_t                  i;
-    ngx_http_tokengate_hmac_t  *h;
-
-    if (ngx_http_tokengate_hmac_md == NULL) {
-        ngx_http_tokengate_hmac_md = EVP_MD_CTX_new();
-        if (ngx_http_tokengate_hmac_md == NULL) {
-            return NULL;
-        }
-    }
+    ngx_uint_t                       i;
+    ngx_http_tokengate_hmac_slot_t  *h;
 
     for (i = 0; i < ngx_http_tokengate_nhmacs; i++) {
         if (ngx_memcmp(ngx_http_tokengate_hmacs[i].key, key,

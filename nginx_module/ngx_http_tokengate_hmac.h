@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 
 /* SHA-256's block: the longest key taken as it is (the module's are 32
@@ -28,35 +28,46 @@
 
 
 /* A key: the SHA-256 states after the block K ^ ipad (inner) and after
- * K ^ opad (outer).  They are as secret as the key. */
+ * K ^ opad (outer).  They are as secret as the key: only
+ * ngx_http_tokengate_hmac_key_free() may dispose of them, it wipes them. */
 typedef struct {
-    EVP_MD_CTX                *inner;
-    EVP_MD_CTX                *outer;
+    SHA256_CTX                 inner;
+    SHA256_CTX                 outer;
 } ngx_http_tokengate_hmac_key_t;
+
+/* One MAC in progress: plain memory (the stack will do), nothing to
+ * allocate or free; any number of keys may use it in turn. */
+typedef struct {
+    SHA256_CTX                 sha;
+} ngx_http_tokengate_hmac_t;
 
 
 #pragma GCC visibility push(hidden)
 
 /*
  * Key hk with key (len bytes, at most NGX_HTTP_TOKENGATE_HMAC_KEY_MAX):
- * 0, or -1 on failure (then hk holds nothing).  Free it with
- * ngx_http_tokengate_hmac_key_free(), which takes one that failed too.
+ * 0, or -1 on failure (then hk holds zeroes).  Dispose of it with
+ * ngx_http_tokengate_hmac_key_free(), which wipes it and takes one that
+ * failed too.
  */
 int ngx_http_tokengate_hmac_key_init(ngx_http_tokengate_hmac_key_t *hk,
     const unsigned char *key, size_t len);
 void ngx_http_tokengate_hmac_key_free(ngx_http_tokengate_hmac_key_t *hk);
 
 /*
- * One MAC: ngx_http_tokengate_hmac_start() sets md (an EVP_MD_CTX of the
- * caller's, reused from MAC to MAC) to hk's inner state, the caller feeds
- * the message with EVP_DigestUpdate(md, ...), and
- * ngx_http_tokengate_hmac_final() writes the NGX_HTTP_TOKENGATE_HMAC_LEN
- * bytes of HMAC-SHA-256(key, message) to out.  Each returns 0, or -1 on
- * failure.  hk is only read: one key serves any number of MACs.
+ * One MAC: ngx_http_tokengate_hmac_start() sets ctx to hk's inner state,
+ * ngx_http_tokengate_hmac_update() feeds the message (in as many pieces as
+ * wanted), and ngx_http_tokengate_hmac_final() writes the
+ * NGX_HTTP_TOKENGATE_HMAC_LEN bytes of HMAC-SHA-256(key, message) to out;
+ * update and final return 0, or -1 on failure.  No call allocates.  hk is
+ * only read: one key serves any number of MACs.  After final, ctx holds
+ * nothing of the key and may start another MAC.
  */
-int ngx_http_tokengate_hmac_start(EVP_MD_CTX *md,
+void ngx_http_tokengate_hmac_start(ngx_http_tokengate_hmac_t *ctx,
     const ngx_http_tokengate_hmac_key_t *hk);
-int ngx_http_tokengate_hmac_final(EVP_MD_CTX *md,
+int ngx_http_tokengate_hmac_update(ngx_http_tokengate_hmac_t *ctx,
+    const void *data, size_t len);
+int ngx_http_tokengate_hmac_final(ngx_http_tokengate_hmac_t *ctx,
     const ngx_http_tokengate_hmac_key_t *hk, unsigned char *out);
 
 #pragma GCC visibility pop

@@ -8,7 +8,9 @@
  * Checked against RFC 4231's vectors and against OpenSSL's HMAC() (the
  * EVP_MAC "HMAC" the module used before) for keys and messages of every
  * length around SHA-256's 64-byte block, fed in pieces as the module does.
- * Each test is named by what it protects.
+ * The states are SHA256_CTX structs copied by assignment: a key must be
+ * wiped when freed, and a context must carry nothing from one MAC (or one
+ * key) to the next.  Each test is named by what it protects.
  */
 #include "ngx_http_tokengate_hmac.h"
 
@@ -55,18 +57,35 @@ from_hex(const char *hex, unsigned char *out)
     }
 }
 
-/* The MAC of msg with hk in md, the message fed in parts cut at cut1 and
+/* The MAC of msg with hk in ctx, the message fed in parts cut at cut1 and
  * cut2 (cut1 <= cut2 <= len), as the module feeds length, token, tail. */
 static void
-mac_in_parts(EVP_MD_CTX *md, const ngx_http_tokengate_hmac_key_t *hk,
-             const unsigned char *msg, size_t len, size_t cut1, size_t cut2,
-             unsigned char *out)
+mac_in_parts(ngx_http_tokengate_hmac_t *ctx,
+             const ngx_http_tokengate_hmac_key_t *hk, const unsigned char *msg,
+             size_t len, size_t cut1, size_t cut2, unsigned char *out)
 {
-    assert_int_equal(ngx_http_tokengate_hmac_start(md, hk), 0);
-    assert_int_equal(EVP_DigestUpdate(md, msg, cut1), 1);
-    assert_int_equal(EVP_DigestUpdate(md, msg + cut1, cut2 - cut1), 1);
-    assert_int_equal(EVP_DigestUpdate(md, msg + cut2, len - cut2), 1);
-    assert_int_equal(ngx_http_tokengate_hmac_final(md, hk, out), 0);
+    ngx_http_tokengate_hmac_start(ctx, hk);
+    assert_int_equal(ngx_http_tokengate_hmac_update(ctx, msg, cut1), 0);
+    assert_int_equal(
+        ngx_http_tokengate_hmac_update(ctx, msg + cut1, cut2 - cut1), 0);
+    assert_int_equal(
+        ngx_http_tokengate_hmac_update(ctx, msg + cut2, len - cut2), 0);
+    assert_int_equal(ngx_http_tokengate_hmac_final(ctx, hk, out), 0);
+}
+
+/* Whether all of p's len bytes are zero. */
+static int
+all_zero(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (b[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static void
@@ -96,23 +115,21 @@ rfc4231_vectors_match(void **state)
     };
     unsigned char key[64], mac[32], want[32];
     size_t i, key_len;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ngx_http_tokengate_hmac_t ctx;
     ngx_http_tokengate_hmac_key_t hk;
 
     (void) state;
-    assert_non_null(md);
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         key_len = strlen(cases[i].key_hex) / 2;
         from_hex(cases[i].key_hex, key);
         from_hex(cases[i].mac_hex, want);
         assert_int_equal(ngx_http_tokengate_hmac_key_init(&hk, key, key_len),
                          0);
-        mac_in_parts(md, &hk, (const unsigned char *) cases[i].data,
+        mac_in_parts(&ctx, &hk, (const unsigned char *) cases[i].data,
                      strlen(cases[i].data), 0, 0, mac);
         assert_memory_equal(mac, want, sizeof(want));
         ngx_http_tokengate_hmac_key_free(&hk);
     }
-    EVP_MD_CTX_free(md);
 }
 
 static void
@@ -125,11 +142,10 @@ matches_openssl_hmac_for_keys_and_messages_around_the_block(void **state)
     static unsigned char msg[MSG_MAX];
     unsigned char key[64], mac[32], want[32];
     size_t k, m, len, cut1, cut2;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ngx_http_tokengate_hmac_t ctx;
     ngx_http_tokengate_hmac_key_t hk;
 
     (void) state;
-    assert_non_null(md);
     for (k = 0; k < sizeof(key_lens) / sizeof(key_lens[0]); k++) {
         fill(key, key_lens[k], (uint32_t) k + 1);
         assert_int_equal(
@@ -141,17 +157,16 @@ matches_openssl_hmac_for_keys_and_messages_around_the_block(void **state)
             openssl_hmac(key, key_lens[k], msg, len, want);
 
             /* whole, and in the module's three parts (8, token, 33) */
-            mac_in_parts(md, &hk, msg, len, 0, len, mac);
+            mac_in_parts(&ctx, &hk, msg, len, 0, len, mac);
             assert_memory_equal(mac, want, sizeof(want));
 
             cut1 = len < 8 ? len : 8;
             cut2 = len < cut1 + 33 ? cut1 : len - 33;
-            mac_in_parts(md, &hk, msg, len, cut1, cut2, mac);
+            mac_in_parts(&ctx, &hk, msg, len, cut1, cut2, mac);
             assert_memory_equal(mac, want, sizeof(want));
         }
         ngx_http_tokengate_hmac_key_free(&hk);
     }
-    EVP_MD_CTX_free(md);
 }
 
 static void
@@ -159,11 +174,10 @@ one_context_serves_keys_in_turn_without_carrying_state(void **state)
 {
     unsigned char key_a[32], key_b[32], msg[120];
     unsigned char a1[32], b1[32], a2[32], want_a[32], want_b[32];
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ngx_http_tokengate_hmac_t ctx;
     ngx_http_tokengate_hmac_key_t ha, hb;
 
     (void) state;
-    assert_non_null(md);
     fill(key_a, sizeof(key_a), 11);
     fill(key_b, sizeof(key_b), 12);
     fill(msg, sizeof(msg), 13);
@@ -172,9 +186,9 @@ one_context_serves_keys_in_turn_without_carrying_state(void **state)
     openssl_hmac(key_a, 32, msg, sizeof(msg), want_a);
     openssl_hmac(key_b, 32, msg, sizeof(msg), want_b);
 
-    mac_in_parts(md, &ha, msg, sizeof(msg), 8, 87, a1);
-    mac_in_parts(md, &hb, msg, sizeof(msg), 8, 87, b1);
-    mac_in_parts(md, &ha, msg, sizeof(msg), 8, 87, a2);
+    mac_in_parts(&ctx, &ha, msg, sizeof(msg), 8, 87, a1);
+    mac_in_parts(&ctx, &hb, msg, sizeof(msg), 8, 87, b1);
+    mac_in_parts(&ctx, &ha, msg, sizeof(msg), 8, 87, a2);
 
     assert_memory_equal(a1, want_a, 32);
     assert_memory_equal(b1, want_b, 32);
@@ -183,7 +197,6 @@ one_context_serves_keys_in_turn_without_carrying_state(void **state)
 
     ngx_http_tokengate_hmac_key_free(&ha);
     ngx_http_tokengate_hmac_key_free(&hb);
-    EVP_MD_CTX_free(md);
 }
 
 static void
@@ -194,11 +207,27 @@ a_key_longer_than_a_block_is_refused_and_holds_nothing(void **state)
 
     (void) state;
     fill(key, sizeof(key), 21);
+    memset(&hk, 0xa5, sizeof(hk));
     assert_int_equal(ngx_http_tokengate_hmac_key_init(&hk, key, sizeof(key)),
                      -1);
-    assert_null(hk.inner);
-    assert_null(hk.outer);
+    assert_true(all_zero(&hk, sizeof(hk)));
     ngx_http_tokengate_hmac_key_free(&hk);
+}
+
+static void
+a_freed_key_is_wiped(void **state)
+{
+    unsigned char key[32];
+    ngx_http_tokengate_hmac_key_t hk;
+
+    (void) state;
+    fill(key, sizeof(key), 31);
+    assert_int_equal(ngx_http_tokengate_hmac_key_init(&hk, key, sizeof(key)),
+                     0);
+    assert_false(all_zero(&hk.inner, sizeof(hk.inner)));
+    assert_false(all_zero(&hk.outer, sizeof(hk.outer)));
+    ngx_http_tokengate_hmac_key_free(&hk);
+    assert_true(all_zero(&hk, sizeof(hk)));
 }
 
 int
@@ -212,6 +241,7 @@ main(void)
             one_context_serves_keys_in_turn_without_carrying_state),
         cmocka_unit_test(
             a_key_longer_than_a_block_is_refused_and_holds_nothing),
+        cmocka_unit_test(a_freed_key_is_wiped),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
