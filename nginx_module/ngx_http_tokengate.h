@@ -10,7 +10,8 @@
  * ngx_http_tokengate_token.c a request's credentials and identity,
  * ngx_http_tokengate_conf.c the configuration, ngx_http_tokengate_curl.c
  * the worker's transfers (through libcurl's multi handle, or on nginx's
- * own connections: ngx_http_tokengate_peer.c),
+ * own connections: ngx_http_tokengate_peer.c, their TLS
+ * ngx_http_tokengate_tls.c),
  * ngx_http_tokengate_cache.c the shared cache, ngx_http_tokengate_status.c
  * the shared counters, ngx_http_tokengate_limit.c tokengate_fail_limit,
  * ngx_http_tokengate_backoff.c the node-wide back-off from an auth server.
@@ -572,6 +573,14 @@ ngx_int_t ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h);
 void ngx_http_tokengate_peer_stop(ngx_http_tokengate_handle_t *h);
 ngx_int_t ngx_http_tokengate_peer_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_peer_exit_process(ngx_cycle_t *cycle);
+
+/* ngx_http_tokengate_tls.c: TLS on those connections */
+#if (NGX_SSL)
+ngx_int_t ngx_http_tokengate_peer_ssl(ngx_conf_t *cf,
+    ngx_http_tokengate_peer_t *peer, tg_config_t *tg);
+ngx_int_t ngx_http_tokengate_peer_verify(ngx_connection_t *c,
+    ngx_http_tokengate_peer_t *peer, tg_diag_t *diag);
+#endif
 
 /* ngx_http_tokengate_cache.c: the shared cache */
 ngx_int_t ngx_http_tokengate_mac(const u_char *key, ngx_str_t *token,
