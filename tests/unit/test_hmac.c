@@ -11,8 +11,13 @@
  * The states are SHA256_CTX structs copied by assignment: a key must be
  * wiped when freed, and a context must carry nothing from one MAC (or one
  * key) to the next.  Each test is named by what it protects.
+ *
+ * The source is included, not built as an object of its own: an object
+ * under nginx_module/ in the build tree would make `make dist` take that
+ * build directory for the source one (EXTRA_DIST names nginx_module/).
+ * First, for its OPENSSL_API_COMPAT to come before any OpenSSL header.
  */
-#include "ngx_http_tokengate_hmac.h"
+#include "ngx_http_tokengate_hmac.c"
 
 #include <openssl/hmac.h>
 
