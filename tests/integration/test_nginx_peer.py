@@ -409,7 +409,8 @@ def test_tls_trust_and_faults_as_the_cli(row, tmp_path, devserver_factory,
 
 class TlsEnding:
     """A TLS server (the pki's good certificate) in front of a plain
-    devserver: it relays one request, sends the answer without its
+    devserver: it relays the first request (later clients get the same
+    answer), sends the answer without its
     Content-Length (so the body ends with the connection) and ends the
     connection cleanly (close_notify) or not (a bare close), or sends
     nothing at all before closing."""
@@ -419,6 +420,8 @@ class TlsEnding:
         self.ctx.load_cert_chain(pki / "good.pem", pki / "good.key")
         self.target = target_port
         self.mode = mode
+        self.resp = None
+        self.lock = threading.Lock()
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(16)
@@ -443,14 +446,11 @@ class TlsEnding:
         if req is None or self.mode == "nothing":
             c.close()                     # no close_notify
             return
-        with socket.create_connection(("127.0.0.1", self.target)) as up:
-            up.sendall(req.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
-            resp = b""
-            while True:
-                chunk = up.recv(65536)
-                if not chunk:
-                    break
-                resp += chunk
+        try:
+            resp = self.answer(req)
+        except OSError:
+            c.close()
+            raise
         head, _, body = resp.partition(b"\r\n\r\n")
         lines = [h for h in head.split(b"\r\n")
                  if not h.lower().startswith((b"content-length:",
@@ -464,6 +464,23 @@ class TlsEnding:
                 c.close()
         else:
             c.close()                     # no close_notify
+
+    def answer(self, req):
+        """The devserver's answer to the first request, for every client
+        (nginx, then the CLI, with the same token): asked once."""
+        with self.lock:
+            if self.resp is None:
+                with socket.create_connection(("127.0.0.1", self.target),
+                                              timeout=10) as up:
+                    up.sendall(req.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+                    resp = b""
+                    while True:
+                        chunk = up.recv(65536)
+                        if not chunk:
+                            break
+                        resp += chunk
+                self.resp = resp
+            return self.resp
 
     def stop(self):
         self.lsock.close()
