@@ -557,6 +557,7 @@ ngx_int_t ngx_http_tokengate_send(ngx_http_tokengate_ctx_t *ctx,
 void ngx_http_tokengate_release(ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_abort(ngx_http_tokengate_ctx_t *ctx);
 void ngx_http_tokengate_active(ngx_int_t delta);
+void ngx_http_tokengate_forget_connection(ngx_connection_t *c);
 ngx_int_t ngx_http_tokengate_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_tokengate_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_exit_process(ngx_cycle_t *cycle);

@@ -685,9 +685,8 @@ ngx_http_tokengate_sock_set(ngx_socket_t s, ngx_connection_t *c,
 }
 
 
-/* The fd is closed (by libcurl itself) or about to be: the kernel drops a
- * closed fd from epoll, so its events are forgotten without a system call
- * (what NGX_CLOSE_EVENT means), and the connection is freed, not closed. */
+/* The fd is closed (by libcurl itself) or about to be: its connection is
+ * let go of without closing it. */
 static void
 ngx_http_tokengate_sock_forget(ngx_http_tokengate_sock_t *sk)
 {
@@ -696,6 +695,19 @@ ngx_http_tokengate_sock_forget(ngx_http_tokengate_sock_t *sk)
     c = sk->connection;
     sk->connection = NULL;
 
+    ngx_http_tokengate_forget_connection(c);
+}
+
+
+/*
+ * Let go of c, whose fd its library closes (libcurl, hiredis) or is about
+ * to: the kernel drops a closed fd from epoll, so its events are
+ * forgotten without a system call (what NGX_CLOSE_EVENT means), and the
+ * connection is freed, not closed.
+ */
+void
+ngx_http_tokengate_forget_connection(ngx_connection_t *c)
+{
     if (c->read->active) {
         (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
     }
