@@ -572,6 +572,7 @@ char *ngx_http_tokengate_peer_conf(ngx_conf_t *cf,
     ngx_http_tokengate_loc_conf_t *conf);
 ngx_int_t ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h);
 void ngx_http_tokengate_peer_stop(ngx_http_tokengate_handle_t *h);
+void ngx_http_tokengate_peer_unwrite(ngx_http_tokengate_handle_t *h);
 ngx_int_t ngx_http_tokengate_peer_init_process(ngx_cycle_t *cycle);
 void ngx_http_tokengate_peer_exit_process(ngx_cycle_t *cycle);
 

@@ -342,10 +342,7 @@ ngx_http_tokengate_handle_put(ngx_http_tokengate_handle_t *h,
 
     if (h->native) {
         h->native = 0;
-        tg_secret_free_len(h->out, h->out_cap);
-        h->out = NULL;
-        h->out_len = 0;
-        h->out_cap = 0;
+        ngx_http_tokengate_peer_unwrite(h);
         tg__http1_reset(&h->in, NGX_HTTP_TOKENGATE_BODY_KEEP);
 
     } else if (tg__curl_end(&h->cu, NGX_HTTP_TOKENGATE_BODY_KEEP) != 0
@@ -374,7 +371,7 @@ ngx_http_tokengate_handle_free(ngx_http_tokengate_handle_t *h)
 {
     tg__curl_free(&h->cu);
     tg__http1_free(&h->in);
-    tg_secret_free_len(h->out, h->out_cap);
+    ngx_http_tokengate_peer_unwrite(h);
     tg_request_clear(&h->req);
 
     ngx_free(h);

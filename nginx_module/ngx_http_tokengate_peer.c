@@ -307,13 +307,14 @@ ngx_http_tokengate_peer_start(ngx_http_tokengate_handle_t *h)
 }
 
 
-/* A kept connection to h's server, else a new one. */
+/* A kept connection to h's server, else a new one (a retry goes straight
+ * to a new one: ngx_http_tokengate_peer_retry). */
 static void
 ngx_http_tokengate_peer_next(ngx_http_tokengate_handle_t *h)
 {
     ngx_connection_t  *c;
 
-    c = h->retried ? NULL : ngx_http_tokengate_peer_kept(h->peer);
+    c = ngx_http_tokengate_peer_kept(h->peer);
 
     if (c == NULL) {
         ngx_http_tokengate_peer_connect(h);
@@ -651,10 +652,7 @@ ngx_http_tokengate_peer_write(ngx_event_t *wev)
 
     /* the request (a token, or a secret) is not needed any more */
 
-    tg_secret_free_len(h->out, h->out_cap);
-    h->out = NULL;
-    h->out_len = 0;
-    h->out_cap = 0;
+    ngx_http_tokengate_peer_unwrite(h);
 
     wev->handler = ngx_http_tokengate_peer_dummy;
 
@@ -1317,6 +1315,18 @@ ngx_http_tokengate_peer_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* The request's bytes (they hold a token, or a secret): wiped and freed;
+ * h->req still holds the request (a retry writes it again). */
+void
+ngx_http_tokengate_peer_unwrite(ngx_http_tokengate_handle_t *h)
+{
+    tg_secret_free_len(h->out, h->out_cap);
+    h->out = NULL;
+    h->out_len = 0;
+    h->out_cap = 0;
+}
+
+
 static void
 ngx_http_tokengate_peer_drop(ngx_queue_t *queue)
 {
@@ -1330,10 +1340,7 @@ ngx_http_tokengate_peer_drop(ngx_queue_t *queue)
         ngx_http_tokengate_peer_stop(h);
 
         tg_request_clear(&h->req);
-        tg_secret_free_len(h->out, h->out_cap);
-        h->out = NULL;
-        h->out_len = 0;
-        h->out_cap = 0;
+        ngx_http_tokengate_peer_unwrite(h);
         tg__http1_free(&h->in);
     }
 }
