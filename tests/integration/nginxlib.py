@@ -134,14 +134,17 @@ http {{
     }}
 """)
 
-    def test_config(self):
-        return subprocess.run([NGINX, "-t", "-p", str(self.dir), "-c",
-                               str(self.conf)], capture_output=True,
+    def test_config(self, prefix=()):
+        """nginx -t; prefix: a command that runs nginx (unshare ...)."""
+        return subprocess.run([*prefix, NGINX, "-t", "-p", str(self.dir),
+                               "-c", str(self.conf)], capture_output=True,
                               text=True, env=nginx_env(), timeout=30)
 
-    def start(self):
+    def start(self, prefix=()):
+        """Start nginx and wait until it listens; prefix: a command that
+        runs nginx (unshare ...)."""
         self.proc = subprocess.Popen(
-            [NGINX, "-p", str(self.dir), "-c", str(self.conf)],
+            [*prefix, NGINX, "-p", str(self.dir), "-c", str(self.conf)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "stderr.log", "wb"), env=nginx_env())
         deadline = time.monotonic() + 15

@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -208,30 +207,12 @@ def private_names(tmp_path, hosts=""):
     return ["unshare", "-m", "sh", "-c", mounts + ' && exec "$0" "$@"']
 
 
-def start_with(nginx, prefix):
-    """Start nginx (configured already) under a command prefix."""
-    from nginxlib import NGINX, nginx_env
-    nginx.proc = subprocess.Popen(
-        prefix + [NGINX, "-p", str(nginx.dir), "-c", str(nginx.conf)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(nginx.dir / "stderr.log", "wb"), env=nginx_env())
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", nginx.port), 0.2):
-                return nginx
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("nginx did not listen: " + nginx.logs())
-
-
 def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
         tmp_path, nginx):
     """tokengate_url's host does not resolve when nginx starts: nginx -t
     warns and starts, and that location's calls go through libcurl, which
     tries to resolve it for each new connection (here it never does: 503,
     TG_UNAVAILABLE)."""
-    from nginxlib import NGINX, nginx_env
     prefix = private_names(tmp_path)
     if prefix is None:
         pytest.skip("no private mount namespace here (unshare -m)")
@@ -239,15 +220,12 @@ def test_a_name_that_does_not_resolve_at_load_is_left_to_libcurl(
     site(nginx, write_tg_conf(tmp_path, API,
                               "https://tokengate-test-host.invalid:8443"),
          "            tokengate_backoff off;", start=False)
-    res = subprocess.run(prefix + [NGINX, "-t", "-p", str(nginx.dir), "-c",
-                                   str(nginx.conf)],
-                         capture_output=True, text=True, env=nginx_env(),
-                         timeout=60)
+    res = nginx.test_config(prefix)
     assert res.returncode == 0, res.stderr
     assert "tokengate-test-host.invalid:8443\" cannot be resolved now" \
         in res.stderr, res.stderr
     assert "go through libcurl" in res.stderr
-    start_with(nginx, prefix)
+    nginx.start(prefix)
     r = nginx.get("/p/index.html", "some-token-0123456789abcdef")
     assert r.status == 503, r
     assert "err=TG_UNAVAILABLE" in nginx.logs()
@@ -278,7 +256,7 @@ def test_an_address_that_never_answers_leaves_time_for_the_next(
                                   allow_insecure_http="yes",
                                   connect_timeout="4", timeout="10"),
              "            tokengate_backoff off;", start=False)
-        start_with(nginx, prefix)
+        nginx.start(prefix)
         # had the black hole taken all of connect_timeout, this would be
         # 503 (TG_TIMEOUT)
         r = nginx.get("/p/index.html", tok)
